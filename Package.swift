@@ -1,0 +1,73 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "luaspoa",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "SpopEngine", targets: ["SpopEngine"]),
+        .executable(name: "luaspoa", targets: ["luaspoa"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // Lua 5.4 from the system (Debian/Ubuntu: liblua5.4-dev).
+        .systemLibrary(
+            name: "CLua",
+            pkgConfig: "lua5.4",
+            providers: [.apt(["liblua5.4-dev"])]
+        ),
+        // Every function Lua can call lives here: a Lua error is a longjmp and must
+        // never cross a Swift frame.
+        .target(name: "CLuaSpoa", dependencies: ["CLua"]),
+        // The SPOP 2.0 protocol engine: codec, connection state machine, NIO server.
+        .target(
+            name: "SpopEngine",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Per-worker Lua states that answer NOTIFY frames with the user's script.
+        .target(
+            name: "LuaRuntime",
+            dependencies: [
+                "CLuaSpoa", "SpopEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "luaspoa",
+            dependencies: [
+                "SpopEngine", "LuaRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "SpopEngineTests",
+            dependencies: [
+                "SpopEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "LuaRuntimeTests",
+            dependencies: ["LuaRuntime", "SpopEngine", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["SpopEngine", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+    ]
+)

@@ -1,0 +1,102 @@
+import Logging
+import NIOCore
+
+/// Executes a `ConnectionStateMachine`'s actions on one channel; decides nothing itself.
+final class SpopChannelHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var stateMachine: ConnectionStateMachine
+    private var frames = FrameReader()
+    private let worker: any SpoaWorker
+    private var logger: Logger
+    private var connection = SpoaConnectionInfo()
+    /// ACKs written during one read burst are flushed together.
+    private var needsFlush = false
+
+    init(capabilities: AgentCapabilities, worker: any SpoaWorker, logger: Logger) {
+        self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
+        self.worker = worker
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connection.remoteAddress = context.remoteAddress?.description
+        logger[metadataKey: "peer"] = "\(connection.remoteAddress ?? "?")"
+        logger.debug("connection opened")
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !stateMachine.isClosed else { return }
+        frames.append(unwrapInboundIn(data))
+        do {
+            while !stateMachine.isClosed, let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) {
+                execute(stateMachine.frameReceived(frame), context: context)
+            }
+        } catch {
+            execute(stateMachine.decodingFailed(error), context: context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !stateMachine.isClosed { logger.debug("connection closed by peer") }
+        stateMachine.closed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error: \(error)")
+        stateMachine.closed()
+        context.close(promise: nil)
+    }
+
+    private func execute(_ action: ConnectionStateMachine.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .sendHello(let hello, let closeAfterWrite):
+            var buffer = context.channel.allocator.buffer(capacity: 64)
+            hello.write(to: &buffer)
+            if closeAfterWrite {
+                logger.debug("health check answered")
+                context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            } else {
+                connection.engineID = stateMachine.engineID
+                if let engineID = connection.engineID { logger[metadataKey: "engine-id"] = "\(engineID)" }
+                logger.debug("handshake done", metadata: ["max-frame-size": "\(hello.maxFrameSize)"])
+                context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            }
+
+        case .processNotify(let notify):
+            let buffer = context.channel.allocator.buffer(capacity: 64)
+            var ack = AckWriter(
+                streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: stateMachine.maxFrameSize, buffer: buffer
+            )
+            worker.handle(notify, connection: connection, ack: &ack)
+            context.write(wrapOutboundOut(ack.finish()), promise: nil)
+            needsFlush = true
+
+        case .disconnect(let reply, let peer):
+            if let peer {
+                logger.debug("HAProxy disconnects: status \(peer.status): \(peer.message)")
+            } else {
+                logger.warning("protocol error, disconnecting: status \(reply.status): \(reply.message)")
+            }
+            var buffer = context.channel.allocator.buffer(capacity: 64)
+            reply.write(to: &buffer)
+            needsFlush = false
+            // Peers may already have closed their side: a failed last write is expected.
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+
+        case .none(let reason):
+            if let reason { logger.debug("\(reason)") }
+        }
+    }
+}
