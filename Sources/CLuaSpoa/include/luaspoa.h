@@ -1,0 +1,130 @@
+/*
+ * luaspoa: the C side of the Lua runtime.
+ *
+ * Every function Lua can call, every stack-building step and every lua_pcall
+ * lives in this target: a Lua error is a longjmp and must never cross a Swift
+ * frame. Swift fills the plain structs below and calls luaspoa_newstate() once
+ * per worker and luaspoa_dispatch() once per message. The callbacks Swift hands
+ * to C never raise; they return error codes and C raises on their behalf.
+ */
+#ifndef LUASPOA_H
+#define LUASPOA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct lua_State;
+
+/* SPOP typed-data codes (spop-protocol.md §3.2). */
+enum {
+    LUASPOA_T_NULL = 0,
+    LUASPOA_T_BOOL = 1,
+    LUASPOA_T_INT32 = 2,
+    LUASPOA_T_UINT32 = 3,
+    LUASPOA_T_INT64 = 4,
+    LUASPOA_T_UINT64 = 5,
+    LUASPOA_T_IPV4 = 6,
+    LUASPOA_T_IPV6 = 7,
+    LUASPOA_T_STRING = 8,
+    LUASPOA_T_BINARY = 9,
+};
+
+/* Action kinds passed to append_action. */
+enum { LUASPOA_ACTION_SET = 1, LUASPOA_ACTION_UNSET = 2 };
+
+/* Results of luaspoa_dispatch. */
+enum { LUASPOA_NO_HANDLER = 0, LUASPOA_OK = 1, LUASPOA_ERROR = 2 };
+
+/* syslog-style levels used by spoa.log and the log callback. */
+enum {
+    LUASPOA_LOG_EMERG = 0, LUASPOA_LOG_ALERT = 1, LUASPOA_LOG_CRIT = 2, LUASPOA_LOG_ERR = 3,
+    LUASPOA_LOG_WARNING = 4, LUASPOA_LOG_NOTICE = 5, LUASPOA_LOG_INFO = 6, LUASPOA_LOG_DEBUG = 7,
+};
+
+typedef struct spoa_bytes {
+    const char *ptr;
+    size_t len;
+} spoa_bytes;
+
+typedef union spoa_value_data {
+    int64_t i;          /* BOOL (0/1) and the four integer types, as a 64-bit pattern */
+    uint8_t ip[16];     /* IPV4 in ip[0..3], IPV6 in ip[0..15], network byte order */
+    spoa_bytes bytes;   /* STRING and BINARY; borrowed, never owned */
+} spoa_value_data;
+
+/* One typed value, used both for incoming arguments and outgoing SET-VAR values. */
+typedef struct spoa_value {
+    uint8_t type;       /* LUASPOA_T_* */
+    spoa_value_data v;
+} spoa_value;
+
+/* One NOTIFY argument; name and byte values point into the frame buffer. */
+typedef struct spoa_arg {
+    const char *name;
+    size_t name_len;
+    spoa_value value;
+} spoa_arg;
+
+/* Callbacks into Swift. They must never raise: they return codes and C raises. */
+typedef int (*luaspoa_append_action_fn)(void *ud, int kind, int scope,
+                                        const char *name, size_t name_len,
+                                        const spoa_value *value /* NULL for unset */);
+typedef size_t (*luaspoa_ack_mark_fn)(void *ud);
+typedef void (*luaspoa_ack_rollback_fn)(void *ud, size_t mark);
+typedef void (*luaspoa_log_fn)(void *ud, int level, const char *msg, size_t len);
+
+/*
+ * Per-state context, owned by the caller (Swift) and alive as long as the state.
+ * The state keeps a pointer to it; the per-frame fields are updated by the caller
+ * before each dispatch.
+ */
+typedef struct luaspoa_ctx {
+    int worker_index;            /* spoa.worker (1-based) */
+    int worker_count;            /* spoa.workers */
+    uint64_t stream_id;          /* txn.stream_id */
+    uint64_t frame_id;           /* txn.frame_id */
+    const char *engine_id;       /* txn.engine_id, NULL if unknown */
+    size_t engine_id_len;
+    size_t max_frame_size;       /* only for the "ACK full" message; 0 if unknown */
+    void *ud;                    /* passed back to every callback */
+    luaspoa_append_action_fn append_action; /* 0 ok, nonzero: ACK full */
+    luaspoa_ack_mark_fn ack_mark;
+    luaspoa_ack_rollback_fn ack_rollback;
+    luaspoa_log_fn log;
+} luaspoa_ctx;
+
+/*
+ * Creates a sandboxed state, installs the `spoa` API, then loads and runs the
+ * script at `path` (text chunks only). Returns NULL on failure with the error
+ * (including file:line and a traceback for runtime errors) in errbuf.
+ * `ctx` must outlive the state. `mem_limit` is in bytes, 0 for no limit.
+ */
+struct lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit,
+                                   char *errbuf, size_t errcap);
+
+/* Closes a state made by luaspoa_newstate. */
+void luaspoa_close(struct lua_State *L);
+
+/*
+ * Runs the handler registered for one message.
+ * Returns LUASPOA_NO_HANDLER, LUASPOA_OK, or LUASPOA_ERROR (errbuf then holds
+ * "file:line: message" and a short traceback, and the message's actions have
+ * been rolled back to the mark taken before the handler ran).
+ */
+int luaspoa_dispatch(struct lua_State *L, luaspoa_ctx *ctx,
+                     const char *msg_name, size_t name_len,
+                     const spoa_arg *args, int nargs,
+                     char *errbuf, size_t errcap);
+
+/* Bytes currently allocated by the state (for metrics and tests). */
+size_t luaspoa_memory(struct lua_State *L);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,138 @@
+/* luaspoa_dispatch: one protected call per message, with rollback of that
+ * message's actions on any error, and encoding of a returned action table. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "luaspoa_internal.h"
+
+enum { SLOT_PARAMS = 1, SLOT_HANDLERS, SLOT_HANDLER, SLOT_RESULT };
+
+typedef struct dispatch_params {
+    int found;
+} dispatch_params;
+
+static int compare_keys(const void *pa, const void *pb) {
+    const spoa_bytes *a = pa, *b = pb;
+    int c = memcmp(a->ptr, b->ptr, a->len < b->len ? a->len : b->len);
+    if (c != 0)
+        return c;
+    return (a->len > b->len) - (a->len < b->len);
+}
+
+/* Raises an error located at the handler's definition (no Lua frame is
+ * running once the handler has returned). */
+static int result_error(lua_State *L, const char *key, const char *why) {
+    lua_Debug ar;
+    lua_pushvalue(L, SLOT_HANDLER);
+    lua_getinfo(L, ">S", &ar);
+    if (key)
+        return luaL_error(L, "%s:%d: action table returned by handler of '%s': [\"%s\"]: %s",
+                          ar.short_src, ar.linedefined, luaspoa_rt_get(L)->msg_name, key, why);
+    return luaL_error(L, "%s:%d: handler of '%s': %s", ar.short_src, ar.linedefined,
+                      luaspoa_rt_get(L)->msg_name, why);
+}
+
+/* Encodes the handler's return value: nil, or { ["scope.name"] = value, ... }
+ * in sorted key order. */
+static void encode_result(lua_State *L) {
+    int t = SLOT_RESULT;
+    if (lua_isnil(L, t))
+        return;
+    if (!lua_istable(L, t)) {
+        lua_pushfstring(L, "must return nil or an action table, got %s", luaL_typename(L, t));
+        result_error(L, NULL, lua_tostring(L, -1));
+    }
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pushfstring(L, "action table keys must be \"scope.name\" strings, got %s",
+                            luaL_typename(L, -1));
+            result_error(L, NULL, lua_tostring(L, -1));
+        }
+        n++;
+    }
+    if (n == 0)
+        return;
+    /* Scratch array anchored on the stack, so an error cannot leak it. Keys
+     * stay valid: they are anchored in the table and no Lua code runs. */
+    spoa_bytes *keys = lua_newuserdatauv(L, n * sizeof *keys, 0);
+    size_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        lua_pop(L, 1);
+        keys[i].ptr = lua_tolstring(L, -1, &keys[i].len);
+        i++;
+    }
+    qsort(keys, n, sizeof *keys, compare_keys);
+    for (i = 0; i < n; i++) {
+        int scope;
+        const char *name;
+        size_t name_len;
+        char err[256];
+        if (!luaspoa_parse_var(keys[i].ptr, keys[i].len, &scope, &name, &name_len, err, sizeof err))
+            result_error(L, NULL, err);
+        lua_pushlstring(L, keys[i].ptr, keys[i].len);
+        lua_rawget(L, t);
+        spoa_value v;
+        const char *why = NULL;
+        int kind = luaspoa_tovalue(L, -1, &v, &why);
+        if (kind == 0)
+            result_error(L, keys[i].ptr, why);
+        luaspoa_append(L, kind, scope, name, name_len, kind == LUASPOA_ACTION_SET ? &v : NULL);
+        lua_pop(L, 1);
+    }
+}
+
+static int dispatch_body(lua_State *L) {
+    dispatch_params *p = lua_touserdata(L, SLOT_PARAMS);
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handlers_ref);
+    lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
+    if (lua_rawget(L, SLOT_HANDLERS) != LUA_TFUNCTION)
+        return 0;
+    p->found = 1;
+    lua_pushvalue(L, SLOT_HANDLER);
+    luaspoa_push_txn(L);
+    luaspoa_push_msg(L);
+    lua_call(L, 2, 1);
+    encode_result(L);
+    return 0;
+}
+
+int luaspoa_dispatch(lua_State *L, luaspoa_ctx *ctx, const char *msg_name, size_t name_len,
+                     const spoa_arg *args, int nargs, char *errbuf, size_t errcap) {
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    int base = lua_gettop(L);
+    if (!lua_checkstack(L, 8)) {
+        if (errbuf && errcap)
+            strncpy(errbuf, "Lua stack overflow", errcap - 1), errbuf[errcap - 1] = '\0';
+        return LUASPOA_ERROR;
+    }
+    rt->ctx = ctx;
+    rt->msg_name = msg_name;
+    rt->msg_name_len = name_len;
+    rt->args = args;
+    rt->nargs = nargs;
+    rt->gen++;
+    rt->active = 1;
+    size_t mark = ctx->ack_mark ? ctx->ack_mark(ctx->ud) : 0;
+    dispatch_params p = {0};
+    lua_pushcfunction(L, luaspoa_msgh);
+    lua_pushcfunction(L, dispatch_body);
+    lua_pushlightuserdata(L, &p);
+    int status = lua_pcall(L, 1, 0, base + 1);
+    rt->active = 0;
+    rt->args = NULL;
+    rt->nargs = 0;
+    int result = p.found ? LUASPOA_OK : LUASPOA_NO_HANDLER;
+    if (status != LUA_OK) {
+        luaspoa_copy_error(L, -1, errbuf, errcap);
+        if (ctx->ack_rollback)
+            ctx->ack_rollback(ctx->ud, mark);
+        result = LUASPOA_ERROR;
+    }
+    lua_settop(L, base);
+    return result;
+}

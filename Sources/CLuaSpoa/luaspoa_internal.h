@@ -1,0 +1,90 @@
+/* Internal declarations shared by the CLuaSpoa C files (not exported to Swift). */
+#ifndef LUASPOA_INTERNAL_H
+#define LUASPOA_INTERNAL_H
+
+#include <lua5.4/lua.h>
+#include <lua5.4/lauxlib.h>
+#include <lua5.4/lualib.h>
+
+#include "luaspoa.h"
+
+#define LUASPOA_ADDR_MT "luaspoa.Addr"
+#define LUASPOA_TYPED_MT "luaspoa.Typed"
+#define LUASPOA_MSG_MT "luaspoa.Msg"
+#define LUASPOA_TXN_MT "luaspoa.Txn"
+
+/* Pseudo type code of the spoa.unset sentinel (never sent on the wire). */
+#define LUASPOA_T_UNSET 0xFF
+
+/* Per-state runtime, reached through lua_getextraspace. Owned by the state. */
+typedef struct luaspoa_rt {
+    luaspoa_ctx *ctx;
+    size_t allocated, limit, peak;  /* allocator accounting (bytes) */
+    int handlers_ref;               /* registry ref: name -> handler function */
+    int loading;                    /* 1 while the script body runs */
+    int active;                     /* 1 while a handler runs */
+    uint64_t gen;                   /* bumped for each dispatch; msg/txn remember theirs */
+    const char *msg_name;           /* current message */
+    size_t msg_name_len;
+    const spoa_arg *args;           /* current message's arguments */
+    int nargs;
+    char warnbuf[512];              /* pieces of a warn() message */
+    size_t warnlen;
+} luaspoa_rt;
+
+static inline luaspoa_rt *luaspoa_rt_get(lua_State *L) {
+    return *(luaspoa_rt **)lua_getextraspace(L);
+}
+
+/* Handle userdata (msg, txn): valid only during the dispatch that made it. */
+typedef struct luaspoa_handle {
+    uint64_t gen;
+} luaspoa_handle;
+
+/* Checks that the value at idx is a live handle of the given kind, or raises. */
+luaspoa_handle *luaspoa_check_handle(lua_State *L, int idx, const char *mt, const char *what);
+/* Pushes a new handle userdata bound to the current dispatch (nuv user values). */
+void luaspoa_push_handle(lua_State *L, const char *mt, int nuv);
+
+/* luaspoa_state.c */
+int luaspoa_msgh(lua_State *L);
+void luaspoa_copy_error(lua_State *L, int idx, char *buf, size_t cap);
+void luaspoa_emit_log(lua_State *L, int level, const char *msg, size_t len);
+void luaspoa_open_log(lua_State *L);              /* spoa table at top */
+
+/* luaspoa_addr.c */
+void luaspoa_open_addr(lua_State *L);             /* spoa table at top */
+void luaspoa_push_addr(lua_State *L, int family, const uint8_t *bytes);
+/* Returns the 16 address bytes and sets *family (4 or 6), or NULL if not an Addr. */
+const uint8_t *luaspoa_test_addr(lua_State *L, int idx, int *family);
+/* Parses text into family + bytes; returns 1 on success, 0 otherwise. */
+int luaspoa_parse_addr(const char *s, size_t len, int *family, uint8_t out[16]);
+
+/* luaspoa_values.c */
+void luaspoa_open_values(lua_State *L);           /* spoa table at top */
+const char *luaspoa_type_name(int type);
+/* Pushes an incoming argument value (NULL pushes nil). */
+void luaspoa_push_value(lua_State *L, const spoa_value *v);
+/*
+ * Converts the Lua value at idx to an outgoing value by the documented
+ * inference rules. Returns LUASPOA_ACTION_SET, LUASPOA_ACTION_UNSET (spoa.unset)
+ * or 0 with *err set to a static explanation. Byte values borrow the Lua
+ * string, which must stay reachable while *out is used.
+ */
+int luaspoa_tovalue(lua_State *L, int idx, spoa_value *out, const char **err);
+
+/* luaspoa_msg.c */
+void luaspoa_open_msg(lua_State *L);
+void luaspoa_push_msg(lua_State *L);
+
+/* luaspoa_txn.c */
+void luaspoa_open_txn(lua_State *L);
+void luaspoa_push_txn(lua_State *L);
+/* Queues one action through the Swift callback; raises on ACK full. */
+void luaspoa_append(lua_State *L, int kind, int scope, const char *name, size_t name_len,
+                    const spoa_value *value);
+/* Parses "scope.name"; returns 1 or 0 with a message written into err. */
+int luaspoa_parse_var(const char *var, size_t len, int *scope, const char **name,
+                      size_t *name_len, char *err, size_t errcap);
+
+#endif

@@ -1,0 +1,127 @@
+/* The msg object: msg.name, msg.nargs, msg.args (built lazily), msg:type(k),
+ * msg:get(k), msg:argname(i). It reads the current message's spoa_arg array,
+ * which is valid only while the handler runs. */
+#include <string.h>
+
+#include "luaspoa_internal.h"
+
+/* Index (0-based) of the first argument with this name, or -1. */
+static int find_named(const luaspoa_rt *rt, const char *name, size_t len, int limit) {
+    if (len == 0)
+        return -1;
+    for (int i = 0; i < limit; i++) {
+        const spoa_arg *a = &rt->args[i];
+        if (a->name_len == len && memcmp(a->name, name, len) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* Resolves argument key k (1-based index or name) to a 0-based index, or -1. */
+static int resolve_key(lua_State *L, const luaspoa_rt *rt, int k) {
+    if (lua_type(L, k) == LUA_TSTRING) {
+        size_t len;
+        const char *name = lua_tolstring(L, k, &len);
+        return find_named(rt, name, len, rt->nargs);
+    }
+    int isint;
+    lua_Integer i = lua_tointegerx(L, k, &isint);
+    if (!isint)
+        return luaL_error(L, "argument index or name expected, got %s", luaL_typename(L, k));
+    return (i >= 1 && i <= rt->nargs) ? (int)(i - 1) : -1;
+}
+
+static int msg_type(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    int i = resolve_key(L, rt, 2);
+    if (i < 0)
+        return 0;
+    lua_pushstring(L, luaspoa_type_name(rt->args[i].value.type));
+    return 1;
+}
+
+static int msg_get(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    int i = resolve_key(L, rt, 2);
+    if (i < 0)
+        return 0;
+    luaspoa_push_value(L, &rt->args[i].value);
+    lua_pushstring(L, luaspoa_type_name(rt->args[i].value.type));
+    return 2;
+}
+
+static int msg_argname(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    lua_Integer i = luaL_checkinteger(L, 2);
+    if (i < 1 || i > rt->nargs)
+        return 0;
+    lua_pushlstring(L, rt->args[i - 1].name, rt->args[i - 1].name_len);
+    return 1;
+}
+
+/* Builds msg.args: positions 1..nargs and first-occurrence names. */
+static void push_args_table(lua_State *L, const luaspoa_rt *rt) {
+    int named = 0;
+    for (int i = 0; i < rt->nargs; i++)
+        if (rt->args[i].name_len > 0)
+            named++;
+    lua_createtable(L, rt->nargs, named);
+    for (int i = 0; i < rt->nargs; i++) {
+        const spoa_arg *a = &rt->args[i];
+        if (a->value.type == LUASPOA_T_NULL)
+            continue;
+        luaspoa_push_value(L, &a->value);
+        if (a->name_len > 0 && find_named(rt, a->name, a->name_len, i) < 0) {
+            lua_pushlstring(L, a->name, a->name_len);
+            lua_pushvalue(L, -2);
+            lua_rawset(L, -4);
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static int msg_index(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    size_t len;
+    const char *key = luaL_checklstring(L, 2, &len);
+    if (strcmp(key, "args") == 0) {
+        if (lua_getiuservalue(L, 1, 1) == LUA_TNIL) {
+            lua_pop(L, 1);
+            push_args_table(L, rt);
+            lua_pushvalue(L, -1);
+            lua_setiuservalue(L, 1, 1);
+        }
+    } else if (strcmp(key, "name") == 0) {
+        lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
+    } else if (strcmp(key, "nargs") == 0) {
+        lua_pushinteger(L, rt->nargs);
+    } else {
+        lua_pushvalue(L, lua_upvalueindex(1)); /* methods */
+        lua_pushvalue(L, 2);
+        lua_rawget(L, -2);
+    }
+    return 1;
+}
+
+void luaspoa_open_msg(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"type", msg_type}, {"get", msg_get}, {"argname", msg_argname}, {NULL, NULL},
+    };
+    luaL_newmetatable(L, LUASPOA_MSG_MT);
+    luaL_newlib(L, methods);
+    lua_pushcclosure(L, msg_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "spoa.msg");
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+}
+
+void luaspoa_push_msg(lua_State *L) {
+    luaspoa_push_handle(L, LUASPOA_MSG_MT, 1);
+}

@@ -1,0 +1,352 @@
+/* State creation: allocator, panic, sandboxed libraries, the spoa table,
+ * registration, and loading the script inside a protected call. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "luaspoa_internal.h"
+
+/* ---- allocator ---------------------------------------------------------- */
+
+static void *rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    luaspoa_rt *rt = ud;
+    /* When ptr is NULL, osize encodes the object type, not a size. */
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        rt->allocated -= old;
+        return NULL;
+    }
+    if (rt->limit && nsize > old && rt->allocated - old + nsize > rt->limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p == NULL)
+        return NULL;
+    rt->allocated = rt->allocated - old + nsize;
+    if (rt->allocated > rt->peak)
+        rt->peak = rt->allocated;
+    return p;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static int on_panic(lua_State *L) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "luaspoa: PANIC: unprotected error in Lua: %s\n", msg ? msg : "(no message)");
+    fflush(stderr);
+    abort();
+    return 0;
+}
+
+/* Message handler: turns any error object into "message\nstack traceback:...". */
+int luaspoa_msgh(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+void luaspoa_copy_error(lua_State *L, int idx, char *buf, size_t cap) {
+    if (buf == NULL || cap == 0)
+        return;
+    size_t len = 0;
+    const char *msg = lua_tolstring(L, idx, &len); /* error values from msgh are strings */
+    if (msg == NULL) {
+        msg = "(error object is not a string)";
+        len = strlen(msg);
+    }
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(buf, msg, len);
+    buf[len] = '\0';
+}
+
+/* ---- logging ------------------------------------------------------------ */
+
+void luaspoa_emit_log(lua_State *L, int level, const char *msg, size_t len) {
+    luaspoa_ctx *ctx = luaspoa_rt_get(L)->ctx;
+    if (ctx && ctx->log)
+        ctx->log(ctx->ud, level, msg, len);
+}
+
+static int l_log(lua_State *L) {
+    lua_Integer level = luaL_checkinteger(L, 1);
+    size_t len;
+    const char *msg = luaL_tolstring(L, 2, &len);
+    if (level < 0)
+        return 0; /* spoa.silent */
+    if (level > LUASPOA_LOG_DEBUG)
+        return luaL_error(L, "spoa.log: invalid level %d (expected 0..7)", (int)level);
+    luaspoa_emit_log(L, (int)level, msg, len);
+    return 0;
+}
+
+static int l_log_at(lua_State *L) {
+    size_t len;
+    const char *msg = luaL_tolstring(L, 1, &len);
+    luaspoa_emit_log(L, (int)lua_tointeger(L, lua_upvalueindex(1)), msg, len);
+    return 0;
+}
+
+static int l_print(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        size_t len;
+        const char *s = luaL_tolstring(L, i, &len);
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_addvalue(&b); /* pops the string pushed by luaL_tolstring */
+        (void)s;
+        (void)len;
+    }
+    luaL_pushresult(&b);
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    luaspoa_emit_log(L, LUASPOA_LOG_INFO, msg, len);
+    return 0;
+}
+
+static void on_warn(void *ud, const char *msg, int tocont) {
+    lua_State *L = ud;
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    if (rt->warnlen == 0 && !tocont && msg[0] == '@')
+        return; /* control message ("@on", "@off") */
+    size_t len = strlen(msg);
+    size_t room = sizeof rt->warnbuf - rt->warnlen;
+    if (len > room)
+        len = room;
+    memcpy(rt->warnbuf + rt->warnlen, msg, len);
+    rt->warnlen += len;
+    if (!tocont) {
+        luaspoa_emit_log(L, LUASPOA_LOG_WARNING, rt->warnbuf, rt->warnlen);
+        rt->warnlen = 0;
+    }
+}
+
+void luaspoa_open_log(lua_State *L) {
+    static const struct { const char *name; int level; } levels[] = {
+        {"emerg", 0}, {"alert", 1}, {"crit", 2}, {"err", 3}, {"warning", 4},
+        {"notice", 5}, {"info", 6}, {"debug", 7}, {"silent", -1},
+    };
+    static const struct { const char *name; int level; } shortcuts[] = {
+        {"Debug", LUASPOA_LOG_DEBUG}, {"Info", LUASPOA_LOG_INFO},
+        {"Warning", LUASPOA_LOG_WARNING}, {"Alert", LUASPOA_LOG_ALERT},
+    };
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        lua_pushinteger(L, levels[i].level);
+        lua_setfield(L, -2, levels[i].name);
+    }
+    for (size_t i = 0; i < sizeof shortcuts / sizeof shortcuts[0]; i++) {
+        lua_pushinteger(L, shortcuts[i].level);
+        lua_pushcclosure(L, l_log_at, 1);
+        lua_setfield(L, -2, shortcuts[i].name);
+    }
+    lua_pushcfunction(L, l_log);
+    lua_setfield(L, -2, "log");
+    lua_pushcfunction(L, l_print);
+    lua_setglobal(L, "print");
+}
+
+/* ---- registration ------------------------------------------------------- */
+
+static void register_one(lua_State *L, luaspoa_rt *rt, int name_idx) {
+    size_t len;
+    if (lua_type(L, name_idx) != LUA_TSTRING)
+        luaL_error(L, "spoa.register_message: message names must be strings, got %s",
+                   luaL_typename(L, name_idx));
+    const char *name = lua_tolstring(L, name_idx, &len);
+    if (len == 0)
+        luaL_error(L, "spoa.register_message: empty message name");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handlers_ref);
+    lua_pushvalue(L, name_idx);
+    if (lua_rawget(L, -2) != LUA_TNIL)
+        luaL_error(L, "spoa.register_message: message '%s' is already registered", name);
+    lua_pop(L, 1);
+    lua_pushvalue(L, name_idx);
+    lua_pushvalue(L, 2);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+static int l_register_message(lua_State *L) {
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    if (!rt->loading)
+        return luaL_error(L, "spoa.register_message is only available while the script loads");
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, 1);
+        if (n == 0)
+            return luaL_error(L, "spoa.register_message: empty list of message names");
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, 1, i);
+            register_one(L, rt, lua_gettop(L));
+            lua_pop(L, 1);
+        }
+    } else {
+        register_one(L, rt, 1);
+    }
+    return 0;
+}
+
+/* ---- sandbox ------------------------------------------------------------ */
+
+/* load() restricted to text chunks: load(chunk [, chunkname [, mode [, env]]]). */
+static int l_load_text(lua_State *L) {
+    int n = lua_gettop(L);
+    if (n < 3)
+        n = 3; /* keep an explicit env (4th argument) only when given, even if nil */
+    lua_settop(L, n);
+    lua_pushliteral(L, "t");
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int l_collectgarbage(lua_State *L) {
+    static const char *const allowed[] = {"collect", "count", "step", NULL};
+    if (!lua_isnoneornil(L, 1))
+        luaL_checkoption(L, 1, NULL, allowed);
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Replaces global `name` with closure f whose upvalue is the original. */
+static void wrap_global(lua_State *L, const char *name, lua_CFunction f) {
+    lua_getglobal(L, name);
+    lua_pushcclosure(L, f, 1);
+    lua_setglobal(L, name);
+}
+
+/* Replaces global library `lib` with a table holding only `keep` fields. */
+static void restrict_lib(lua_State *L, const char *lib, const char *const *keep) {
+    lua_getglobal(L, lib);
+    lua_newtable(L);
+    for (; *keep; keep++) {
+        lua_getfield(L, -2, *keep);
+        lua_setfield(L, -2, *keep);
+    }
+    lua_setglobal(L, lib);
+    lua_pop(L, 1);
+}
+
+static void open_sandbox(lua_State *L) {
+    static const luaL_Reg libs[] = {
+        {LUA_GNAME, luaopen_base}, {LUA_STRLIBNAME, luaopen_string},
+        {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
+        {LUA_UTF8LIBNAME, luaopen_utf8}, {LUA_COLIBNAME, luaopen_coroutine},
+        {LUA_OSLIBNAME, luaopen_os}, {LUA_DBLIBNAME, luaopen_debug},
+        {NULL, NULL},
+    };
+    for (const luaL_Reg *lib = libs; lib->func; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+    static const char *const os_keep[] = {"time", "clock", "date", NULL};
+    static const char *const debug_keep[] = {"traceback", NULL};
+    restrict_lib(L, LUA_OSLIBNAME, os_keep);
+    restrict_lib(L, LUA_DBLIBNAME, debug_keep);
+    /* Drop the loaded-library cache: it would still expose the full os/debug. */
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushnil(L);
+    lua_setglobal(L, "dofile");
+    lua_pushnil(L);
+    lua_setglobal(L, "loadfile");
+    wrap_global(L, "load", l_load_text);
+    wrap_global(L, "collectgarbage", l_collectgarbage);
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+/* Protected body of luaspoa_newstate: libraries, the spoa table, the script. */
+static int setup_body(lua_State *L) {
+    const char *path = lua_touserdata(L, 1);
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    open_sandbox(L);
+    lua_setwarnf(L, on_warn, L);
+
+    lua_newtable(L);
+    rt->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    luaspoa_open_msg(L);
+    luaspoa_open_txn(L);
+
+    lua_createtable(L, 0, 48);
+    lua_pushcfunction(L, l_register_message);
+    lua_setfield(L, -2, "register_message");
+    lua_pushinteger(L, rt->ctx->worker_index);
+    lua_setfield(L, -2, "worker");
+    lua_pushinteger(L, rt->ctx->worker_count);
+    lua_setfield(L, -2, "workers");
+    lua_pushliteral(L, "0.1.0");
+    lua_setfield(L, -2, "version");
+    luaspoa_open_log(L);
+    luaspoa_open_addr(L);
+    luaspoa_open_values(L);
+    lua_setglobal(L, "spoa");
+
+    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+        return lua_error(L); /* message already holds path:line (syntax) or path (I/O) */
+    rt->loading = 1;
+    lua_call(L, 0, 0);
+    rt->loading = 0;
+    return 0;
+}
+
+lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit,
+                            char *errbuf, size_t errcap) {
+    luaspoa_rt *rt = calloc(1, sizeof *rt);
+    if (rt == NULL) {
+        snprintf(errbuf, errcap, "cannot allocate the Lua runtime");
+        return NULL;
+    }
+    rt->ctx = ctx;
+    rt->limit = mem_limit;
+    rt->handlers_ref = LUA_NOREF;
+#if LUA_VERSION_NUM >= 505
+    lua_State *L = lua_newstate(rt_alloc, rt, 0);
+#else
+    lua_State *L = lua_newstate(rt_alloc, rt);
+#endif
+    if (L == NULL) {
+        free(rt);
+        snprintf(errbuf, errcap, "cannot create a Lua state (out of memory)");
+        return NULL;
+    }
+    *(luaspoa_rt **)lua_getextraspace(L) = rt;
+    lua_atpanic(L, on_panic);
+    lua_pushcfunction(L, luaspoa_msgh);
+    lua_pushcfunction(L, setup_body);
+    lua_pushlightuserdata(L, (void *)path);
+    if (lua_pcall(L, 1, 0, 1) != LUA_OK) {
+        luaspoa_copy_error(L, -1, errbuf, errcap);
+        luaspoa_close(L);
+        return NULL;
+    }
+    lua_settop(L, 0);
+    return L;
+}
+
+void luaspoa_close(lua_State *L) {
+    if (L == NULL)
+        return;
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    lua_close(L);
+    free(rt);
+}
+
+size_t luaspoa_memory(lua_State *L) {
+    return luaspoa_rt_get(L)->allocated;
+}

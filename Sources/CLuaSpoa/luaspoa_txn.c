@@ -1,0 +1,150 @@
+/* The txn object (txn.stream_id, txn.frame_id, txn.engine_id, txn.message,
+ * txn:set_var, txn:unset_var), handle lifetime, and variable-name parsing. */
+#include <stdio.h>
+#include <string.h>
+
+#include "luaspoa_internal.h"
+
+/* ---- handles ------------------------------------------------------------ */
+
+luaspoa_handle *luaspoa_check_handle(lua_State *L, int idx, const char *mt, const char *what) {
+    luaspoa_handle *h = luaL_checkudata(L, idx, mt);
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    if (!rt->active || h->gen != rt->gen)
+        luaL_error(L, "%s used outside its handler", what);
+    return h;
+}
+
+void luaspoa_push_handle(lua_State *L, const char *mt, int nuv) {
+    luaspoa_handle *h = lua_newuserdatauv(L, sizeof *h, nuv);
+    h->gen = luaspoa_rt_get(L)->gen;
+    luaL_setmetatable(L, mt);
+}
+
+/* ---- variables ---------------------------------------------------------- */
+
+static const char *const scope_names[] = {"proc", "sess", "txn", "req", "res"};
+
+int luaspoa_parse_var(const char *var, size_t len, int *scope, const char **name,
+                      size_t *name_len, char *err, size_t errcap) {
+    const char *dot = memchr(var, '.', len);
+    if (dot == NULL) {
+        snprintf(err, errcap, "invalid variable \"%.*s\": expected \"<scope>.<name>\" "
+                 "with scope proc, sess, txn, req or res", (int)len, var);
+        return 0;
+    }
+    size_t slen = (size_t)(dot - var);
+    *scope = -1;
+    for (int s = 0; s < 5; s++)
+        if (strlen(scope_names[s]) == slen && memcmp(scope_names[s], var, slen) == 0)
+            *scope = s;
+    if (*scope < 0) {
+        snprintf(err, errcap, "invalid variable \"%.*s\": unknown scope \"%.*s\" "
+                 "(expected proc, sess, txn, req or res)", (int)len, var, (int)slen, var);
+        return 0;
+    }
+    *name = dot + 1;
+    *name_len = len - slen - 1;
+    if (*name_len == 0) {
+        snprintf(err, errcap, "invalid variable \"%.*s\": empty name", (int)len, var);
+        return 0;
+    }
+    for (size_t i = 0; i < *name_len; i++) {
+        char c = (*name)[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_')) {
+            snprintf(err, errcap, "invalid variable \"%.*s\": character '%c' not allowed "
+                     "(use A-Z a-z 0-9 . _)", (int)len, var, c);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void luaspoa_append(lua_State *L, int kind, int scope, const char *name, size_t name_len,
+                    const spoa_value *value) {
+    luaspoa_ctx *ctx = luaspoa_rt_get(L)->ctx;
+    if (ctx->append_action == NULL)
+        luaL_error(L, "no ACK to write to");
+    if (ctx->append_action(ctx->ud, kind, scope, name, name_len, value) != 0) {
+        if (ctx->max_frame_size)
+            luaL_error(L, "ACK full (max-frame-size %d)", (int)ctx->max_frame_size);
+        luaL_error(L, "ACK full");
+    }
+}
+
+/* Checks argument `idx` as a variable name; raises with a clear message. */
+static void check_var(lua_State *L, int idx, int *scope, const char **name, size_t *name_len) {
+    size_t len;
+    const char *var = luaL_checklstring(L, idx, &len);
+    char err[256];
+    if (!luaspoa_parse_var(var, len, scope, name, name_len, err, sizeof err))
+        luaL_error(L, "%s", err);
+}
+
+static int txn_set_var(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
+    int scope;
+    const char *name;
+    size_t name_len;
+    check_var(L, 2, &scope, &name, &name_len);
+    spoa_value v;
+    const char *err = NULL;
+    int kind = luaspoa_tovalue(L, 3, &v, &err);
+    if (kind == 0)
+        return luaL_error(L, "txn:set_var(\"%s\"): %s", lua_tostring(L, 2), err);
+    luaspoa_append(L, kind, scope, name, name_len, kind == LUASPOA_ACTION_SET ? &v : NULL);
+    return 0;
+}
+
+static int txn_unset_var(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
+    int scope;
+    const char *name;
+    size_t name_len;
+    check_var(L, 2, &scope, &name, &name_len);
+    luaspoa_append(L, LUASPOA_ACTION_UNSET, scope, name, name_len, NULL);
+    return 0;
+}
+
+static int txn_index(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "stream_id") == 0) {
+        lua_pushinteger(L, (lua_Integer)rt->ctx->stream_id);
+    } else if (strcmp(key, "frame_id") == 0) {
+        lua_pushinteger(L, (lua_Integer)rt->ctx->frame_id);
+    } else if (strcmp(key, "engine_id") == 0) {
+        if (rt->ctx->engine_id)
+            lua_pushlstring(L, rt->ctx->engine_id, rt->ctx->engine_id_len);
+        else
+            lua_pushnil(L);
+    } else if (strcmp(key, "message") == 0) {
+        lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
+    } else {
+        lua_pushvalue(L, lua_upvalueindex(1)); /* methods */
+        lua_pushvalue(L, 2);
+        lua_rawget(L, -2);
+    }
+    return 1;
+}
+
+void luaspoa_open_txn(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"set_var", txn_set_var}, {"unset_var", txn_unset_var}, {NULL, NULL},
+    };
+    luaL_newmetatable(L, LUASPOA_TXN_MT);
+    luaL_newlib(L, methods);
+    lua_pushcclosure(L, txn_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "spoa.txn");
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+}
+
+void luaspoa_push_txn(lua_State *L) {
+    luaspoa_push_handle(L, LUASPOA_TXN_MT, 0);
+}
