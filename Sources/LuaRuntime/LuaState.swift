@@ -1,0 +1,167 @@
+import CLuaSpoa
+import Logging
+import NIOCore
+import SpopEngine
+
+/// What the C callbacks reach through `ctx.ud`: the logger and, while one frame is
+/// handled, the frame's AckWriter. The callbacks never throw or raise.
+final class LuaBridge {
+    var logger: Logger
+    /// Set only for the duration of `LuaWorker.handle`.
+    var ack: UnsafeMutablePointer<AckWriter>?
+    /// The message being handled, for log metadata.
+    var currentMessage: ByteBuffer?
+    /// The max-frame-size reported by the last AckFullError.
+    var maxFrameSize = 0
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func log(level: Int32, _ text: String) {
+        let level: Logger.Level = switch level {
+        case ...2: .critical
+        case 3: .error
+        case 4: .warning
+        case 5: .notice
+        case 6: .info
+        default: .debug
+        }
+        if let currentMessage {
+            logger.log(level: level, "\(text)", metadata: ["lua.message": "\(String(buffer: currentMessage))"])
+        } else {
+            logger.log(level: level, "\(text)")
+        }
+    }
+}
+
+/// One sandboxed `lua_State` with the script loaded. Not thread-safe: owned by one
+/// worker and used only on its thread. Closes the state in deinit.
+final class LuaState {
+    let scriptPath: String
+    let bridge: LuaBridge
+    let ctx: UnsafeMutablePointer<luaspoa_ctx>
+    private(set) var L: OpaquePointer?
+    private var engineID: UnsafeMutableBufferPointer<CChar>?
+
+    static let errorCapacity = 4096
+
+    init(scriptPath: String, workerIndex: Int, workerCount: Int, logger: Logger) throws(LuaScriptError) {
+        self.scriptPath = scriptPath
+        self.bridge = LuaBridge(logger: logger)
+        self.ctx = .allocate(capacity: 1)
+        ctx.initialize(to: luaspoa_ctx())
+        ctx.pointee.worker_index = Int32(clamping: workerIndex)
+        ctx.pointee.worker_count = Int32(clamping: workerCount)
+        ctx.pointee.ud = Unmanaged.passUnretained(bridge).toOpaque()
+        ctx.pointee.append_action = { ud, kind, scope, name, nameLength, value in
+            LuaState.appendAction(ud, kind, scope, name, nameLength, value)
+        }
+        ctx.pointee.ack_mark = { ud in
+            let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
+            return bridge.ack.map { size_t($0.pointee.mark) } ?? 0
+        }
+        ctx.pointee.ack_rollback = { ud, mark in
+            let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
+            bridge.ack?.pointee.rollback(to: Int(mark))
+        }
+        ctx.pointee.log = { ud, level, text, length in
+            let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
+            let bytes = UnsafeRawBufferPointer(start: text, count: length)
+            bridge.log(level: level, String(decoding: bytes, as: UTF8.self))
+        }
+        var state: OpaquePointer?
+        let error = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Self.errorCapacity) { buffer in
+            buffer[0] = 0
+            state = luaspoa_newstate(ctx, scriptPath, 0, buffer.baseAddress, buffer.count)
+            return state == nil ? String(cString: buffer.baseAddress!) : nil
+        }
+        guard let state else {
+            ctx.deallocate()
+            throw LuaScriptError(scriptPath: scriptPath, luaError: error ?? "cannot create the Lua state")
+        }
+        self.L = state
+    }
+
+    deinit {
+        luaspoa_close(L)
+        ctx.deinitialize(count: 1)
+        ctx.deallocate()
+        engineID?.deallocate()
+    }
+
+    /// Bytes currently allocated by the Lua state.
+    var memoryInUse: Int { luaspoa_memory(L) }
+
+    /// Keeps a C copy of the engine id, re-made only when it changes.
+    func setEngineID(_ id: String?) {
+        guard let id else {
+            ctx.pointee.engine_id = nil
+            ctx.pointee.engine_id_len = 0
+            return
+        }
+        if let current = engineID,
+           String(decoding: UnsafeRawBufferPointer(current), as: UTF8.self) == id {
+            ctx.pointee.engine_id = UnsafePointer(current.baseAddress)
+            ctx.pointee.engine_id_len = current.count
+            return
+        }
+        engineID?.deallocate()
+        let utf8 = Array(id.utf8)
+        let copy = UnsafeMutableBufferPointer<CChar>.allocate(capacity: max(utf8.count, 1))
+        for (index, byte) in utf8.enumerated() { copy[index] = CChar(bitPattern: byte) }
+        engineID = UnsafeMutableBufferPointer(rebasing: copy[..<utf8.count])
+        ctx.pointee.engine_id = UnsafePointer(copy.baseAddress)
+        ctx.pointee.engine_id_len = utf8.count
+    }
+
+    // MARK: callbacks (never throw)
+
+    private static func appendAction(
+        _ ud: UnsafeMutableRawPointer?, _ kind: Int32, _ scope: Int32,
+        _ name: UnsafePointer<CChar>?, _ nameLength: Int, _ value: UnsafePointer<spoa_value>?
+    ) -> Int32 {
+        let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
+        guard let ack = bridge.ack, let scope = VarScope(rawValue: UInt8(truncatingIfNeeded: scope)) else { return 2 }
+        let nameBytes = UnsafeRawBufferPointer(start: name, count: nameLength)
+        do {
+            if kind == Int32(LUASPOA_ACTION_UNSET) {
+                try ack.pointee.unsetVar(scope, name: nameBytes)
+            } else if let value {
+                try ack.pointee.setVar(scope, name: nameBytes) { buffer in buffer.writeLuaValue(value.pointee) }
+            } else {
+                return 2
+            }
+            return 0
+        } catch {
+            // AckWriter already dropped the partial action; C raises "ACK full".
+            bridge.maxFrameSize = error.maxFrameSize
+            return 1
+        }
+    }
+}
+
+extension ByteBuffer {
+    /// Writes one value produced by the C side (SPOP encodings; integers as 64-bit patterns).
+    mutating func writeLuaValue(_ value: spoa_value) {
+        var data = value.v
+        switch SpopDataType(rawValue: value.type) ?? .null {
+        case .null:
+            writeSpopNull()
+        case .bool:
+            writeSpopBool(data.i != 0)
+        case let type where type.rawValue >= SpopDataType.int32.rawValue && type.rawValue <= SpopDataType.uint64.rawValue:
+            writeSpopInteger(type, bitPattern: UInt64(bitPattern: data.i))
+        case .ipv4:
+            let raw = withUnsafeBytes(of: &data.ip) { $0.loadUnaligned(as: UInt32.self) }
+            writeSpopIPv4(IPv4Address(UInt32(bigEndian: raw)))
+        case .ipv6:
+            let (high, low) = withUnsafeBytes(of: &data.ip) {
+                ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            }
+            writeSpopIPv6(IPv6Address(high: UInt64(bigEndian: high), low: UInt64(bigEndian: low)))
+        case let type:
+            writeSpopBytes(type, UnsafeRawBufferPointer(start: data.bytes.ptr, count: data.bytes.len))
+        }
+    }
+}
