@@ -93,13 +93,13 @@ extension ByteBuffer {
     mutating func readSpoaMessage(skippingArguments: Bool) throws(SpopDecodingError) -> SpoaMessage {
         let name = try readSpopRawString("message name")
         guard let count = readInteger(as: UInt8.self) else { throw .truncated("NB-ARGS of message \(String(buffer: name))") }
-        let start = readerIndex
+        var argumentBytes = self
         for index in 0..<Int(count) {
             do { _ = try readSpoaArgument() } catch {
                 throw SpopDecodingError("message \(String(buffer: name)), argument \(index + 1) of \(count): \(error)")
             }
         }
-        let arguments = getSlice(at: start, length: readerIndex - start)!
+        let arguments = argumentBytes.readSlice(length: readerIndex - argumentBytes.readerIndex)!
         return SpoaMessage(name: name, argumentCount: Int(count), argumentBytes: arguments)
     }
 }

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Logging
+import LuaRuntime
+import NIOCore
+import ServiceLifecycle
+import SpopEngine
+
+/// Serves SPOP on a TCP address, answering NOTIFY frames with the user's Lua script.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the agent (the default command).")
+
+    @Option(help: "The Lua agent script.")
+    var script: String
+
+    @Option(help: "Address to listen on (HOST:PORT).")
+    var listen = ListenAddress(argument: "127.0.0.1:12345")!
+
+    @Option(help: "Worker threads, each with its own Lua state.")
+    var workers = System.coreCount
+
+    @Option(help: "Largest frame accepted and sent (256 to 16777215; HAProxy's default is 16380).")
+    var maxFrameSize = AgentCapabilities.defaultMaxFrameSize
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+
+    @Flag(inversion: .prefixedNo, help: "Announce the pipelining capability.")
+    var pipelining = true
+
+    @Flag(inversion: .prefixedNo, help: "Announce fragmentation (reassembly of fragmented NOTIFY frames).")
+    var fragmentation = true
+
+    func validate() throws {
+        guard (256...0xFF_FFFF).contains(maxFrameSize) else {
+            throw ValidationError("--max-frame-size must be between 256 and 16777215, got \(maxFrameSize)")
+        }
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "luaspoa")
+        do {
+            try LuaWorker.check(scriptPath: script)
+        } catch {
+            throw ScriptError(message: "\(error)")
+        }
+
+        let configuration = SpopServer.Configuration(
+            host: listen.host, port: listen.port, workers: workers,
+            capabilities: AgentCapabilities(maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation)
+        )
+        let script = script
+        let workerCount = workers
+        let server = try SpopServer(configuration: configuration, logger: logger) { index in
+            try LuaWorker(scriptPath: script, workerIndex: index + 1, workerCount: workerCount, logger: logger)
+        }
+        let group = ServiceGroup(
+            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger
+        )
+        try await group.run()
+    }
+}
+
+/// A script that cannot load: printed as it is (it names file and line), exit status 1.
+struct ScriptError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
