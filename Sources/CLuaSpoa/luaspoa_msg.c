@@ -35,8 +35,10 @@ static int msg_type(lua_State *L) {
     luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
     luaspoa_rt *rt = luaspoa_rt_get(L);
     int i = resolve_key(L, rt, 2);
-    if (i < 0)
-        return 0;
+    if (i < 0) {
+        lua_pushnil(L);
+        return 1;
+    }
     lua_pushstring(L, luaspoa_type_name(rt->args[i].value.type));
     return 1;
 }
@@ -45,8 +47,10 @@ static int msg_get(lua_State *L) {
     luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
     luaspoa_rt *rt = luaspoa_rt_get(L);
     int i = resolve_key(L, rt, 2);
-    if (i < 0)
-        return 0;
+    if (i < 0) {
+        lua_pushnil(L);
+        return 1;
+    }
     luaspoa_push_value(L, &rt->args[i].value);
     lua_pushstring(L, luaspoa_type_name(rt->args[i].value.type));
     return 2;
@@ -56,8 +60,10 @@ static int msg_argname(lua_State *L) {
     luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
     luaspoa_rt *rt = luaspoa_rt_get(L);
     lua_Integer i = luaL_checkinteger(L, 2);
-    if (i < 1 || i > rt->nargs)
-        return 0;
+    if (i < 1 || i > rt->nargs) {
+        lua_pushnil(L);
+        return 1;
+    }
     lua_pushlstring(L, rt->args[i - 1].name, rt->args[i - 1].name_len);
     return 1;
 }

@@ -11,8 +11,8 @@ final class LuaBridge {
     var ack: UnsafeMutablePointer<AckWriter>?
     /// The message being handled, for log metadata.
     var currentMessage: ByteBuffer?
-    /// The max-frame-size reported by the last AckFullError.
-    var maxFrameSize = 0
+    /// The state's C context, so callbacks can report details (max-frame-size).
+    var ctx: UnsafeMutablePointer<luaspoa_ctx>?
 
     init(logger: Logger) {
         self.logger = logger
@@ -54,6 +54,7 @@ final class LuaState {
         ctx.pointee.worker_index = Int32(clamping: workerIndex)
         ctx.pointee.worker_count = Int32(clamping: workerCount)
         ctx.pointee.ud = Unmanaged.passUnretained(bridge).toOpaque()
+        bridge.ctx = ctx
         ctx.pointee.append_action = { ud, kind, scope, name, nameLength, value in
             LuaState.appendAction(ud, kind, scope, name, nameLength, value)
         }
@@ -77,6 +78,7 @@ final class LuaState {
             return state == nil ? String(cString: buffer.baseAddress!) : nil
         }
         guard let state else {
+            bridge.ctx = nil
             ctx.deallocate()
             throw LuaScriptError(scriptPath: scriptPath, luaError: error ?? "cannot create the Lua state")
         }
@@ -135,7 +137,7 @@ final class LuaState {
             return 0
         } catch {
             // AckWriter already dropped the partial action; C raises "ACK full".
-            bridge.maxFrameSize = error.maxFrameSize
+            bridge.ctx?.pointee.max_frame_size = error.maxFrameSize
             return 1
         }
     }

@@ -80,7 +80,6 @@ public final class LuaWorker: SpoaWorker {
             count += 1
         }
         state.bridge.currentMessage = message.name
-        state.ctx.pointee.max_frame_size = state.bridge.maxFrameSize
         errorBuffer[0] = 0
         let status = message.name.withUnsafeReadableBytes { name in
             luaspoa_dispatch(
