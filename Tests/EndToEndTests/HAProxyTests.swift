@@ -1,0 +1,314 @@
+// A real HAProxy in front of a real luaspoa: HTTP requests in, response headers
+// showing the variables the Lua scripts set. Skipped only when haproxy is absent.
+
+import Foundation
+import XCTest
+
+final class HAProxyTests: E2ETestCase {
+
+    struct Ports { var web: UInt16; var app: UInt16; var agent: UInt16 }
+
+    // MARK: config generation
+
+    /// A generated haproxy.cfg with the same shape as haproxy/haproxy.cfg: fe_web
+    /// (SPOE filter, response headers from variables) -> be_app -> fe_app (200).
+    func generatedConfig(_ p: Ports, bufsize: Int? = nil, headers: [String]) -> String {
+        """
+        global
+            log stdout format raw local0 info
+            default-path config
+        \(bufsize.map { "    tune.bufsize \($0)" } ?? "")
+
+        defaults
+            mode http
+            log global
+            timeout connect 5s
+            timeout client  30s
+            timeout server  30s
+
+        frontend fe_web
+            bind 127.0.0.1:\(p.web)
+            filter spoe engine e2e config e2e-spoe.conf
+            http-response set-header X-SPOE-Error %[var(txn.e2e.err)] if { var(txn.e2e.err) -m found }
+        \(headers.map { "    " + $0 }.joined(separator: "\n"))
+            default_backend be_app
+
+        backend be_app
+            server app1 127.0.0.1:\(p.app)
+
+        frontend fe_app
+            bind 127.0.0.1:\(p.app)
+            http-request return status 200 content-type text/plain string ok
+
+        backend be_agents
+            mode tcp
+            option spop-check
+            timeout connect 5s
+            timeout server  2m
+            server a1 127.0.0.1:\(p.agent) check inter 2s
+
+        """
+    }
+
+    /// `http-response set-header X-V-<name> <value>` only when txn.e2e.<name> exists,
+    /// so an absent header means an absent variable.
+    func varHeaders(_ names: [String], scope: String = "txn", converters: [String: String] = [:]) -> [String] {
+        names.map { n in
+            "http-response set-header X-V-\(n) \"%[var(\(scope).e2e.\(n))\(converters[n] ?? "")]\" if { var(\(scope).e2e.\(n)) -m found }"
+        }
+    }
+
+    func spoeConfig(messages: [(name: String, args: String)], maxFrameSize: Int? = nil) -> String {
+        var s = """
+        [e2e]
+        spoe-agent e2e-agent
+            messages \(messages.map(\.name).joined(separator: " "))
+            use-backend be_agents
+            option var-prefix e2e
+            option force-set-var
+            option set-on-error err
+            timeout hello      5s
+            timeout idle       1m
+            timeout processing 5s
+
+        """
+        if let maxFrameSize { s += "    max-frame-size \(maxFrameSize)\n" }
+        for m in messages {
+            s += """
+
+            spoe-message \(m.name)
+                args \(m.args)
+                event on-frontend-http-request
+
+            """
+        }
+        return s
+    }
+
+    func ports(agent: UInt16) throws -> Ports {
+        Ports(web: try freePort(), app: try freePort(), agent: agent)
+    }
+
+    func assertHeader(_ r: HTTPResponse, _ name: String, _ expected: String?,
+                      file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(r.header(name), expected, "header \(name); all headers: \(r.headers)", file: file, line: line)
+    }
+
+    // MARK: (a) the shipped files
+
+    func testShippedScriptAndConfigSetIPScore() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "agent")
+        let p = try ports(agent: agentPort)
+        let (cfg, spoe) = try shippedConfig(p)
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-ip-reputation.conf": spoe], waitPort: p.web)
+
+        for _ in 0..<3 {
+            let r = try httpGet(port: p.web)
+            XCTAssertEqual(r.status, 200, "\(r.headers)\n\(haproxy.logTail())\n\(agent.logTail())")
+            assertHeader(r, "X-IP-Score", "100")
+            assertHeader(r, "X-IP-Family", "ipv4")
+            assertHeader(r, "X-SPOE-Error", nil)
+            XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "hello from the app\n")
+        }
+    }
+
+    /// haproxy/haproxy.cfg and haproxy/spoe-ip-reputation.conf with the ports substituted.
+    func shippedConfig(_ p: Ports, processingTimeout: String? = nil) throws -> (String, String) {
+        var cfg = try String(contentsOf: E2EPaths.repoFile("haproxy/haproxy.cfg"), encoding: .utf8)
+        var spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-ip-reputation.conf"), encoding: .utf8)
+        for needle in ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:12345"] {
+            XCTAssertTrue(cfg.contains(needle), "haproxy/haproxy.cfg no longer contains \(needle)")
+        }
+        cfg = cfg.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:\(p.web)")
+            .replacingOccurrences(of: "127.0.0.1:8081", with: "127.0.0.1:\(p.app)")
+            .replacingOccurrences(of: "127.0.0.1:12345", with: "127.0.0.1:\(p.agent)")
+        if let processingTimeout {
+            let lines = spoe.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+                line.trimmingCharacters(in: .whitespaces).hasPrefix("timeout processing")
+                    ? "    timeout processing \(processingTimeout)" : String(line)
+            }
+            spoe = lines.joined(separator: "\n")
+        }
+        return (cfg, spoe)
+    }
+
+    // MARK: (b) types in both directions
+
+    func testAllTypesThroughHAProxy() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(script: try TestScripts.combined(), name: "agent")
+        let p = try ports(agent: agentPort)
+        let incoming = (1...10).flatMap { ["a\($0)_t", "a\($0)_v", "a\($0)_len"] } + ["name", "nargs"]
+        let outgoing = ["o_i32", "o_u32", "o_i64", "o_u64", "o_bool", "o_boolf", "o_str", "o_bin", "o_v4", "o_v6",
+                        "o_null", "i_int", "i_neg", "i_bool", "i_str", "i_addr", "gone", "r_a", "r_b", "r_unset",
+                        "named_i", "named_b", "named_v6"]
+        let headers = varHeaders(incoming + outgoing, converters: ["o_bin": ",hex"])
+            + varHeaders(["s_sess"], scope: "sess")
+        let spoe = spoeConfig(messages: [
+            ("types", "i=int(-5) s=str(hello) b=bool(1) v4=ipv4(10.1.2.3) v6=ipv6(2001:db8::1) "
+                + "bin=bin(00414200) e=req.hdr(x-empty) n=req.hdr(x-missing) src method"),
+            ("pre", "src"),
+            ("emit", "ip=src"),
+        ])
+        let haproxy = try startHAProxy(config: generatedConfig(p, headers: headers),
+                                       files: ["e2e-spoe.conf": spoe], waitPort: p.web)
+        let r = try httpGet(port: p.web, headers: [("X-Empty", "")])
+        XCTAssertEqual(r.status, 200, "\(haproxy.logTail())\n\(agent.logTail())")
+        assertHeader(r, "X-SPOE-Error", nil)
+
+        // What HAProxy sent, as the agent saw it.
+        assertHeader(r, "X-V-name", "types")
+        assertHeader(r, "X-V-nargs", "10")
+        let expected: [(String, String, String?)] = [
+            ("int64", "-5", nil),
+            ("string", "hello", "5"),
+            ("boolean", "1", nil),
+            ("ipv4", "10.1.2.3", nil),
+            ("ipv6", "2001:db8::1", nil),
+            ("binary", "00414200", "4"),
+            ("string", "", "0"),
+            ("null", "<absent>", nil),
+            ("ipv4", "127.0.0.1", nil),
+            ("string", "GET", "3"),
+        ]
+        for (i, (t, v, len)) in expected.enumerated() {
+            let k = i + 1
+            assertHeader(r, "X-V-a\(k)_t", t)
+            if v == "<absent>" {
+                assertHeader(r, "X-V-a\(k)_v", nil)
+            } else {
+                assertHeader(r, "X-V-a\(k)_v", v)
+            }
+            assertHeader(r, "X-V-a\(k)_len", len)
+        }
+        assertHeader(r, "X-V-named_i", "int64")
+        assertHeader(r, "X-V-named_b", "boolean")
+        assertHeader(r, "X-V-named_v6", "ipv6")
+
+        // What the agent set, as HAProxy stores and prints it.
+        assertHeader(r, "X-V-o_i32", "-1")
+        assertHeader(r, "X-V-o_u32", "4294967295")
+        assertHeader(r, "X-V-o_i64", "-9223372036854775808")
+        assertHeader(r, "X-V-o_u64", "4611686018427387905")
+        assertHeader(r, "X-V-o_bool", "1")
+        assertHeader(r, "X-V-o_boolf", "0")
+        assertHeader(r, "X-V-o_str", "hello world")
+        assertHeader(r, "X-V-o_bin", "410042")
+        assertHeader(r, "X-V-o_v4", "192.0.2.1")
+        assertHeader(r, "X-V-o_v6", "2001:db8::2")
+        assertHeader(r, "X-V-o_null", nil)     // "pre" set it, spoa.null unset it
+        assertHeader(r, "X-V-gone", nil)       // "pre" set it, unset_var removed it
+        assertHeader(r, "X-V-r_unset", nil)    // "pre" set it, spoa.unset in the returned table
+        assertHeader(r, "X-V-i_int", "42")
+        assertHeader(r, "X-V-i_neg", "-42")
+        assertHeader(r, "X-V-i_bool", "1")
+        assertHeader(r, "X-V-i_str", "text")
+        assertHeader(r, "X-V-i_addr", "127.0.0.1")
+        assertHeader(r, "X-V-r_a", "1")
+        assertHeader(r, "X-V-r_b", "2")
+        assertHeader(r, "X-V-s_sess", "1")
+    }
+
+    // MARK: (c) load
+
+    func testPipelinedLoadThroughHAProxy() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "agent")
+        let p = try ports(agent: agentPort)
+        let (cfg, spoe) = try shippedConfig(p, processingTimeout: "5s")
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-ip-reputation.conf": spoe], waitPort: p.web)
+
+        let total = 2000, connections = 32
+        let results = LoadResults()
+        let webPort = p.web
+        let start = nowSeconds()
+        DispatchQueue.concurrentPerform(iterations: connections) { worker in
+            var conn: HTTPConn?
+            var i = worker
+            while i < total {
+                do {
+                    if conn == nil { conn = try HTTPConn(port: webPort) }
+                    let r = try conn!.get("/load/\(i)", timeout: 15)
+                    if r.status == 200, r.header("X-IP-Score") == "100", r.header("X-SPOE-Error") == nil {
+                        results.ok()
+                    } else {
+                        results.fail("request \(i): status \(r.status) headers \(r.headers)")
+                    }
+                    if r.header("connection")?.lowercased() == "close" { conn = nil }
+                } catch {
+                    results.fail("request \(i): \(error)")
+                    conn = nil
+                }
+                i += connections
+            }
+        }
+        let elapsed = nowSeconds() - start
+        let (ok, failures, samples) = results.snapshot()
+        print("E2E load: \(total) requests over \(connections) connections: \(ok) ok, \(failures) failed, "
+              + String(format: "%.2fs, %.0f req/s", elapsed, Double(total) / elapsed))
+        XCTAssertEqual(ok, total)
+        XCTAssertEqual(failures, 0, "first failures: \(samples)\n\(haproxy.logTail(10))\n\(agent.logTail(20))")
+        XCTAssertTrue(agent.isRunning)
+    }
+
+    // MARK: (d) fragmentation
+
+    func testLargeArgumentIsFragmentedByHAProxy() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(script: try TestScripts.combined(), name: "agent")
+        let p = try ports(agent: agentPort)
+        let spoe = spoeConfig(messages: [("big", "big=req.hdr(x-big)")], maxFrameSize: 16380)
+        let haproxy = try startHAProxy(config: generatedConfig(p, bufsize: 65536, headers: varHeaders(["big_len", "big_hash"])),
+                                       files: ["e2e-spoe.conf": spoe], waitPort: p.web)
+        for size in [40_000, 20_000, 16_500, 100] {
+            let value = String((0..<size).map { Character(UnicodeScalar(UInt8(97 + ($0 * 7) % 26))) })
+            let r = try httpGet(port: p.web, headers: [("X-Big", value)], timeout: 20)
+            XCTAssertEqual(r.status, 200, "size \(size)\n\(haproxy.logTail())\n\(agent.logTail())")
+            assertHeader(r, "X-SPOE-Error", nil)
+            assertHeader(r, "X-V-big_len", "\(size)")
+            assertHeader(r, "X-V-big_hash", "\(fnv1a32(value))")
+        }
+    }
+
+    // MARK: (e) a handler that raises
+
+    func testRaisingHandlerDoesNotBreakTheRequest() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(script: try TestScripts.combined(), name: "agent")
+        let p = try ports(agent: agentPort)
+        let spoe = spoeConfig(messages: [("boom", "src"), ("ok", "src")])
+        let haproxy = try startHAProxy(config: generatedConfig(p, headers: varHeaders(["ok", "boom_partial"])),
+                                       files: ["e2e-spoe.conf": spoe], waitPort: p.web)
+        for _ in 0..<5 {
+            let r = try httpGet(port: p.web)
+            XCTAssertEqual(r.status, 200, "\(haproxy.logTail())\n\(agent.logTail())")
+            assertHeader(r, "X-SPOE-Error", nil)
+            assertHeader(r, "X-V-ok", "1")
+            assertHeader(r, "X-V-boom_partial", nil)
+        }
+        XCTAssertTrue(agent.isRunning)
+    }
+}
+
+/// Thread-safe counters for the load test.
+final class LoadResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var okCount = 0
+    private var failCount = 0
+    private var samples: [String] = []
+
+    func ok() { lock.lock(); okCount += 1; lock.unlock() }
+
+    func fail(_ s: String) {
+        lock.lock()
+        failCount += 1
+        if samples.count < 5 { samples.append(s) }
+        lock.unlock()
+    }
+
+    func snapshot() -> (Int, Int, [String]) {
+        lock.lock(); defer { lock.unlock() }
+        return (okCount, failCount, samples)
+    }
+}
