@@ -297,8 +297,10 @@ static int setup_body(lua_State *L) {
     luaspoa_open_values(L);
     lua_setglobal(L, "spoa");
 
+    /* A load failure is returned, not raised: its message already holds
+     * path:line (syntax) or the I/O error, and a traceback would only add noise. */
     if (luaL_loadfilex(L, path, "t") != LUA_OK)
-        return lua_error(L); /* message already holds path:line (syntax) or path (I/O) */
+        return 1;
     rt->loading = 1;
     lua_call(L, 0, 0);
     rt->loading = 0;
@@ -330,7 +332,7 @@ lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit
     lua_pushcfunction(L, luaspoa_msgh);
     lua_pushcfunction(L, setup_body);
     lua_pushlightuserdata(L, (void *)path);
-    if (lua_pcall(L, 1, 0, 1) != LUA_OK) {
+    if (lua_pcall(L, 1, 1, 1) != LUA_OK || !lua_isnil(L, -1)) {
         luaspoa_copy_error(L, -1, errbuf, errcap);
         luaspoa_close(L);
         return NULL;

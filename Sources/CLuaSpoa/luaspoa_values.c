@@ -58,8 +58,10 @@ static luaspoa_typed *push_typed(lua_State *L, uint8_t type, int nuv) {
 
 /* Reads argument 1 as an integer; `what` names the wrapper in errors. */
 static lua_Integer wrapper_integer(lua_State *L, const char *what) {
-    int isint;
-    lua_Integer n = lua_tointegerx(L, 1, &isint);
+    int isint = 0;
+    lua_Integer n = 0;
+    if (lua_type(L, 1) == LUA_TNUMBER) /* no silent string-to-number conversion */
+        n = lua_tointegerx(L, 1, &isint);
     if (!isint) {
         if (lua_type(L, 1) == LUA_TNUMBER)
             luaL_error(L, "%s: number has no integer representation: %s", what,
