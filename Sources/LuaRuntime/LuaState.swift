@@ -78,8 +78,7 @@ final class LuaState {
             return state == nil ? String(cString: buffer.baseAddress!) : nil
         }
         guard let state else {
-            bridge.ctx = nil
-            ctx.deallocate()
+            // All stored properties are set: deinit runs and frees ctx.
             throw LuaScriptError(scriptPath: scriptPath, luaError: error ?? "cannot create the Lua state")
         }
         self.L = state

@@ -1,0 +1,179 @@
+import Logging
+import LuaRuntime
+import NIOCore
+import SpopEngine
+import XCTest
+
+/// Loading scripts, LuaWorker.check, the sandbox, logging.
+final class LoadingTests: XCTestCase {
+    private func loadError(_ source: String, file: StaticString = #filePath, line: UInt = #line) throws -> (LuaScriptError, String) {
+        let path = try writeScript(source)
+        do {
+            _ = try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: Logger(label: "test"))
+        } catch let error as LuaScriptError {
+            XCTAssertThrowsError(try LuaWorker.check(scriptPath: path), file: file, line: line) { checkError in
+                XCTAssertEqual("\(checkError)", "\(error)", "check() reports what a worker would", file: file, line: line)
+            }
+            return (error, path)
+        }
+        XCTFail("the script loaded", file: file, line: line)
+        throw XCTSkip("no error")
+    }
+
+    func testSyntaxErrorGivesFileAndLine() throws {
+        let (error, path) = try loadError("""
+            spoa.register_message("a", function(txn)
+              local x = = 1
+            end)
+            """)
+        XCTAssertTrue(error.message.hasSuffix(":2: unexpected symbol near '='"), error.message)
+        XCTAssertTrue(error.message.contains("script.lua"), error.message)
+        XCTAssertNil(error.traceback)
+        XCTAssertEqual(error.scriptPath, path)
+        XCTAssertEqual(error.description, error.message)
+    }
+
+    func testRuntimeErrorWhileLoadingGivesFileLineAndTraceback() throws {
+        let (error, _) = try loadError("""
+            local limits = {}
+            local max = limits.conn.max
+            """)
+        XCTAssertTrue(error.message.contains("script.lua:2: attempt to index a nil value (field 'conn')"), error.message)
+        XCTAssertTrue(error.traceback?.hasPrefix("stack traceback:") ?? false)
+        XCTAssertTrue(error.description.contains("\nstack traceback:"))
+    }
+
+    func testMissingFile() throws {
+        let path = "/nonexistent/luaspoa/script.lua"
+        XCTAssertThrowsError(try LuaWorker.check(scriptPath: path)) { error in
+            XCTAssertTrue("\(error)".contains("cannot open /nonexistent/luaspoa/script.lua"), "\(error)")
+        }
+    }
+
+    func testRegisteringANameTwiceFailsAtLoad() throws {
+        let (error, _) = try loadError("""
+            spoa.register_message("dup", function() end)
+            spoa.register_message({ "other", "dup" }, function() end)
+            """)
+        XCTAssertTrue(error.message.contains("script.lua:2: spoa.register_message: message 'dup' is already registered"), error.message)
+    }
+
+    func testRegisterMessageArgumentChecks() throws {
+        XCTAssertTrue(try loadError("spoa.register_message('x')").0.message.contains("bad argument #2 to 'register_message' (function expected, got no value)"))
+        XCTAssertTrue(try loadError("spoa.register_message('', function() end)").0.message.contains("empty message name"))
+        XCTAssertTrue(try loadError("spoa.register_message({ 1 }, function() end)").0.message.contains("message names must be strings, got number"))
+    }
+
+    func testBinaryChunksAreRejected() throws {
+        let path = try writeScript("\u{1B}Lua garbage")
+        XCTAssertThrowsError(try LuaWorker.check(scriptPath: path)) { error in
+            XCTAssertTrue("\(error)".contains("attempt to load a binary chunk"), "\(error)")
+        }
+    }
+
+    func testValidScriptPassesCheck() throws {
+        let path = try writeScript("spoa.register_message('ok', function() end)")
+        XCTAssertNoThrow(try LuaWorker.check(scriptPath: path))
+    }
+
+    func testSandbox() throws {
+        let harness = try Harness("""
+            spoa.register_message("sandbox", function(txn)
+              local f, err = load(string.dump(function() return 1 end))
+              local ok_gc = pcall(collectgarbage, "stop")
+              return {
+                ["txn.io"] = type(io), ["txn.os_execute"] = type(os.execute), ["txn.os_time"] = type(os.time),
+                ["txn.os_getenv"] = type(os.getenv), ["txn.require"] = type(require), ["txn.package"] = type(package),
+                ["txn.dofile"] = type(dofile), ["txn.loadfile"] = type(loadfile),
+                ["txn.debug_getinfo"] = type(debug.getinfo), ["txn.traceback"] = type(debug.traceback),
+                ["txn.bytecode"] = tostring(err), ["txn.text_load"] = load("return 1 + 1")(),
+                ["txn.env_load"] = load("return x", "chunk", "t", { x = 5 })(),
+                ["txn.gc_count"] = math.type(collectgarbage("count")), ["txn.gc_stop"] = ok_gc,
+                ["txn.string"] = ("abc"):upper(), ["txn.utf8"] = utf8.char(233),
+                ["txn.math"] = math.floor(7 / 2), ["txn.table"] = table.concat({ "a", "b" }, ","),
+              }
+            end)
+            """)
+        let vars = try harness.vars("sandbox")
+        XCTAssertTrue(harness.errorLogs.isEmpty, "\(harness.errorLogs)")
+        XCTAssertEqual(vars["txn.io"]?.text, "nil")
+        XCTAssertEqual(vars["txn.os_execute"]?.text, "nil")
+        XCTAssertEqual(vars["txn.os_getenv"]?.text, "nil")
+        XCTAssertEqual(vars["txn.os_time"]?.text, "function")
+        XCTAssertEqual(vars["txn.require"]?.text, "nil")
+        XCTAssertEqual(vars["txn.package"]?.text, "nil")
+        XCTAssertEqual(vars["txn.dofile"]?.text, "nil")
+        XCTAssertEqual(vars["txn.loadfile"]?.text, "nil")
+        XCTAssertEqual(vars["txn.debug_getinfo"]?.text, "nil")
+        XCTAssertEqual(vars["txn.traceback"]?.text, "function")
+        XCTAssertTrue(vars["txn.bytecode"]?.text?.contains("attempt to load a binary chunk") ?? false, "\(vars)")
+        XCTAssertEqual(vars["txn.text_load"], .int64(2))
+        XCTAssertEqual(vars["txn.env_load"], .int64(5))
+        XCTAssertEqual(vars["txn.gc_count"]?.text, "float")
+        XCTAssertEqual(vars["txn.gc_stop"], .bool(false))
+        XCTAssertEqual(vars["txn.string"]?.text, "ABC")
+        XCTAssertEqual(vars["txn.utf8"]?.text, "é")
+        XCTAssertEqual(vars["txn.math"], .int64(3))
+        XCTAssertEqual(vars["txn.table"]?.text, "a,b")
+    }
+
+    func testLoggingReachesTheLogger() throws {
+        let harness = try Harness("""
+            spoa.Info("loading worker " .. spoa.worker)
+            spoa.register_message("logs", function(txn, msg)
+              spoa.log(spoa.warning, "w")
+              spoa.log(spoa.err, "e")
+              spoa.log(spoa.notice, "n")
+              spoa.log(spoa.silent, "never")
+              spoa.Debug("d")
+              spoa.Info("i")
+              spoa.Warning("warn")
+              spoa.Alert("a")
+              print("p", 1, nil, true)
+              warn("careful")
+              local ok, err = pcall(spoa.log, 9, "x")
+              spoa.Info(err)
+            end)
+            """, workerIndex: 2)
+        let loading = harness.logs.entries
+        XCTAssertEqual(loading.count, 1)
+        XCTAssertEqual(loading.first?.level, .info)
+        XCTAssertEqual(loading.first?.message, "loading worker 2")
+        XCTAssertEqual(loading.first?.metadata["lua.worker"], "2")
+
+        _ = try harness.actions([("logs", [])])
+        let entries = harness.logs.entries.dropFirst().filter { $0.level != .trace }
+        let got = entries.map { "\($0.level) \($0.message)" }
+        XCTAssertEqual(got, [
+            "warning w", "error e", "notice n", "debug d", "info i", "warning warn", "critical a",
+            "info p\t1\tnil\ttrue", "warning careful", "info spoa.log: invalid level 9 (expected 0..7)",
+        ])
+        XCTAssertTrue(entries.allSatisfy { $0.metadata["lua.message"] == "logs" })
+        XCTAssertTrue(harness.errorLogs.allSatisfy { $0.message == "e" })
+    }
+
+    func testStatesAreIndependentPerWorker() throws {
+        let path = try writeScript("""
+            local count = 0
+            spoa.register_message("count", function(txn) count = count + 1; txn:set_var("txn.count", count) end)
+            """)
+        let logger = Logger(label: "test")
+        let first = try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 2, logger: logger)
+        let second = try LuaWorker(scriptPath: path, workerIndex: 2, workerCount: 2, logger: logger)
+        func run(_ worker: LuaWorker) throws -> [SpoaAction] {
+            var payload = ByteBuffer()
+            payload.writeSpopRawString("count")
+            payload.writeInteger(UInt8(0))
+            let notify = try NotifyFrame(streamID: 1, frameID: 1, payload: payload)
+            var ack = AckWriter(streamID: 1, frameID: 1, maxFrameSize: 16380, buffer: ByteBuffer())
+            worker.handle(notify, connection: SpoaConnectionInfo(), ack: &ack)
+            var reader = FrameReader()
+            reader.append(ack.finish())
+            return try SpoaAction.decodeList(XCTUnwrap(reader.next(maxFrameSize: 16380)).payload)
+        }
+        XCTAssertEqual(try run(first), [.setVar(.transaction, "count", .int64(1))])
+        XCTAssertEqual(try run(first), [.setVar(.transaction, "count", .int64(2))])
+        XCTAssertEqual(try run(second), [.setVar(.transaction, "count", .int64(1))])
+        XCTAssertGreaterThan(first.luaMemory, 0)
+    }
+}
