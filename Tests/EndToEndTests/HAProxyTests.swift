@@ -215,7 +215,8 @@ final class HAProxyTests: E2ETestCase {
     func testPipelinedLoadThroughHAProxy() throws {
         _ = try requireHAProxy()
         let (agent, agentPort) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "agent")
-        let p = try ports(agent: agentPort)
+        let tap = try startTap(agentPort: agentPort)
+        let p = try ports(agent: tap.port)
         let (cfg, spoe) = try shippedConfig(p, processingTimeout: "5s")
         let haproxy = try startHAProxy(config: cfg, files: ["spoe-ip-reputation.conf": spoe], waitPort: p.web)
 
@@ -247,7 +248,11 @@ final class HAProxyTests: E2ETestCase {
         let (ok, failures, samples) = results.snapshot()
         print("E2E load: \(total) requests over \(connections) connections: \(ok) ok, \(failures) failed, "
               + String(format: "%.2fs, %.0f req/s", elapsed, Double(total) / elapsed))
+        let st = tap.snapshot()
+        print("E2E load: SPOP connections \(st.connections), NOTIFY \(st.framesByType[3] ?? 0), ACK \(st.acks), "
+              + "max NOTIFYs in flight on one connection \(st.maxInFlightPerConnection)")
         XCTAssertEqual(ok, total)
+        XCTAssertGreaterThanOrEqual(st.acks, total, "one ACK per NOTIFY")
         XCTAssertEqual(failures, 0, "first failures: \(samples)\n\(haproxy.logTail(10))\n\(agent.logTail(20))")
         XCTAssertTrue(agent.isRunning)
     }
@@ -257,7 +262,8 @@ final class HAProxyTests: E2ETestCase {
     func testLargeArgumentIsFragmentedByHAProxy() throws {
         _ = try requireHAProxy()
         let (agent, agentPort) = try startAgent(script: try TestScripts.combined(), name: "agent")
-        let p = try ports(agent: agentPort)
+        let tap = try startTap(agentPort: agentPort)
+        let p = try ports(agent: tap.port)
         let spoe = spoeConfig(messages: [("big", "big=req.hdr(x-big)")], maxFrameSize: 16380)
         let haproxy = try startHAProxy(config: generatedConfig(p, bufsize: 65536, headers: varHeaders(["big_len", "big_hash"])),
                                        files: ["e2e-spoe.conf": spoe], waitPort: p.web)
@@ -268,6 +274,13 @@ final class HAProxyTests: E2ETestCase {
             assertHeader(r, "X-SPOE-Error", nil)
             assertHeader(r, "X-V-big_len", "\(size)")
             assertHeader(r, "X-V-big_hash", "\(fnv1a32(value))")
+            if size == 40_000 {
+                // HAProxy really fragmented it: a NOTIFY without FIN and UNSET continuations.
+                let st = tap.snapshot()
+                print("E2E fragmentation: 40000-byte argument -> \(st.notifyWithoutFin) first fragment(s), \(st.unsetFrames) UNSET frame(s)")
+                XCTAssertGreaterThanOrEqual(st.notifyWithoutFin, 1, "HAProxy did not fragment: \(st)")
+                XCTAssertGreaterThanOrEqual(st.unsetFrames, 2, "a 40 KB payload needs at least 3 frames of 16380: \(st)")
+            }
         }
     }
 

@@ -290,7 +290,7 @@ final class ManagedProcess {
     init(name: String, executable: String, arguments: [String], logDir: URL, cwd: URL? = nil) throws {
         self.name = name
         logURL = logDir.appendingPathComponent("\(name).log")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: logURL)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -347,6 +347,7 @@ func waitForPort(_ port: UInt16, timeout: Double, while alive: () -> Bool = { tr
 /// Starts agents/haproxies on demand and stops every one of them in tearDown.
 class E2ETestCase: XCTestCase {
     var children: [ManagedProcess] = []
+    var taps: [SpopTap] = []
     var tempDir: URL!
 
     override func setUpWithError() throws {
@@ -358,6 +359,8 @@ class E2ETestCase: XCTestCase {
     override func tearDown() {
         for c in children.reversed() { c.stop() }
         children.removeAll()
+        for t in taps { t.stop() }
+        taps.removeAll()
         if let tempDir, ProcessInfo.processInfo.environment["E2E_KEEP_TMP"] == nil {
             try? FileManager.default.removeItem(at: tempDir)
         }
@@ -388,6 +391,13 @@ class E2ETestCase: XCTestCase {
             throw WireError("agent did not start")
         }
         return (p, port)
+    }
+
+    /// A frame-parsing relay in front of the agent on `agentPort`.
+    func startTap(agentPort: UInt16) throws -> SpopTap {
+        let t = try SpopTap(upstreamPort: agentPort)
+        taps.append(t)
+        return t
     }
 
     /// Skip (not fail) when HAProxy is not installed; run-tests.sh installs it.

@@ -1,0 +1,158 @@
+// A transparent TCP relay between HAProxy and the agent that parses the SPOP
+// frame headers going through it, so tests can prove what HAProxy really did on
+// the wire (fragmented a NOTIFY, pipelined several NOTIFYs on one connection).
+// Bytes are forwarded unchanged.
+
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class SpopTap: @unchecked Sendable {
+    struct Stats {
+        var connections = 0
+        var framesByType: [UInt8: Int] = [:]
+        var notifyWithoutFin = 0          // first fragments
+        var unsetFrames = 0               // continuation fragments (incl. aborts)
+        var acks = 0
+        var maxInFlightPerConnection = 0  // complete NOTIFYs not yet ACKed on one connection
+    }
+
+    let port: UInt16
+    private let upstreamPort: UInt16
+    private let listenFD: Int32
+    private let lock = NSLock()
+    private var stats = Stats()
+    private var inFlight: [Int: Int] = [:]
+    private var stopped = false
+
+    init(upstreamPort: UInt16) throws {
+        self.upstreamPort = upstreamPort
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw WireError("tap socket: errno \(errno)") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = loopbackAddress(port: 0)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0, listen(fd, 128) == 0 else { close(fd); throw WireError("tap bind/listen: errno \(errno)") }
+        var out = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &out) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        listenFD = fd
+        port = UInt16(bigEndian: out.sin_port)
+        let t = Thread { [self] in acceptLoop() }
+        t.start()
+    }
+
+    func snapshot() -> Stats { lock.lock(); defer { lock.unlock() }; return stats }
+
+    func stop() {
+        lock.lock()
+        let already = stopped
+        stopped = true
+        lock.unlock()
+        if !already { shutdown(listenFD, Int32(SHUT_RDWR)); close(listenFD) }
+    }
+
+    deinit { stop() }
+
+    private func acceptLoop() {
+        var id = 0
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            lock.lock()
+            let isStopped = stopped
+            stats.connections += 1
+            lock.unlock()
+            if isStopped { close(fd); return }
+            guard let up = try? TCPConnFD.connect(port: upstreamPort) else { close(fd); continue }
+            id += 1
+            let cid = id
+            let pair = FDPair(a: fd, b: up)
+            Thread { [self] in pump(from: fd, to: up, conn: cid, upstream: true); pair.done() }.start()
+            Thread { [self] in pump(from: up, to: fd, conn: cid, upstream: false); pair.done() }.start()
+        }
+    }
+
+    private func pump(from src: Int32, to dst: Int32, conn: Int, upstream: Bool) {
+        var buf: [UInt8] = []
+        var tmp = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = tmp.withUnsafeMutableBytes { recv(src, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            buf += tmp[0..<n]
+            // Parse complete frames before forwarding, so a NOTIFY is counted before the agent can ACK it.
+            while buf.count >= 4 {
+                let len = buf[0..<4].reduce(0) { ($0 << 8) | Int($1) }
+                guard buf.count >= 4 + len else { break }
+                if let f = try? SpopFrame.decode(body: Array(buf[4..<(4 + len)])) { record(f, conn: conn) }
+                buf.removeFirst(4 + len)
+            }
+            var off = 0
+            while off < n {
+                let w = tmp[off..<n].withUnsafeBytes { send(dst, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if w < 0 && errno == EINTR { continue }
+                if w <= 0 { off = -1; break }
+                off += w
+            }
+            if off < 0 { break }
+        }
+        shutdown(src, Int32(SHUT_RDWR))
+        shutdown(dst, Int32(SHUT_RDWR))
+    }
+
+    private func record(_ f: SpopFrame, conn: Int) {
+        lock.lock(); defer { lock.unlock() }
+        stats.framesByType[f.type, default: 0] += 1
+        switch f.type {
+        case SpopType.notify.rawValue:
+            if f.flags & SpopFlags.fin == 0 { stats.notifyWithoutFin += 1 } else { inFlight[conn, default: 0] += 1 }
+        case SpopType.unset.rawValue:
+            stats.unsetFrames += 1
+            if f.flags == SpopFlags.fin { inFlight[conn, default: 0] += 1 }
+        case SpopType.ack.rawValue:
+            stats.acks += 1
+            inFlight[conn, default: 0] -= 1
+        default:
+            break
+        }
+        stats.maxInFlightPerConnection = max(stats.maxInFlightPerConnection, inFlight[conn] ?? 0)
+    }
+}
+
+/// Closes both fds once both pump threads are done.
+private final class FDPair: @unchecked Sendable {
+    let a: Int32, b: Int32
+    private let lock = NSLock()
+    private var remaining = 2
+    init(a: Int32, b: Int32) { self.a = a; self.b = b }
+    func done() {
+        lock.lock()
+        remaining -= 1
+        let last = remaining == 0
+        lock.unlock()
+        if last { close(a); close(b) }
+    }
+}
+
+enum TCPConnFD {
+    static func connect(port: UInt16) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw WireError("socket: errno \(errno)") }
+        var addr = loopbackAddress(port: port)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc != 0 { close(fd); throw WireError("connect: errno \(errno)") }
+        return fd
+    }
+}
