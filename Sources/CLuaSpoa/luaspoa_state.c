@@ -55,7 +55,9 @@ void luaspoa_copy_error(lua_State *L, int idx, char *buf, size_t cap) {
     if (buf == NULL || cap == 0)
         return;
     size_t len = 0;
-    const char *msg = lua_tolstring(L, idx, &len); /* error values from msgh are strings */
+    /* Only read strings: converting a number would allocate outside protection.
+     * msgh always returns a string, and so do LUA_ERRMEM and LUA_ERRERR. */
+    const char *msg = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
     if (msg == NULL) {
         msg = "(error object is not a string)";
         len = strlen(msg);

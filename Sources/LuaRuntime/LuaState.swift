@@ -43,10 +43,11 @@ final class LuaState {
     let ctx: UnsafeMutablePointer<luaspoa_ctx>
     private(set) var L: OpaquePointer?
     private var engineID: UnsafeMutableBufferPointer<CChar>?
+    private var engineIDString: String?
 
     static let errorCapacity = 4096
 
-    init(scriptPath: String, workerIndex: Int, workerCount: Int, logger: Logger) throws(LuaScriptError) {
+    init(scriptPath: String, workerIndex: Int, workerCount: Int, memoryLimit: Int, logger: Logger) throws(LuaScriptError) {
         self.scriptPath = scriptPath
         self.bridge = LuaBridge(logger: logger)
         self.ctx = .allocate(capacity: 1)
@@ -74,7 +75,7 @@ final class LuaState {
         var state: OpaquePointer?
         let error = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Self.errorCapacity) { buffer in
             buffer[0] = 0
-            state = luaspoa_newstate(ctx, scriptPath, 0, buffer.baseAddress, buffer.count)
+            state = luaspoa_newstate(ctx, scriptPath, max(memoryLimit, 0), buffer.baseAddress, buffer.count)
             return state == nil ? String(cString: buffer.baseAddress!) : nil
         }
         guard let state else {
@@ -101,13 +102,13 @@ final class LuaState {
             ctx.pointee.engine_id_len = 0
             return
         }
-        if let current = engineID,
-           String(decoding: UnsafeRawBufferPointer(current), as: UTF8.self) == id {
+        if let current = engineID, engineIDString == id {
             ctx.pointee.engine_id = UnsafePointer(current.baseAddress)
             ctx.pointee.engine_id_len = current.count
             return
         }
         engineID?.deallocate()
+        engineIDString = id
         let utf8 = Array(id.utf8)
         let copy = UnsafeMutableBufferPointer<CChar>.allocate(capacity: max(utf8.count, 1))
         for (index, byte) in utf8.enumerated() { copy[index] = CChar(bitPattern: byte) }

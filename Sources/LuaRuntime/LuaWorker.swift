@@ -24,14 +24,17 @@ public final class LuaWorker: SpoaWorker {
 
     /// Loads `scriptPath` into a new state. Throws a `LuaScriptError` whose message
     /// holds file:line for syntax errors and errors raised while the script loads.
-    public init(scriptPath: String, workerIndex: Int, workerCount: Int, logger: Logger) throws {
+    /// `memoryLimit` caps the state's allocations in bytes (0: no limit); going over
+    /// it fails the running handler with "not enough memory".
+    public init(scriptPath: String, workerIndex: Int, workerCount: Int, logger: Logger, memoryLimit: Int = 0) throws {
         var logger = logger
         logger[metadataKey: "lua.worker"] = "\(workerIndex)"
         logger[metadataKey: "lua.script"] = "\(scriptPath)"
         self.scriptPath = scriptPath
         self.workerIndex = workerIndex
         self.logger = logger
-        self.state = try LuaState(scriptPath: scriptPath, workerIndex: workerIndex, workerCount: workerCount, logger: logger)
+        self.state = try LuaState(
+            scriptPath: scriptPath, workerIndex: workerIndex, workerCount: workerCount, memoryLimit: memoryLimit, logger: logger)
         self.arguments = .allocate(capacity: 256)  // NB-ARGS is one byte
         self.errorBuffer = .allocate(capacity: LuaState.errorCapacity)
     }
@@ -46,7 +49,7 @@ public final class LuaWorker: SpoaWorker {
     public static func check(scriptPath: String) throws {
         var logger = Logger(label: "luaspoa.check")
         logger.logLevel = .warning
-        _ = try LuaState(scriptPath: scriptPath, workerIndex: 0, workerCount: 0, logger: logger)
+        _ = try LuaState(scriptPath: scriptPath, workerIndex: 0, workerCount: 0, memoryLimit: 0, logger: logger)
     }
 
     /// Bytes currently allocated by this worker's Lua state.

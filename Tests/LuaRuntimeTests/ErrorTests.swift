@@ -157,3 +157,36 @@ final class ErrorTests: XCTestCase {
                       "\(harness.errorLogs)")
     }
 }
+
+final class MemoryLimitTests: XCTestCase {
+    func testOutOfMemoryFailsTheHandlerNotTheAgent() throws {
+        let logs = LogCapture()
+        let path = try writeScript("""
+            spoa.register_message("hog", function(txn)
+              txn:set_var("txn.before", 1)
+              local t = {}
+              for i = 1, 1e7 do t[i] = string.rep("x", 64) .. i end
+            end)
+            spoa.register_message("ok", function(txn) txn:set_var("txn.ok", #string.rep("y", 1000)) end)
+            """)
+        let worker = try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: logs.logger, memoryLimit: 4 << 20)
+        var payload = ByteBuffer()
+        for name in ["hog", "ok"] {
+            payload.writeSpopRawString(name)
+            payload.writeInteger(UInt8(0))
+        }
+        for _ in 0..<2 {  // the state stays usable after a memory error
+            let notify = try NotifyFrame(streamID: 1, frameID: 1, payload: payload)
+            var ack = AckWriter(streamID: 1, frameID: 1, maxFrameSize: 16380, buffer: ByteBuffer())
+            worker.handle(notify, connection: SpoaConnectionInfo(), ack: &ack)
+            var reader = FrameReader()
+            reader.append(ack.finish())
+            let actions = try SpoaAction.decodeList(XCTUnwrap(reader.next(maxFrameSize: 16380)).payload)
+            XCTAssertEqual(actions, [.setVar(.transaction, "ok", .int64(1000))])
+        }
+        XCTAssertEqual(worker.handlerErrors, 2)
+        XCTAssertTrue(logs.entries.filter { $0.level == .error }.allSatisfy { $0.message == "hog: not enough memory" },
+                      "\(logs.entries.map(\.message))")
+        XCTAssertLessThanOrEqual(worker.luaMemory, 4 << 20)
+    }
+}
