@@ -1,0 +1,96 @@
+// The luaspoa command line as an operator meets it: start-up errors, options,
+// and a clean stop on SIGTERM / SIGINT.
+
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class CLITests: E2ETestCase {
+
+    func agentBinary() throws -> String {
+        guard let b = E2EPaths.agentBinary() else {
+            XCTFail("luaspoa binary not found (swift build --product luaspoa, or set LUASPOA_BIN)")
+            throw WireError("no agent binary")
+        }
+        return b
+    }
+
+    /// Run luaspoa with `args` and expect it to exit by itself.
+    func runToExit(_ args: [String], name: String) throws -> (Int32, String) {
+        let p = try ManagedProcess(name: name, executable: try agentBinary(), arguments: args, logDir: tempDir)
+        children.append(p)
+        guard let status = p.waitForExit(timeout: 20) else {
+            XCTFail("luaspoa \(args) did not exit:\n\(p.logTail())")
+            throw WireError("no exit")
+        }
+        return (status, p.log)
+    }
+
+    func testMissingScriptFileFails() throws {
+        let missing = tempDir.appendingPathComponent("does-not-exist.lua").path
+        let (status, log) = try runToExit(["--script", missing, "--listen", "127.0.0.1:\(try freePort())"], name: "missing")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(log.contains("does-not-exist.lua"), "the message should name the file: \(log)")
+    }
+
+    func testNoScriptArgumentFails() throws {
+        let (status, log) = try runToExit(["--listen", "127.0.0.1:\(try freePort())"], name: "noscript")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(log.lowercased().contains("script"), log)
+    }
+
+    func testSyntaxErrorReportsFileAndLine() throws {
+        let path = tempDir.appendingPathComponent("broken.lua")
+        try "-- line 1\nlocal x = 1\nspoa.register_message(\"a\", function(txn, msg)\n  if then\nend)\n"
+            .write(to: path, atomically: true, encoding: .utf8)
+        let (status, log) = try runToExit(["--script", path.path, "--listen", "127.0.0.1:\(try freePort())"], name: "syntax")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(log.contains("broken.lua:4:"), "expected file:line in the message: \(log)")
+    }
+
+    func testErrorWhileLoadingFails() throws {
+        let path = tempDir.appendingPathComponent("raises.lua")
+        try "local t = nil\nprint(t.field)\n".write(to: path, atomically: true, encoding: .utf8)
+        let (status, log) = try runToExit(["--script", path.path, "--listen", "127.0.0.1:\(try freePort())"], name: "raises")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(log.contains("raises.lua:2:"), log)
+    }
+
+    func testSigtermStopsCleanlyWithOpenConnections() throws {
+        let (agent, port) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "term",
+                                           extraArgs: ["--workers", "3", "--log-level", "trace"])
+        let idle = try TCPConn(port: port)
+        _ = try idle.handshake()
+        let half = try TCPConn(port: port)
+        half.send(Array(Golden.hello11_1.prefix(20)))
+        assertAgentServes(port, agent)
+        kill(agent.process.processIdentifier, SIGTERM)
+        let status = agent.waitForExit(timeout: 15)
+        XCTAssertEqual(status, 0, "SIGTERM should exit 0:\n\(agent.logTail())")
+    }
+
+    func testSigintStopsCleanly() throws {
+        let (agent, port) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "int",
+                                           extraArgs: ["--log-level", "error"])
+        assertAgentServes(port, agent)
+        kill(agent.process.processIdentifier, SIGINT)
+        XCTAssertEqual(agent.waitForExit(timeout: 15), 0, "SIGINT should exit 0:\n\(agent.logTail())")
+    }
+
+    func testWorkersOptionServesInParallel() throws {
+        let (agent, port) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "workers",
+                                           extraArgs: ["--workers", "4"])
+        var conns: [TCPConn] = []
+        for _ in 0..<8 { conns.append(try TCPConn(port: port)); _ = try conns.last!.handshake() }
+        for (i, c) in conns.enumerated() { c.send(notifyFrame(streamID: UInt64(i), frameID: 1,
+            [SpopMessage(name: "check-client-ip", args: [("", .ipv4([10, 9, 8, 7]))])])) }
+        for (i, c) in conns.enumerated() {
+            let f = try c.expectFrame(timeout: 5, "ACK")
+            XCTAssertEqual(f.streamID, UInt64(i))
+            XCTAssertEqual(actionMap(try f.actions())["sess.ip_score"], .uint32(90))
+        }
+        assertAgentServes(port, agent)
+    }
+}
