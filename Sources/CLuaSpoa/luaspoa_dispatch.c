@@ -22,14 +22,16 @@ static int compare_keys(const void *pa, const void *pb) {
 /* Raises an error located at the handler's definition (no Lua frame is
  * running once the handler has returned). */
 static int result_error(lua_State *L, const char *key, const char *why) {
+    luaspoa_rt *rt = luaspoa_rt_get(L);
     lua_Debug ar;
     lua_pushvalue(L, SLOT_HANDLER);
     lua_getinfo(L, ">S", &ar);
+    /* The message name is not NUL-terminated: go through a Lua string. */
+    const char *name = lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
     if (key)
         return luaL_error(L, "%s:%d: action table returned by handler of '%s': [\"%s\"]: %s",
-                          ar.short_src, ar.linedefined, luaspoa_rt_get(L)->msg_name, key, why);
-    return luaL_error(L, "%s:%d: handler of '%s': %s", ar.short_src, ar.linedefined,
-                      luaspoa_rt_get(L)->msg_name, why);
+                          ar.short_src, ar.linedefined, name, key, why);
+    return luaL_error(L, "%s:%d: handler of '%s': %s", ar.short_src, ar.linedefined, name, why);
 }
 
 /* Encodes the handler's return value: nil, or { ["scope.name"] = value, ... }

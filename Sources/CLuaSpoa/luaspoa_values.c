@@ -98,11 +98,12 @@ static int l_int64(lua_State *L) {
 static int l_uint64(lua_State *L) {
     lua_Integer n;
     if (lua_type(L, 1) == LUA_TSTRING) {
-        const char *s = lua_tostring(L, 1);
+        size_t len;
+        const char *s = lua_tolstring(L, 1, &len);
         char *end;
         errno = 0;
         unsigned long long u = strtoull(s, &end, 10);
-        if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno == ERANGE)
+        if (s[0] < '0' || s[0] > '9' || end != s + len || errno == ERANGE)
             return luaL_error(L, "uint64 out of range: %s", s);
         n = (lua_Integer)u;
     } else {
