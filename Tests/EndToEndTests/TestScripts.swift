@@ -101,6 +101,23 @@ enum TestScripts {
       txn:set_var("txn.ok", 1)
     end)
 
+    -- An ACK that cannot fit in the negotiated max-frame-size.
+    spoa.register_message("huge", function(txn, msg)
+      txn:set_var("txn.huge", string.rep("x", msg.args.n))
+    end)
+
+    -- Values the API refuses: the handler raises, its actions are dropped.
+    spoa.register_message("badvalue", function(txn, msg)
+      txn:set_var("txn.before_bad", 1)
+      txn:set_var("txn.bad", 2.5)
+    end)
+
+    -- Repeated argument names: msg.args.k is the first occurrence.
+    spoa.register_message("first_of", function(txn, msg)
+      txn:set_var("txn.first", msg.args.k)
+      txn:set_var("txn.second", msg.args[2])
+    end)
+
     spoa.register_message("big", function(txn, msg)
       local s = msg.args.big or msg.args[1] or ""
       txn:set_var("txn.big_len", #s)
