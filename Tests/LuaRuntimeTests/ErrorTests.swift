@@ -41,7 +41,7 @@ final class ErrorTests: XCTestCase {
             spoa.register_message("name", function(txn) return { ["txn.bad-name"] = 1 } end)
             spoa.register_message("fine", function(txn) return { ["txn.fine"] = 1 } end)
             """)
-        let actions = try harness.actions([("float", []), ("key", []), ("kind", []), ("name", []), ("fine", [])])
+        let actions = try harness.actions([("float", [("x", .int64(1))]), ("key", []), ("kind", []), ("name", []), ("fine", [])])
         XCTAssertEqual(actions, [.setVar(.transaction, "fine", .int64(1))])
         let messages = harness.errorLogs.map(\.message)
         XCTAssertEqual(messages.count, 4, "\(messages)")
@@ -170,18 +170,8 @@ final class MemoryLimitTests: XCTestCase {
             spoa.register_message("ok", function(txn) txn:set_var("txn.ok", #string.rep("y", 1000)) end)
             """)
         let worker = try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: logs.logger, memoryLimit: 4 << 20)
-        var payload = ByteBuffer()
-        for name in ["hog", "ok"] {
-            payload.writeSpopRawString(name)
-            payload.writeInteger(UInt8(0))
-        }
         for _ in 0..<2 {  // the state stays usable after a memory error
-            let notify = try NotifyFrame(streamID: 1, frameID: 1, payload: payload)
-            var ack = AckWriter(streamID: 1, frameID: 1, maxFrameSize: 16380, buffer: ByteBuffer())
-            worker.handle(notify, connection: SpoaConnectionInfo(), ack: &ack)
-            var reader = FrameReader()
-            reader.append(ack.finish())
-            let actions = try SpoaAction.decodeList(XCTUnwrap(reader.next(maxFrameSize: 16380)).payload)
+            let actions = try SpoaAction.decodeList(handleNotify(worker, [("hog", []), ("ok", [])]))
             XCTAssertEqual(actions, [.setVar(.transaction, "ok", .int64(1000))])
         }
         XCTAssertEqual(worker.handlerErrors, 2)

@@ -161,15 +161,7 @@ final class LoadingTests: XCTestCase {
         let first = try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 2, logger: logger)
         let second = try LuaWorker(scriptPath: path, workerIndex: 2, workerCount: 2, logger: logger)
         func run(_ worker: LuaWorker) throws -> [SpoaAction] {
-            var payload = ByteBuffer()
-            payload.writeSpopRawString("count")
-            payload.writeInteger(UInt8(0))
-            let notify = try NotifyFrame(streamID: 1, frameID: 1, payload: payload)
-            var ack = AckWriter(streamID: 1, frameID: 1, maxFrameSize: 16380, buffer: ByteBuffer())
-            worker.handle(notify, connection: SpoaConnectionInfo(), ack: &ack)
-            var reader = FrameReader()
-            reader.append(ack.finish())
-            return try SpoaAction.decodeList(XCTUnwrap(reader.next(maxFrameSize: 16380)).payload)
+            try SpoaAction.decodeList(handleNotify(worker, [("count", [])]))
         }
         XCTAssertEqual(try run(first), [.setVar(.transaction, "count", .int64(1))])
         XCTAssertEqual(try run(first), [.setVar(.transaction, "count", .int64(2))])

@@ -73,25 +73,8 @@ final class Harness {
         engineID: String? = nil, maxFrameSize: Int = 16380,
         file: StaticString = #filePath, line: UInt = #line
     ) throws -> ByteBuffer {
-        var payload = ByteBuffer()
-        for message in messages {
-            payload.writeSpopRawString(message.name)
-            payload.writeInteger(UInt8(message.arguments.count))
-            for argument in message.arguments {
-                payload.writeSpopRawString(argument.name)
-                payload.writeSpopValue(argument.value)
-            }
-        }
-        let notify = try NotifyFrame(streamID: streamID, frameID: frameID, payload: payload)
-        var ack = AckWriter(streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize, buffer: ByteBuffer())
-        worker.handle(notify, connection: SpoaConnectionInfo(engineID: engineID), ack: &ack)
-        var reader = FrameReader()
-        reader.append(ack.finish())
-        let frame = try XCTUnwrap(try reader.next(maxFrameSize: 1 << 20), "ACK is not a complete frame", file: file, line: line)
-        XCTAssertEqual(frame.header.type, .ack, file: file, line: line)
-        XCTAssertEqual(frame.header.streamID, streamID, file: file, line: line)
-        XCTAssertEqual(frame.header.frameID, frameID, file: file, line: line)
-        return frame.payload
+        try handleNotify(worker, messages, streamID: streamID, frameID: frameID, engineID: engineID,
+                         maxFrameSize: maxFrameSize, file: file, line: line)
     }
 
     /// Handles one NOTIFY and returns the ACK's decoded actions.
@@ -112,6 +95,34 @@ final class Harness {
     }
 
     var errorLogs: [LogCapture.Entry] { logs.entries.filter { $0.level == .error } }
+}
+
+/// Sends one NOTIFY made of `messages` to `worker` and returns the ACK's
+/// LIST-OF-ACTIONS bytes, after checking the ACK frame's header.
+func handleNotify(
+    _ worker: LuaWorker, _ messages: [TestMessage], streamID: UInt64 = 7, frameID: UInt64 = 1,
+    engineID: String? = nil, maxFrameSize: Int = 16380,
+    file: StaticString = #filePath, line: UInt = #line
+) throws -> ByteBuffer {
+    var payload = ByteBuffer()
+    for message in messages {
+        payload.writeSpopRawString(message.name)
+        payload.writeInteger(UInt8(message.arguments.count))
+        for argument in message.arguments {
+            payload.writeSpopRawString(argument.name)
+            payload.writeSpopValue(argument.value)
+        }
+    }
+    let notify = try NotifyFrame(streamID: streamID, frameID: frameID, payload: payload)
+    var ack = AckWriter(streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize, buffer: ByteBuffer())
+    worker.handle(notify, connection: SpoaConnectionInfo(engineID: engineID), ack: &ack)
+    var reader = FrameReader()
+    reader.append(ack.finish())
+    let frame = try XCTUnwrap(try reader.next(maxFrameSize: 1 << 20), "ACK is not a complete frame", file: file, line: line)
+    XCTAssertEqual(frame.header.type, .ack, file: file, line: line)
+    XCTAssertEqual(frame.header.streamID, streamID, file: file, line: line)
+    XCTAssertEqual(frame.header.frameID, frameID, file: file, line: line)
+    return frame.payload
 }
 
 func hex(_ buffer: ByteBuffer) -> String {
