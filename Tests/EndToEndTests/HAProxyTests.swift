@@ -12,7 +12,8 @@ final class HAProxyTests: E2ETestCase {
 
     /// A generated haproxy.cfg with the same shape as haproxy/haproxy.cfg: fe_web
     /// (SPOE filter, response headers from variables) -> be_app -> fe_app (200).
-    func generatedConfig(_ p: Ports, bufsize: Int? = nil, headers: [String]) -> String {
+    func generatedConfig(_ p: Ports, bufsize: Int? = nil, headers: [String],
+                         check: String = "check inter 2s", extra: String = "") -> String {
         """
         global
             log stdout format raw local0 info
@@ -45,8 +46,9 @@ final class HAProxyTests: E2ETestCase {
             option spop-check
             timeout connect 5s
             timeout server  2m
-            server a1 127.0.0.1:\(p.agent) check inter 2s
+            server a1 127.0.0.1:\(p.agent) \(check)
 
+        \(extra)
         """
     }
 
@@ -58,7 +60,8 @@ final class HAProxyTests: E2ETestCase {
         }
     }
 
-    func spoeConfig(messages: [(name: String, args: String)], maxFrameSize: Int? = nil) -> String {
+    func spoeConfig(messages: [(name: String, args: String)], maxFrameSize: Int? = nil,
+                    idleTimeout: String = "1m") -> String {
         var s = """
         [e2e]
         spoe-agent e2e-agent
@@ -68,7 +71,7 @@ final class HAProxyTests: E2ETestCase {
             option force-set-var
             option set-on-error err
             timeout hello      5s
-            timeout idle       1m
+            timeout idle       \(idleTimeout)
             timeout processing 5s
 
         """
@@ -301,6 +304,66 @@ final class HAProxyTests: E2ETestCase {
             assertHeader(r, "X-V-boom_partial", nil)
         }
         XCTAssertTrue(agent.isRunning)
+    }
+
+    // MARK: (f) connection life cycle with a real HAProxy
+
+    func testIdleTimeoutDisconnectThenReconnect() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(script: try TestScripts.combined(), name: "agent")
+        let tap = try startTap(agentPort: agentPort)
+        let p = try ports(agent: tap.port)
+        let spoe = spoeConfig(messages: [("ok", "src")], idleTimeout: "700ms")
+        let haproxy = try startHAProxy(config: generatedConfig(p, headers: varHeaders(["ok"])),
+                                       files: ["e2e-spoe.conf": spoe], waitPort: p.web)
+        assertHeader(try httpGet(port: p.web), "X-V-ok", "1")
+        // HAProxy 2.6 closes idle SPOE connections with HAPROXY-DISCONNECT (status 2, timeout);
+        // the agent answers AGENT-DISCONNECT.
+        let deadline = nowSeconds() + 5
+        while nowSeconds() < deadline && tap.snapshot().agentDisconnectStatuses.isEmpty { usleep(100_000) }
+        let st = tap.snapshot()
+        print("E2E idle: HAPROXY-DISCONNECT statuses \(st.haproxyDisconnectStatuses), AGENT-DISCONNECT statuses \(st.agentDisconnectStatuses)")
+        XCTAssertTrue(st.haproxyDisconnectStatuses.contains(2), "\(st)\n\(haproxy.logTail())")
+        XCTAssertFalse(st.agentDisconnectStatuses.isEmpty, "the agent did not answer HAPROXY-DISCONNECT: \(st)\n\(agent.logTail())")
+        // New connections are opened for the next requests.
+        for _ in 0..<3 {
+            let r = try httpGet(port: p.web)
+            XCTAssertEqual(r.status, 200)
+            assertHeader(r, "X-V-ok", "1")
+            assertHeader(r, "X-SPOE-Error", nil)
+        }
+    }
+
+    func testSpopHealthCheckMarksAgentUp() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(script: try TestScripts.combined(), name: "agent")
+        let tap = try startTap(agentPort: agentPort)
+        let statsPort = try freePort()
+        let p = try ports(agent: tap.port)
+        let stats = """
+        frontend stats
+            bind 127.0.0.1:\(statsPort)
+            stats enable
+            stats uri /stats
+        """
+        let haproxy = try startHAProxy(config: generatedConfig(p, headers: varHeaders(["ok"]),
+                                                               check: "check inter 200ms fall 1 rise 1", extra: stats),
+                                       files: ["e2e-spoe.conf": spoeConfig(messages: [("ok", "src")])], waitPort: p.web)
+        let deadline = nowSeconds() + 5
+        while nowSeconds() < deadline && tap.snapshot().healthCheckHellos < 3 { usleep(100_000) }
+        XCTAssertGreaterThanOrEqual(tap.snapshot().healthCheckHellos, 3, "HAProxy sent no spop-check probes")
+        let csv = String(decoding: try httpGet(port: statsPort, "/stats;csv").body, as: UTF8.self)
+        let lines = csv.split(separator: "\n").map(String.init)
+        guard let header = lines.first, let row = lines.first(where: { $0.hasPrefix("be_agents,a1,") }) else {
+            XCTFail("no be_agents/a1 row in stats:\n\(csv)\n\(haproxy.logTail())")
+            return
+        }
+        let cols = header.trimmingCharacters(in: CharacterSet(charactersIn: "# ")).split(separator: ",", omittingEmptySubsequences: false)
+        let vals = row.split(separator: ",", omittingEmptySubsequences: false)
+        func col(_ n: String) -> String? { cols.firstIndex(of: Substring(n)).flatMap { $0 < vals.count ? String(vals[$0]) : nil } }
+        XCTAssertEqual(col("status"), "UP", "\(row)\n\(agent.logTail())")
+        XCTAssertEqual(col("check_status"), "L7OK", row)
+        XCTAssertEqual(try httpGet(port: p.web).header("X-V-ok"), "1")
     }
 }
 

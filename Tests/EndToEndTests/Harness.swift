@@ -208,6 +208,20 @@ final class TCPConn {
         }
     }
 
+    /// One CRLF-terminated line (without the CRLF), or nil on EOF.
+    func readLine(timeout: Double) throws -> String? {
+        let deadline = nowSeconds() + timeout
+        while true {
+            if buffer.count >= 2, let i = (0..<(buffer.count - 1)).first(where: { buffer[$0] == 13 && buffer[$0 + 1] == 10 }) {
+                let line = String(decoding: buffer[0..<i], as: UTF8.self)
+                buffer.removeFirst(i + 2)
+                return line
+            }
+            if eof { return nil }
+            if !fill(deadline: deadline) { throw WireError("timeout waiting for a line") }
+        }
+    }
+
     private func findCRLFCRLF() -> Int? {
         guard buffer.count >= 4 else { return nil }
         for i in 0...(buffer.count - 4) where buffer[i] == 13 && buffer[i + 1] == 10 && buffer[i + 2] == 13 && buffer[i + 3] == 10 {
@@ -266,9 +280,22 @@ final class HTTPConn {
                          String(l[l.index(after: c)...]).trimmingCharacters(in: .whitespaces)))
         }
         var resp = HTTPResponse(status: status, headers: hdrs, body: [])
-        if let cl = resp.header("content-length").flatMap({ Int($0) }), cl > 0 {
-            guard let body = try conn.readExactly(cl, timeout: timeout) else { throw WireError("EOF in HTTP body") }
-            resp.body = body
+        if let cl = resp.header("content-length").flatMap({ Int($0) }) {
+            if cl > 0 {
+                guard let body = try conn.readExactly(cl, timeout: timeout) else { throw WireError("EOF in HTTP body") }
+                resp.body = body
+            }
+        } else if resp.header("transfer-encoding")?.lowercased().contains("chunked") == true {
+            // chunk-size CRLF data CRLF ... 0 CRLF CRLF (no trailers expected)
+            while true {
+                guard let sizeLine = try conn.readLine(timeout: timeout),
+                      let size = Int(sizeLine.split(separator: ";")[0].trimmingCharacters(in: .whitespaces), radix: 16)
+                else { throw WireError("bad chunk size line") }
+                if size == 0 { _ = try conn.readLine(timeout: timeout); break }
+                guard let chunk = try conn.readExactly(size, timeout: timeout) else { throw WireError("EOF in chunk") }
+                resp.body += chunk
+                _ = try conn.readLine(timeout: timeout)
+            }
         }
         return resp
     }
@@ -416,7 +443,8 @@ class E2ETestCase: XCTestCase {
             try content.write(to: tempDir.appendingPathComponent(n), atomically: true, encoding: .utf8)
         }
         let cfgURL = tempDir.appendingPathComponent("haproxy.cfg")
-        try cfg.write(to: cfgURL, atomically: true, encoding: .utf8)
+        // HAProxy refuses a configuration whose last line has no LF.
+        try (cfg.hasSuffix("\n") ? cfg : cfg + "\n").write(to: cfgURL, atomically: true, encoding: .utf8)
         let p = try ManagedProcess(name: "haproxy", executable: bin, arguments: ["-f", cfgURL.path, "-db"],
                                    logDir: tempDir, cwd: tempDir)
         children.append(p)

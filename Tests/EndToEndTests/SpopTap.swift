@@ -16,6 +16,9 @@ final class SpopTap: @unchecked Sendable {
         var unsetFrames = 0               // continuation fragments (incl. aborts)
         var acks = 0
         var maxInFlightPerConnection = 0  // complete NOTIFYs not yet ACKed on one connection
+        var haproxyDisconnectStatuses: [Int64] = []
+        var agentDisconnectStatuses: [Int64] = []
+        var healthCheckHellos = 0
     }
 
     let port: UInt16
@@ -122,6 +125,12 @@ final class SpopTap: @unchecked Sendable {
         case SpopType.ack.rawValue:
             stats.acks += 1
             inFlight[conn, default: 0] -= 1
+        case SpopType.haproxyDisconnect.rawValue:
+            stats.haproxyDisconnectStatuses.append((try? f.kv())?["status-code"]?.intValue ?? -1)
+        case SpopType.agentDisconnect.rawValue:
+            stats.agentDisconnectStatuses.append((try? f.kv())?["status-code"]?.intValue ?? -1)
+        case SpopType.haproxyHello.rawValue:
+            if (try? f.kv())?["healthcheck"] == .bool(true) { stats.healthCheckHellos += 1 }
         default:
             break
         }
