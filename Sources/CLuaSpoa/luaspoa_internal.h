@@ -23,6 +23,7 @@ typedef struct luaspoa_rt {
     int handlers_ref;               /* registry ref: name -> handler function */
     int loading;                    /* 1 while the script body runs */
     int active;                     /* 1 while a handler runs */
+    int in_init;                    /* 1 while register_init functions run */
     uint64_t gen;                   /* bumped for each dispatch; msg/txn remember theirs */
     const char *msg_name;           /* current message */
     size_t msg_name_len;
@@ -86,5 +87,15 @@ void luaspoa_append(lua_State *L, int kind, int scope, const char *name, size_t 
 /* Parses "scope.name"; returns 1 or 0 with a message written into err. */
 int luaspoa_parse_var(const char *var, size_t len, int *scope, const char **name,
                       size_t *name_len, char *err, size_t errcap);
+
+/* luaspoa_time.c, luaspoa_shared.c, luaspoa_map.c, luaspoa_lifecycle.c (spoa table at top) */
+void luaspoa_open_time(lua_State *L);
+void luaspoa_open_shared(lua_State *L);
+void luaspoa_open_map(lua_State *L);
+void luaspoa_open_lifecycle(lua_State *L);
+/* Runs the functions given to spoa.register_init, in order (inside a protected call). */
+void luaspoa_run_inits(lua_State *L);
+/* Raises unless the script body (or, with allow_init, an init function) is running. */
+void luaspoa_require_setup(lua_State *L, const char *fn, int allow_init);
 
 #endif

@@ -179,6 +179,8 @@ static void register_one(lua_State *L, luaspoa_rt *rt, int name_idx) {
 
 static int l_register_message(lua_State *L) {
     luaspoa_rt *rt = luaspoa_rt_get(L);
+    if (!rt->loading && rt->ctx->worker_index == 0)
+        return luaL_error(L, "spoa.register_message is not available in the background state");
     if (!rt->loading)
         return luaL_error(L, "spoa.register_message is only available while the script loads");
     luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -297,6 +299,10 @@ static int setup_body(lua_State *L) {
     luaspoa_open_log(L);
     luaspoa_open_addr(L);
     luaspoa_open_values(L);
+    luaspoa_open_time(L);
+    luaspoa_open_shared(L);
+    luaspoa_open_map(L);
+    luaspoa_open_lifecycle(L);
     lua_setglobal(L, "spoa");
 
     /* A load failure is returned, not raised: its message already holds
@@ -306,6 +312,7 @@ static int setup_body(lua_State *L) {
     rt->loading = 1;
     lua_call(L, 0, 0);
     rt->loading = 0;
+    luaspoa_run_inits(L);
     return 0;
 }
 

@@ -45,11 +45,16 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "luaspoa")
+        // The background state (spoa.worker 0) loads first: a script that cannot
+        // load fails here, before serving. It runs the script's tasks.
+        let background: BackgroundTasks
         do {
-            try LuaWorker.check(scriptPath: script)
+            background = try BackgroundTasks(scriptPath: script, workerCount: workers, logger: logger)
         } catch {
             throw ScriptError(message: "\(error)")
         }
+        background.start()
+        defer { background.stop() }
 
         let configuration = SpopServer.Configuration(
             host: listen.host, port: listen.port, workers: workers,
