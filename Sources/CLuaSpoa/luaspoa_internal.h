@@ -97,5 +97,10 @@ void luaspoa_open_lifecycle(lua_State *L);
 void luaspoa_run_inits(lua_State *L);
 /* Raises unless the script body (or, with allow_init, an init function) is running. */
 void luaspoa_require_setup(lua_State *L, const char *fn, int allow_init);
+/* Checks an options table at idx (nil allowed: returns 0) against "a, b, c";
+ * raises on unknown keys. Returns 1 when a table is there. */
+int luaspoa_check_options(lua_State *L, int idx, const char *fn, const char *supported);
+/* Registers metatable `mt` with a methods table as __index and a __tostring. */
+void luaspoa_new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction tostring);
 
 #endif

@@ -1,6 +1,6 @@
 /* Lifecycle: spoa.register_init (per state, after the script loaded),
- * spoa.register_task (run by the background state's thread), and the context
- * guards shared by every set-up function. */
+ * spoa.register_task (run by the background state's thread), and the helpers
+ * shared by the set-up functions (context guard, options check, classes). */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +16,33 @@ void luaspoa_require_setup(lua_State *L, const char *fn, int allow_init) {
         return;
     luaL_error(L, "%s is only available while the script loads%s", fn,
                allow_init ? " or in an init function" : " (not in init functions, handlers or tasks)");
+}
+
+int luaspoa_check_options(lua_State *L, int idx, const char *fn, const char *supported) {
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        size_t n = k ? strlen(k) : 0;
+        const char *at = k && n ? strstr(supported, k) : NULL;
+        /* A whole word of the comma-separated list. */
+        if (at == NULL || (at != supported && at[-1] != ' ') || (at[n] != '\0' && at[n] != ','))
+            luaL_error(L, "%s: unknown option '%s' (supported: %s)", fn, luaL_tolstring(L, -1, NULL), supported);
+    }
+    return 1;
+}
+
+void luaspoa_new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction tostring) {
+    luaL_newmetatable(L, mt);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
 }
 
 /* Appends the value at the top to the registry array `key` (popping it). */
@@ -40,16 +67,7 @@ static int l_register_task(lua_State *L) {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_Integer every = 0;
     int at_start = 1;
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, 2) != 0) {
-            lua_pop(L, 1);
-            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-            if (strcmp(k, "every") != 0 && strcmp(k, "at_start") != 0)
-                return luaL_error(L, "spoa.register_task: unknown option '%s' (supported: every, at_start)",
-                                  luaL_tolstring(L, -1, NULL));
-        }
+    if (luaspoa_check_options(L, 2, "spoa.register_task", "every, at_start")) {
         if (lua_getfield(L, 2, "every") != LUA_TNIL) {
             if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
                 return luaL_error(L, "spoa.register_task: every must be an integer number of milliseconds >= 1");

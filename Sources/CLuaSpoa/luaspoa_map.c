@@ -60,15 +60,7 @@ static int l_load(lua_State *L) {
     luaspoa_require_setup(L, "spoa.map.load", 1);
     const char *path = luaL_checkstring(L, 1);
     int kind = MAP_STR;
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, 2) != 0) {
-            lua_pop(L, 1);
-            if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "type") != 0)
-                return luaL_error(L, "spoa.map.load: unknown option '%s' (supported: type)",
-                                  luaL_tolstring(L, -1, NULL));
-        }
+    if (luaspoa_check_options(L, 2, "spoa.map.load", "type")) {
         lua_getfield(L, 2, "type");
         const char *t = lua_tostring(L, -1);
         for (kind = 0; t && kind_names[kind] && strcmp(kind_names[kind], t) != 0; kind++) {}
@@ -189,12 +181,7 @@ void luaspoa_open_map(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"lookup", m_lookup}, {"size", m_size}, {"reload", m_reload}, {NULL, NULL},
     };
-    luaL_newmetatable(L, LUASPOA_MAP_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, m_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    luaspoa_new_class(L, LUASPOA_MAP_MT, methods, m_tostring);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_load);
     lua_setfield(L, -2, "load");

@@ -290,15 +290,7 @@ static int l_declare(lua_State *L) {
     if (len == 0 || strcmp(name, "declare") == 0)
         return luaL_error(L, "spoa.shared.declare: invalid dict name '%s'", name);
     lua_Integer max_items = DEFAULT_MAX_ITEMS;
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, 2) != 0) {
-            lua_pop(L, 1);
-            if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "max_items") != 0)
-                return luaL_error(L, "spoa.shared.declare: unknown option '%s' (supported: max_items)",
-                                  luaL_tolstring(L, -1, NULL));
-        }
+    if (luaspoa_check_options(L, 2, "spoa.shared.declare", "max_items")) {
         if (lua_getfield(L, 2, "max_items") != LUA_TNIL) {
             if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
                 return luaL_error(L, "spoa.shared.declare: max_items must be an integer >= 1");
@@ -345,12 +337,7 @@ void luaspoa_open_shared(lua_State *L) {
         {"flush_all", d_flush_all}, {"flush_expired", d_flush_expired}, {"count", d_count},
         {"capacity", d_capacity}, {NULL, NULL},
     };
-    luaL_newmetatable(L, LUASPOA_DICT_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, d_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    luaspoa_new_class(L, LUASPOA_DICT_MT, methods, d_tostring);
 
     lua_createtable(L, 0, 4);                 /* spoa.shared */
     lua_pushcfunction(L, l_declare);
