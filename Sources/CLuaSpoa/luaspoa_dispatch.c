@@ -73,7 +73,7 @@ static void encode_result(lua_State *L) {
         const char *name;
         size_t name_len;
         char err[256];
-        if (!luaspoa_parse_var(keys[i].ptr, keys[i].len, &scope, &name, &name_len, err, sizeof err))
+        if (!luaspoa_parse_var(luaspoa_rt_get(L)->ctx, keys[i].ptr, keys[i].len, &scope, &name, &name_len, err, sizeof err))
             result_error(L, NULL, err);
         lua_pushlstring(L, keys[i].ptr, keys[i].len);
         lua_rawget(L, t);

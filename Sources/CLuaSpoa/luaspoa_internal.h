@@ -12,6 +12,10 @@
 #define LUASPOA_TYPED_MT "luaspoa.Typed"
 #define LUASPOA_MSG_MT "luaspoa.Msg"
 #define LUASPOA_TXN_MT "luaspoa.Txn"
+#define LUASPOA_NET_MT "luaspoa.Net"
+
+/* Registry field holding the script's path (relative data files resolve from it). */
+#define LUASPOA_SCRIPT_PATH_KEY "luaspoa.script_path"
 
 /* Pseudo type code of the spoa.unset sentinel (never sent on the wire). */
 #define LUASPOA_T_UNSET 0xFF
@@ -54,15 +58,52 @@ void luaspoa_emit_log(lua_State *L, int level, const char *msg, size_t len);
 void luaspoa_open_log(lua_State *L);              /* spoa table at top */
 
 /* luaspoa_addr.c */
+typedef struct luaspoa_addr {
+    uint8_t family; /* 4 or 6 */
+    uint8_t bytes[16];
+} luaspoa_addr;
+
 void luaspoa_open_addr(lua_State *L);             /* spoa table at top */
 void luaspoa_push_addr(lua_State *L, int family, const uint8_t *bytes);
 /* Returns the 16 address bytes and sets *family (4 or 6), or NULL if not an Addr. */
 const uint8_t *luaspoa_test_addr(lua_State *L, int idx, int *family);
 /* Parses text into family + bytes; returns 1 on success, 0 otherwise. */
 int luaspoa_parse_addr(const char *s, size_t len, int *family, uint8_t out[16]);
+luaspoa_addr *luaspoa_check_addr(lua_State *L, int idx);
+/* Reads an Addr or a text address at idx into *out; returns 0 if it is neither. */
+int luaspoa_to_addr(lua_State *L, int idx, luaspoa_addr *out);
+/* Same, raising "<what>: invalid IP address: ..." or a type error. */
+void luaspoa_check_addr_arg(lua_State *L, int idx, luaspoa_addr *out, const char *what);
+const char *luaspoa_push_addr_text(lua_State *L, int family, const uint8_t *bytes);
+
+/* luaspoa_net.c */
+typedef struct luaspoa_net {
+    uint8_t family;
+    uint8_t bits;       /* prefix length */
+    uint8_t bytes[16];  /* network address, host bits zero */
+} luaspoa_net;
+
+void luaspoa_open_net(lua_State *L);              /* spoa table at top */
+void luaspoa_mask_bytes(uint8_t bytes[16], int bits);
+int luaspoa_net_contains(const luaspoa_net *net, const luaspoa_addr *a);
+/* Parses "addr[/bits]"; returns 0 with a message in err on failure. */
+int luaspoa_parse_cidr(const char *s, size_t len, luaspoa_net *out, char *err, size_t errcap);
+void luaspoa_push_net(lua_State *L, const luaspoa_net *net);
+void luaspoa_push_net_text(lua_State *L, const luaspoa_net *net);
+int luaspoa_addr_in_cidr(lua_State *L);           /* the a:in_cidr method */
+
+/* luaspoa_netset.c */
+void luaspoa_open_netset(lua_State *L);           /* spoa table at top */
+
+/* luaspoa_hdrs.c */
+void luaspoa_open_hdrs(lua_State *L);             /* spoa table at top */
 
 /* luaspoa_values.c */
 void luaspoa_open_values(lua_State *L);           /* spoa table at top */
+/* Checks the Lua value at idx as an explicit SPOE `type` (same range rules and
+ * messages as the spoa.<type> wrappers) and fills *out. Byte values borrow the
+ * Lua string at idx. `what` names the caller in errors. */
+void luaspoa_check_typed(lua_State *L, int idx, int type, spoa_value *out, const char *what);
 const char *luaspoa_type_name(int type);
 /* Pushes an incoming argument value (NULL pushes nil). */
 void luaspoa_push_value(lua_State *L, const spoa_value *v);
@@ -84,9 +125,10 @@ void luaspoa_push_txn(lua_State *L);
 /* Queues one action through the Swift callback; raises on ACK full. */
 void luaspoa_append(lua_State *L, int kind, int scope, const char *name, size_t name_len,
                     const spoa_value *value);
-/* Parses "scope.name"; returns 1 or 0 with a message written into err. */
-int luaspoa_parse_var(const char *var, size_t len, int *scope, const char **name,
-                      size_t *name_len, char *err, size_t errcap);
+/* Parses "scope.name" (scope, [A-Za-z0-9._]+, and with ctx->var_prefix HAProxy's
+ * 63-byte limit); returns 1 or 0 with a message written into err. */
+int luaspoa_parse_var(const luaspoa_ctx *ctx, const char *var, size_t len, int *scope,
+                      const char **name, size_t *name_len, char *err, size_t errcap);
 
 /* luaspoa_time.c, luaspoa_shared.c, luaspoa_map.c, luaspoa_lifecycle.c (spoa table at top) */
 void luaspoa_open_time(lua_State *L);

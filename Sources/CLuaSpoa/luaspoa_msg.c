@@ -1,6 +1,9 @@
 /* The msg object: msg.name, msg.nargs, msg.args (built lazily), msg:type(k),
- * msg:get(k), msg:argname(i). It reads the current message's spoa_arg array,
- * which is valid only while the handler runs. */
+ * msg:get(k), msg:argname(i), msg:all(name), msg:iter(). It reads the current
+ * message's spoa_arg array, which is valid only while the handler runs.
+ *
+ * The proposal's msg:name(i) is spelled msg:argname(i): msg.name is already the
+ * message name, and a method of the same name would shadow it (or be shadowed). */
 #include <string.h>
 
 #include "luaspoa_internal.h"
@@ -68,6 +71,50 @@ static int msg_argname(lua_State *L) {
     return 1;
 }
 
+/* msg:all(name) -> array of the values of every argument with that name (NULLs
+ * are skipped, as in msg.args; use msg:iter() to see them). */
+static int msg_all(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    size_t len;
+    const char *name = luaL_checklstring(L, 2, &len);
+    lua_newtable(L);
+    lua_Integer n = 0;
+    for (int i = 0; i < rt->nargs; i++) {
+        const spoa_arg *a = &rt->args[i];
+        if (a->name_len != len || memcmp(a->name, name, len) != 0 ||
+            a->value.type == LUASPOA_T_NULL)
+            continue;
+        luaspoa_push_value(L, &a->value);
+        lua_rawseti(L, -2, ++n);
+    }
+    return 1;
+}
+
+/* Iterator step: (msg, i) -> i + 1, name, value, type. */
+static int msg_iter_next(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    lua_Integer i = luaL_checkinteger(L, 2);
+    if (i < 0 || i >= rt->nargs)
+        return 0;
+    const spoa_arg *a = &rt->args[i];
+    lua_pushinteger(L, i + 1);
+    lua_pushlstring(L, a->name, a->name_len);
+    luaspoa_push_value(L, &a->value);
+    lua_pushstring(L, luaspoa_type_name(a->value.type));
+    return 4;
+}
+
+/* for i, name, value, type in msg:iter() do ... end (NULL: value nil, type "null") */
+static int msg_iter(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    lua_pushcfunction(L, msg_iter_next);
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, 0);
+    return 3;
+}
+
 /* Builds msg.args: positions 1..nargs and first-occurrence names. */
 static void push_args_table(lua_State *L, const luaspoa_rt *rt) {
     int named = 0;
@@ -115,7 +162,8 @@ static int msg_index(lua_State *L) {
 
 void luaspoa_open_msg(lua_State *L) {
     static const luaL_Reg methods[] = {
-        {"type", msg_type}, {"get", msg_get}, {"argname", msg_argname}, {NULL, NULL},
+        {"type", msg_type}, {"get", msg_get}, {"argname", msg_argname},
+        {"all", msg_all}, {"iter", msg_iter}, {NULL, NULL},
     };
     luaL_newmetatable(L, LUASPOA_MSG_MT);
     luaL_newlib(L, methods);

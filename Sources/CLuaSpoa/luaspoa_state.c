@@ -283,6 +283,8 @@ static int setup_body(lua_State *L) {
 
     lua_newtable(L);
     rt->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushstring(L, path);
+    lua_setfield(L, LUA_REGISTRYINDEX, LUASPOA_SCRIPT_PATH_KEY);
 
     luaspoa_open_msg(L);
     luaspoa_open_txn(L);
@@ -303,6 +305,9 @@ static int setup_body(lua_State *L) {
     luaspoa_open_shared(L);
     luaspoa_open_map(L);
     luaspoa_open_lifecycle(L);
+    luaspoa_open_net(L);
+    luaspoa_open_netset(L);
+    luaspoa_open_hdrs(L);
     lua_setglobal(L, "spoa");
 
     /* A load failure is returned, not raised: its message already holds

@@ -1,5 +1,6 @@
 /* The txn object (txn.stream_id, txn.frame_id, txn.engine_id, txn.message,
- * txn:set_var, txn:unset_var), handle lifetime, and variable-name parsing. */
+ * txn:set_var, txn:set_var_<type>, txn:unset_var, txn:get_var), handle lifetime,
+ * and variable-name parsing. */
 #include <stdio.h>
 #include <string.h>
 
@@ -25,8 +26,11 @@ void luaspoa_push_handle(lua_State *L, const char *mt, int nuv) {
 
 static const char *const scope_names[] = {"proc", "sess", "txn", "req", "res"};
 
-int luaspoa_parse_var(const char *var, size_t len, int *scope, const char **name,
-                      size_t *name_len, char *err, size_t errcap) {
+/* HAProxy builds "<scope>.<prefix>.<name>" in a 64-byte buffer (NUL included). */
+#define HAPROXY_VAR_NAME_MAX 63
+
+int luaspoa_parse_var(const luaspoa_ctx *ctx, const char *var, size_t len, int *scope,
+                      const char **name, size_t *name_len, char *err, size_t errcap) {
     const char *dot = memchr(var, '.', len);
     if (dot == NULL) {
         snprintf(err, errcap, "invalid variable \"%.*s\": expected \"<scope>.<name>\" "
@@ -58,7 +62,46 @@ int luaspoa_parse_var(const char *var, size_t len, int *scope, const char **name
             return 0;
         }
     }
+    size_t full = slen + ctx->var_prefix_len + *name_len + 2;
+    if (ctx->var_prefix != NULL && full > HAPROXY_VAR_NAME_MAX) {
+        snprintf(err, errcap, "invalid variable \"%.*s\": \"%.*s.%.*s.%.*s\" is %d bytes long, "
+                 "HAProxy allows %d", (int)len, var, (int)slen, var, (int)ctx->var_prefix_len,
+                 ctx->var_prefix, (int)*name_len, *name, (int)full, HAPROXY_VAR_NAME_MAX);
+        return 0;
+    }
     return 1;
+}
+
+/* Logs once per state and name when the name repeats the var-prefix
+ * ("sess.iprep.score" with prefix iprep becomes sess.iprep.iprep.score). */
+static void warn_doubled_prefix(lua_State *L, const luaspoa_ctx *ctx, const char *name,
+                                size_t name_len) {
+    size_t plen = ctx->var_prefix_len;
+    if (ctx->var_prefix == NULL || name_len <= plen || name[plen] != '.' ||
+        memcmp(name, ctx->var_prefix, plen) != 0)
+        return;
+    int top = lua_gettop(L);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "luaspoa.prefix_warned") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "luaspoa.prefix_warned");
+    }
+    const char *n = lua_pushlstring(L, name, name_len);
+    if (lua_rawget(L, -2) == LUA_TNIL) {
+        n = lua_pushlstring(L, name, name_len);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -4);
+        n = lua_pushlstring(L, name, name_len);
+        const char *p = lua_pushlstring(L, ctx->var_prefix, plen);
+        size_t len;
+        const char *msg = lua_pushfstring(L, "variable name \"%s\" starts with the var-prefix "
+            "\"%s\"; HAProxy adds the prefix itself (it becomes <scope>.%s.%s)", n, p, p, n);
+        lua_tolstring(L, -1, &len);
+        luaspoa_emit_log(L, LUASPOA_LOG_WARNING, msg, len);
+    }
+    (void)n;
+    lua_settop(L, top);
 }
 
 void luaspoa_append(lua_State *L, int kind, int scope, const char *name, size_t name_len,
@@ -66,6 +109,7 @@ void luaspoa_append(lua_State *L, int kind, int scope, const char *name, size_t 
     luaspoa_ctx *ctx = luaspoa_rt_get(L)->ctx;
     if (ctx->append_action == NULL)
         luaL_error(L, "no ACK to write to");
+    warn_doubled_prefix(L, ctx, name, name_len);
     if (ctx->append_action(ctx->ud, kind, scope, name, name_len, value) != 0) {
         if (ctx->max_frame_size)
             luaL_error(L, "ACK full (max-frame-size %d)", (int)ctx->max_frame_size);
@@ -78,7 +122,8 @@ static void check_var(lua_State *L, int idx, int *scope, const char **name, size
     size_t len;
     const char *var = luaL_checklstring(L, idx, &len);
     char err[256];
-    if (!luaspoa_parse_var(var, len, scope, name, name_len, err, sizeof err))
+    if (!luaspoa_parse_var(luaspoa_rt_get(L)->ctx, var, len, scope, name, name_len, err,
+                           sizeof err))
         luaL_error(L, "%s", err);
 }
 
@@ -107,6 +152,47 @@ static int txn_unset_var(lua_State *L) {
     return 0;
 }
 
+/* txn:set_var_<type>(var [, v]): an explicit type without building a wrapper.
+ * Upvalue 1 is the type code, upvalue 2 the method name for errors. */
+static int txn_set_var_typed(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
+    int scope;
+    const char *name;
+    size_t name_len;
+    check_var(L, 2, &scope, &name, &name_len);
+    spoa_value v;
+    luaspoa_check_typed(L, 3, (int)lua_tointeger(L, lua_upvalueindex(1)), &v,
+                        lua_tostring(L, lua_upvalueindex(2)));
+    luaspoa_append(L, LUASPOA_ACTION_SET, scope, name, name_len, &v);
+    return 0;
+}
+
+/* txn:get_var(var) -> value, type as queued so far in this ACK (by any message of
+ * the frame); nil, "unset" after unset_var; nil when nothing is queued. A failed
+ * handler's actions are rolled back from the ACK, so they disappear here too. */
+static int txn_get_var(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
+    int scope;
+    const char *name;
+    size_t name_len;
+    check_var(L, 2, &scope, &name, &name_len);
+    luaspoa_ctx *ctx = luaspoa_rt_get(L)->ctx;
+    spoa_value v;
+    memset(&v, 0, sizeof v);
+    int kind = ctx->get_action ? ctx->get_action(ctx->ud, scope, name, name_len, &v) : 0;
+    if (kind == LUASPOA_ACTION_SET) {
+        luaspoa_push_value(L, &v);
+        lua_pushstring(L, luaspoa_type_name(v.type));
+        return 2;
+    }
+    lua_pushnil(L);
+    if (kind == LUASPOA_ACTION_UNSET) {
+        lua_pushliteral(L, "unset");
+        return 2;
+    }
+    return 1;
+}
+
 static int txn_index(lua_State *L) {
     luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
     luaspoa_rt *rt = luaspoa_rt_get(L);
@@ -132,10 +218,23 @@ static int txn_index(lua_State *L) {
 
 void luaspoa_open_txn(lua_State *L) {
     static const luaL_Reg methods[] = {
-        {"set_var", txn_set_var}, {"unset_var", txn_unset_var}, {NULL, NULL},
+        {"set_var", txn_set_var}, {"unset_var", txn_unset_var}, {"get_var", txn_get_var},
+        {NULL, NULL},
+    };
+    static const struct { const char *suffix; int type; } typed[] = {
+        {"null", LUASPOA_T_NULL}, {"boolean", LUASPOA_T_BOOL}, {"int32", LUASPOA_T_INT32},
+        {"uint32", LUASPOA_T_UINT32}, {"int64", LUASPOA_T_INT64}, {"uint64", LUASPOA_T_UINT64},
+        {"ipv4", LUASPOA_T_IPV4}, {"ipv6", LUASPOA_T_IPV6}, {"str", LUASPOA_T_STRING},
+        {"bin", LUASPOA_T_BINARY},
     };
     luaL_newmetatable(L, LUASPOA_TXN_MT);
     luaL_newlib(L, methods);
+    for (size_t i = 0; i < sizeof typed / sizeof typed[0]; i++) {
+        lua_pushinteger(L, typed[i].type);
+        const char *method = lua_pushfstring(L, "txn:set_var_%s", typed[i].suffix);
+        lua_pushcclosure(L, txn_set_var_typed, 2);
+        lua_setfield(L, -2, method + 4);
+    }
     lua_pushcclosure(L, txn_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "spoa.txn");

@@ -54,111 +54,101 @@ static luaspoa_typed *push_typed(lua_State *L, uint8_t type, int nuv) {
     return t;
 }
 
-/* ---- wrappers ----------------------------------------------------------- */
+/* ---- explicit types --------------------------------------------------- */
 
-/* Reads argument 1 as an integer; `what` names the wrapper in errors. */
-static lua_Integer wrapper_integer(lua_State *L, const char *what) {
+/* Reads argument idx as an integer; `what` names the caller in errors. */
+static lua_Integer check_integer(lua_State *L, int idx, const char *what) {
     int isint = 0;
     lua_Integer n = 0;
-    if (lua_type(L, 1) == LUA_TNUMBER) /* no silent string-to-number conversion */
-        n = lua_tointegerx(L, 1, &isint);
+    if (lua_type(L, idx) == LUA_TNUMBER) /* no silent string-to-number conversion */
+        n = lua_tointegerx(L, idx, &isint);
     if (!isint) {
-        if (lua_type(L, 1) == LUA_TNUMBER)
+        if (lua_type(L, idx) == LUA_TNUMBER)
             luaL_error(L, "%s: number has no integer representation: %s", what,
-                       lua_tostring(L, 1));
+                       lua_tostring(L, idx));
         else
-            luaL_error(L, "%s: integer expected, got %s", what, luaL_typename(L, 1));
+            luaL_error(L, "%s: integer expected, got %s", what, luaL_typename(L, idx));
     }
     return n;
 }
 
-static int l_int32(lua_State *L) {
-    lua_Integer n = wrapper_integer(L, "spoa.int32");
-    if (n < INT32_MIN || n > INT32_MAX)
-        return luaL_error(L, "int32 out of range: %I", n);
-    push_typed(L, LUASPOA_T_INT32, 0)->v.i = n;
-    return 1;
-}
-
-static int l_uint32(lua_State *L) {
-    lua_Integer n = wrapper_integer(L, "spoa.uint32");
-    if (n < 0 || n > (lua_Integer)UINT32_MAX)
-        return luaL_error(L, "uint32 out of range: %I", n);
-    push_typed(L, LUASPOA_T_UINT32, 0)->v.i = n;
-    return 1;
-}
-
-static int l_int64(lua_State *L) {
-    lua_Integer n = wrapper_integer(L, "spoa.int64");
-    push_typed(L, LUASPOA_T_INT64, 0)->v.i = n;
-    return 1;
-}
-
 /* Any integer (taken as the unsigned bit pattern) or a decimal string. */
-static int l_uint64(lua_State *L) {
-    lua_Integer n;
-    if (lua_type(L, 1) == LUA_TSTRING) {
-        size_t len;
-        const char *s = lua_tolstring(L, 1, &len);
-        char *end;
-        errno = 0;
-        unsigned long long u = strtoull(s, &end, 10);
-        if (s[0] < '0' || s[0] > '9' || end != s + len || errno == ERANGE)
-            return luaL_error(L, "uint64 out of range: %s", s);
-        n = (lua_Integer)u;
-    } else {
-        n = wrapper_integer(L, "spoa.uint64");
-    }
-    push_typed(L, LUASPOA_T_UINT64, 0)->v.i = n;
-    return 1;
-}
-
-static int l_boolean(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TBOOLEAN);
-    push_typed(L, LUASPOA_T_BOOL, 0)->v.i = lua_toboolean(L, 1);
-    return 1;
-}
-
-static int push_bytes_wrapper(lua_State *L, uint8_t type) {
+static lua_Integer check_uint64(lua_State *L, int idx, const char *what) {
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return check_integer(L, idx, what);
     size_t len;
-    luaL_checklstring(L, 1, &len);
-    lua_settop(L, 1);
-    lua_tolstring(L, 1, &len); /* numbers become strings in place */
-    luaspoa_typed *t = push_typed(L, type, 1);
-    lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, 1);
-    t->v.bytes.ptr = lua_tostring(L, 1);
-    t->v.bytes.len = len;
-    return 1;
+    const char *s = lua_tolstring(L, idx, &len);
+    char *end;
+    errno = 0;
+    unsigned long long u = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || end != s + len || errno == ERANGE)
+        luaL_error(L, "uint64 out of range: %s", s);
+    return (lua_Integer)u;
 }
 
-static int l_string(lua_State *L) { return push_bytes_wrapper(L, LUASPOA_T_STRING); }
-static int l_binary(lua_State *L) { return push_bytes_wrapper(L, LUASPOA_T_BINARY); }
+static void check_ip(lua_State *L, int idx, int want, uint8_t out[16], const char *what) {
+    luaspoa_addr a;
+    luaspoa_check_addr_arg(L, idx, &a, what);
+    if (a.family != want)
+        luaL_error(L, "%s: not an IPv%d address (got IPv%d)", what, want, (int)a.family);
+    memcpy(out, a.bytes, 16);
+}
 
-static int push_ip_wrapper(lua_State *L, int want) {
-    const char *what = want == 4 ? "spoa.ipv4" : "spoa.ipv6";
-    int family;
-    uint8_t bytes[16];
-    const uint8_t *p = luaspoa_test_addr(L, 1, &family);
-    if (p != NULL) {
-        memcpy(bytes, p, 16);
-    } else if (lua_type(L, 1) == LUA_TSTRING) {
-        size_t len;
-        const char *s = lua_tolstring(L, 1, &len);
-        if (!luaspoa_parse_addr(s, len, &family, bytes))
-            return luaL_error(L, "%s: invalid IP address: %s", what, s);
-    } else {
-        return luaL_error(L, "%s: address or string expected, got %s", what, luaL_typename(L, 1));
+void luaspoa_check_typed(lua_State *L, int idx, int type, spoa_value *out, const char *what) {
+    memset(out, 0, sizeof *out);
+    out->type = (uint8_t)type;
+    lua_Integer n;
+    switch (type) {
+    case LUASPOA_T_NULL:
+        break;
+    case LUASPOA_T_BOOL:
+        luaL_checktype(L, idx, LUA_TBOOLEAN);
+        out->v.i = lua_toboolean(L, idx);
+        break;
+    case LUASPOA_T_INT32:
+        n = check_integer(L, idx, what);
+        if (n < INT32_MIN || n > INT32_MAX)
+            luaL_error(L, "int32 out of range: %I", n);
+        out->v.i = n;
+        break;
+    case LUASPOA_T_UINT32:
+        n = check_integer(L, idx, what);
+        if (n < 0 || n > (lua_Integer)UINT32_MAX)
+            luaL_error(L, "uint32 out of range: %I", n);
+        out->v.i = n;
+        break;
+    case LUASPOA_T_INT64:
+        out->v.i = check_integer(L, idx, what);
+        break;
+    case LUASPOA_T_UINT64:
+        out->v.i = check_uint64(L, idx, what);
+        break;
+    case LUASPOA_T_IPV4: case LUASPOA_T_IPV6:
+        check_ip(L, idx, type == LUASPOA_T_IPV4 ? 4 : 6, out->v.ip, what);
+        break;
+    default: /* STRING, BINARY: numbers become strings in place */
+        luaL_checklstring(L, idx, NULL);
+        out->v.bytes.ptr = lua_tolstring(L, idx, &out->v.bytes.len);
+        break;
     }
-    if (family != want)
-        return luaL_error(L, "%s: not an IPv%d address (got IPv%d)", what, want, family);
-    luaspoa_typed *t = push_typed(L, want == 4 ? LUASPOA_T_IPV4 : LUASPOA_T_IPV6, 0);
-    memcpy(t->v.ip, bytes, 16);
-    return 1;
 }
 
-static int l_ipv4(lua_State *L) { return push_ip_wrapper(L, 4); }
-static int l_ipv6(lua_State *L) { return push_ip_wrapper(L, 6); }
+/* spoa.<type>(v): the checked value as a wrapper. The upvalue is the type code;
+ * string and binary wrappers keep their Lua string as user value 1. */
+static int l_wrapper(lua_State *L) {
+    int type = (int)lua_tointeger(L, lua_upvalueindex(1));
+    lua_settop(L, 1);
+    spoa_value v;
+    luaspoa_check_typed(L, 1, type, &v, lua_tostring(L, lua_upvalueindex(2)));
+    int keeps_string = type == LUASPOA_T_STRING || type == LUASPOA_T_BINARY;
+    luaspoa_typed *t = push_typed(L, (uint8_t)type, keeps_string);
+    t->v = v.v;
+    if (keeps_string) {
+        lua_pushvalue(L, 1);
+        lua_setiuservalue(L, -2, 1);
+    }
+    return 1;
+}
 
 static int typed_tostring(lua_State *L) {
     luaspoa_typed *t = luaL_checkudata(L, 1, LUASPOA_TYPED_MT);
@@ -249,10 +239,10 @@ static int l_typeof(lua_State *L) {
 }
 
 void luaspoa_open_values(lua_State *L) {
-    static const luaL_Reg wrappers[] = {
-        {"int32", l_int32}, {"uint32", l_uint32}, {"int64", l_int64}, {"uint64", l_uint64},
-        {"boolean", l_boolean}, {"string", l_string}, {"binary", l_binary},
-        {"ipv4", l_ipv4}, {"ipv6", l_ipv6}, {"typeof", l_typeof}, {NULL, NULL},
+    static const struct { const char *name; int type; } wrappers[] = {
+        {"boolean", LUASPOA_T_BOOL}, {"int32", LUASPOA_T_INT32}, {"uint32", LUASPOA_T_UINT32},
+        {"int64", LUASPOA_T_INT64}, {"uint64", LUASPOA_T_UINT64}, {"ipv4", LUASPOA_T_IPV4},
+        {"ipv6", LUASPOA_T_IPV6}, {"string", LUASPOA_T_STRING}, {"binary", LUASPOA_T_BINARY},
     };
     luaL_newmetatable(L, LUASPOA_TYPED_MT);
     lua_pushcfunction(L, typed_tostring);
@@ -262,7 +252,14 @@ void luaspoa_open_values(lua_State *L) {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
-    luaL_setfuncs(L, wrappers, 0);
+    for (size_t i = 0; i < sizeof wrappers / sizeof wrappers[0]; i++) {
+        lua_pushinteger(L, wrappers[i].type);
+        lua_pushfstring(L, "spoa.%s", wrappers[i].name);
+        lua_pushcclosure(L, l_wrapper, 2);
+        lua_setfield(L, -2, wrappers[i].name);
+    }
+    lua_pushcfunction(L, l_typeof);
+    lua_setfield(L, -2, "typeof");
     push_typed(L, LUASPOA_T_NULL, 0);
     lua_setfield(L, -2, "null");
     push_typed(L, LUASPOA_T_UNSET, 0);

@@ -43,11 +43,13 @@ final class LuaState {
     let ctx: UnsafeMutablePointer<luaspoa_ctx>
     private(set) var L: OpaquePointer?
     private var engineID: UnsafeMutableBufferPointer<CChar>?
+    private var varPrefix: UnsafeMutableBufferPointer<CChar>?
     private var engineIDString: String?
 
     static let errorCapacity = 4096
 
-    init(scriptPath: String, workerIndex: Int, workerCount: Int, memoryLimit: Int, logger: Logger) throws(LuaScriptError) {
+    init(scriptPath: String, workerIndex: Int, workerCount: Int, memoryLimit: Int, logger: Logger,
+         varPrefix: String? = nil) throws(LuaScriptError) {
         self.scriptPath = scriptPath
         self.bridge = LuaBridge(logger: logger)
         self.ctx = .allocate(capacity: 1)
@@ -66,6 +68,15 @@ final class LuaState {
         ctx.pointee.ack_rollback = { ud, mark in
             let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
             bridge.ack?.pointee.rollback(to: Int(mark))
+        }
+        ctx.pointee.get_action = { ud, scope, name, nameLength, out in
+            LuaState.queuedAction(ud, scope, name, nameLength, out)
+        }
+        if let varPrefix {
+            let copy = Self.cString(varPrefix)
+            self.varPrefix = copy
+            ctx.pointee.var_prefix = UnsafePointer(copy.baseAddress)
+            ctx.pointee.var_prefix_len = varPrefix.utf8.count
         }
         ctx.pointee.log = { ud, level, text, length in
             let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
@@ -90,6 +101,16 @@ final class LuaState {
         ctx.deinitialize(count: 1)
         ctx.deallocate()
         engineID?.deallocate()
+        varPrefix?.deallocate()
+    }
+
+    /// A NUL-terminated C copy of `text`, to deallocate by the caller.
+    static func cString(_ text: String) -> UnsafeMutableBufferPointer<CChar> {
+        let utf8 = Array(text.utf8)
+        let copy = UnsafeMutableBufferPointer<CChar>.allocate(capacity: utf8.count + 1)
+        for (index, byte) in utf8.enumerated() { copy[index] = CChar(bitPattern: byte) }
+        copy[utf8.count] = 0
+        return copy
     }
 
     /// Bytes currently allocated by the Lua state.
@@ -118,6 +139,24 @@ final class LuaState {
     }
 
     // MARK: callbacks (never throw)
+
+    private static func queuedAction(
+        _ ud: UnsafeMutableRawPointer?, _ scope: Int32, _ name: UnsafePointer<CChar>?, _ nameLength: Int,
+        _ out: UnsafeMutablePointer<spoa_value>?
+    ) -> Int32 {
+        let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
+        guard let ack = bridge.ack, let out, let scope = VarScope(rawValue: UInt8(truncatingIfNeeded: scope)) else { return 0 }
+        switch ack.pointee.latestAction(scope, name: UnsafeRawBufferPointer(start: name, count: nameLength)) {
+        case .set(let value)?:
+            // Byte values point into the ACK's storage, which outlives this call.
+            out.pointee = spoa_value(borrowing: value)
+            return Int32(LUASPOA_ACTION_SET)
+        case .unset?:
+            return Int32(LUASPOA_ACTION_UNSET)
+        case nil:
+            return 0
+        }
+    }
 
     private static func appendAction(
         _ ud: UnsafeMutableRawPointer?, _ kind: Int32, _ scope: Int32,

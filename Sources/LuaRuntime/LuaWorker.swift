@@ -26,7 +26,10 @@ public final class LuaWorker: SpoaWorker {
     /// holds file:line for syntax errors and errors raised while the script loads.
     /// `memoryLimit` caps the state's allocations in bytes (0: no limit); going over
     /// it fails the running handler with "not enough memory".
-    public init(scriptPath: String, workerIndex: Int, workerCount: Int, logger: Logger, memoryLimit: Int = 0) throws {
+    /// `varPrefix` is the SPOE agent's "option var-prefix": with it, variable names are
+    /// checked against HAProxy's 63-byte limit when they are set.
+    public init(scriptPath: String, workerIndex: Int, workerCount: Int, logger: Logger, memoryLimit: Int = 0,
+                varPrefix: String? = nil) throws {
         var logger = logger
         logger[metadataKey: "lua.worker"] = "\(workerIndex)"
         logger[metadataKey: "lua.script"] = "\(scriptPath)"
@@ -34,7 +37,8 @@ public final class LuaWorker: SpoaWorker {
         self.workerIndex = workerIndex
         self.logger = logger
         self.state = try LuaState(
-            scriptPath: scriptPath, workerIndex: workerIndex, workerCount: workerCount, memoryLimit: memoryLimit, logger: logger)
+            scriptPath: scriptPath, workerIndex: workerIndex, workerCount: workerCount, memoryLimit: memoryLimit, logger: logger,
+            varPrefix: varPrefix)
         self.arguments = .allocate(capacity: 256)  // NB-ARGS is one byte
         self.errorBuffer = .allocate(capacity: LuaState.errorCapacity)
     }
@@ -111,34 +115,6 @@ public final class LuaWorker: SpoaWorker {
             arg.name = bytes.baseAddress?.assumingMemoryBound(to: CChar.self)
             arg.name_len = bytes.count
         }
-        var value = spoa_value()
-        value.type = argument.value.type.rawValue
-        switch argument.value {
-        case .null:
-            break
-        case .bool(let v):
-            value.v.i = v ? 1 : 0
-        case .int32(let v):
-            value.v.i = Int64(v)
-        case .uint32(let v):
-            value.v.i = Int64(v)
-        case .int64(let v):
-            value.v.i = v
-        case .uint64(let v):
-            value.v.i = Int64(bitPattern: v)
-        case .ipv4(let address):
-            withUnsafeMutableBytes(of: &value.v.ip) { $0.storeBytes(of: address.value.bigEndian, as: UInt32.self) }
-        case .ipv6(let address):
-            withUnsafeMutableBytes(of: &value.v.ip) {
-                $0.storeBytes(of: address.high.bigEndian, toByteOffset: 0, as: UInt64.self)
-                $0.storeBytes(of: address.low.bigEndian, toByteOffset: 8, as: UInt64.self)
-            }
-        case .string(let bytes), .binary(let bytes):
-            bytes.withUnsafeReadableBytesWithStorageManagement { raw, _ in
-                value.v.bytes.ptr = raw.baseAddress?.assumingMemoryBound(to: CChar.self)
-                value.v.bytes.len = raw.count
-            }
-        }
-        arg.value = value
+        arg.value = spoa_value(borrowing: argument.value)
     }
 }

@@ -24,6 +24,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "The SPOE agent's \"option var-prefix\": variable names are then checked against HAProxy's 63-byte limit.")
+    var varPrefix: String?
+
     @Flag(inversion: .prefixedNo, help: "Announce the pipelining capability.")
     var pipelining = true
 
@@ -35,6 +38,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-frame-size must be between 256 and 16777215, got \(maxFrameSize)")
         }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        if let varPrefix, varPrefix.isEmpty || !varPrefix.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }) {
+            throw ValidationError("--var-prefix must be non-empty and use only A-Z a-z 0-9 . _, got \"\(varPrefix)\"")
+        }
     }
 
     func run() async throws {
@@ -62,8 +68,9 @@ struct ServeCommand: AsyncParsableCommand {
         )
         let script = script
         let workerCount = workers
+        let varPrefix = varPrefix
         let server = try SpopServer(configuration: configuration, logger: logger) { index in
-            try LuaWorker(scriptPath: script, workerIndex: index + 1, workerCount: workerCount, logger: logger)
+            try LuaWorker(scriptPath: script, workerIndex: index + 1, workerCount: workerCount, logger: logger, varPrefix: varPrefix)
         }
         let group = ServiceGroup(
             services: [server], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger

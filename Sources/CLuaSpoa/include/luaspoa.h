@@ -76,6 +76,11 @@ typedef int (*luaspoa_append_action_fn)(void *ud, int kind, int scope,
 typedef size_t (*luaspoa_ack_mark_fn)(void *ud);
 typedef void (*luaspoa_ack_rollback_fn)(void *ud, size_t mark);
 typedef void (*luaspoa_log_fn)(void *ud, int level, const char *msg, size_t len);
+/* The latest action queued in the ACK being built for scope + name: returns 0
+ * (none), LUASPOA_ACTION_SET (*out filled; byte values point into the ACK and
+ * stay valid until the next append) or LUASPOA_ACTION_UNSET. */
+typedef int (*luaspoa_get_action_fn)(void *ud, int scope, const char *name, size_t name_len,
+                                     spoa_value *out);
 
 /*
  * Per-state context, owned by the caller (Swift) and alive as long as the state.
@@ -95,6 +100,12 @@ typedef struct luaspoa_ctx {
     luaspoa_ack_mark_fn ack_mark;
     luaspoa_ack_rollback_fn ack_rollback;
     luaspoa_log_fn log;
+    /* txn:get_var reads the ACK back through this (NULL: nothing is ever queued). */
+    luaspoa_get_action_fn get_action;
+    /* The SPOE "option var-prefix" (--var-prefix), NULL if not given: variable
+     * names are then checked against HAProxy's 63-byte limit. */
+    const char *var_prefix;
+    size_t var_prefix_len;
 } luaspoa_ctx;
 
 /*

@@ -30,6 +30,8 @@ public struct AckWriter {
     private(set) var buffer: ByteBuffer
     private let frameStart: Int
     private let maxFrameSize: Int
+    /// Where the LIST-OF-ACTIONS starts (after the frame header).
+    let actionsStart: Int
 
     public init(streamID: UInt64, frameID: UInt64, maxFrameSize: Int, buffer: ByteBuffer) {
         self.buffer = buffer
@@ -37,6 +39,7 @@ public struct AckWriter {
         self.maxFrameSize = maxFrameSize
         self.buffer.writeInteger(UInt32(0))
         FrameHeader(type: .ack, streamID: streamID, frameID: frameID).write(to: &self.buffer)
+        self.actionsStart = self.buffer.writerIndex
     }
 
     public var mark: Int { buffer.writerIndex }
