@@ -62,9 +62,10 @@ final class Harness {
     let logs = LogCapture()
     let scriptPath: String
 
-    init(_ source: String, workerIndex: Int = 1, workerCount: Int = 2) throws {
+    init(_ source: String, workerIndex: Int = 1, workerCount: Int = 2, varPrefix: String? = nil) throws {
         scriptPath = try writeScript(source)
-        worker = try LuaWorker(scriptPath: scriptPath, workerIndex: workerIndex, workerCount: workerCount, logger: logs.logger)
+        worker = try LuaWorker(scriptPath: scriptPath, workerIndex: workerIndex, workerCount: workerCount, logger: logs.logger,
+                               varPrefix: varPrefix)
     }
 
     /// Handles one NOTIFY and returns the ACK's LIST-OF-ACTIONS bytes.

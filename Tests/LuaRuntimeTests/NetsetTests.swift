@@ -1,0 +1,180 @@
+import Foundation
+import LuaRuntime
+import NIOCore
+import SpopEngine
+import XCTest
+
+/// spoa.netset: longest-prefix match with exclusions and values, file loading,
+/// and a 100k-CIDR set checked against a reference implementation.
+final class NetsetTests: XCTestCase {
+    func testExclusionsNestingAndBothFamilies() throws {
+        let harness = try Harness("""
+            local S = spoa.netset{ "10.0.0.0/8", "!10.66.0.0/16", "10.66.6.0/24", "fc00::/7",
+                                   "!fd00:dead::/32", spoa.cidr("192.0.2.0/24"), spoa.addr("198.51.100.7"),
+                                   "0.0.0.0/0", "!0.0.0.0/1" }
+            local probes = { "10.1.1.1", "10.66.1.1", "10.66.6.9", "10.67.0.0", "fd00::1", "fd00:dead::1",
+                             "fe00::1", "192.0.2.255", "198.51.100.7", "198.51.100.8", "11.0.0.1", "200.1.1.1",
+                             "::ffff:10.1.1.1" }
+            spoa.register_message("q", function(txn, msg)
+              local out = {}
+              for _, p in ipairs(probes) do
+                local cidr = S:lookup(spoa.addr(p))
+                out[#out + 1] = p .. "=" .. (S:contains(p) and "in" or "out") .. ":" .. tostring(cidr)
+              end
+              return { ["txn.r"] = table.concat(out, " "), ["txn.size"] = S:size(), ["txn.str"] = tostring(S) }
+            end)
+            """)
+        let vars = try harness.vars("q")
+        XCTAssertEqual(vars["txn.r"]?.text?.split(separator: " "), [
+            "10.1.1.1=in:10.0.0.0/8", "10.66.1.1=out:nil", "10.66.6.9=in:10.66.6.0/24", "10.67.0.0=in:10.0.0.0/8",
+            "fd00::1=in:fc00::/7", "fd00:dead::1=out:nil", "fe00::1=out:nil", "192.0.2.255=in:192.0.2.0/24",
+            "198.51.100.7=in:198.51.100.7/32", "198.51.100.8=in:0.0.0.0/0", "11.0.0.1=out:nil", "200.1.1.1=in:0.0.0.0/0",
+            "::ffff:10.1.1.1=out:nil",
+        ])
+        XCTAssertEqual(vars["txn.size"], .int64(9))
+        XCTAssertEqual(vars["txn.str"]?.text, "spoa.netset(9 entries)")
+    }
+
+    func testItemErrorsNameTheItem() throws {
+        for (items, message) in [
+            ("{ \"10.0.0.0/8\", \"10.0.0.0/40\" }", "spoa.netset: item 2: invalid CIDR \"10.0.0.0/40\": prefix length must be 0..32"),
+            ("{ \"10.0.0.0/8\", 42 }", "spoa.netset: item 2: CIDR string, spoa.cidr() or address expected, got number"),
+        ] {
+            let path = try writeScript("local S = spoa.netset\(items)")
+            XCTAssertThrowsError(try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: LogCapture().logger)) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error)")
+            }
+        }
+    }
+
+    func testLoadFileWithCommentsValuesAndRelativePath() throws {
+        let list = try writeScript("""
+            # reputation list
+            203.0.113.0/24   5        # bad neighbourhood
+              203.0.113.128/25 1
+            !203.0.113.200/32
+            2001:db8:bad::/48 0 very bad\r
+
+            198.51.100.0/24
+            """, name: "rep.lst")
+        let listURL = URL(fileURLWithPath: list)
+        let relative = "../\(listURL.deletingLastPathComponent().lastPathComponent)/rep.lst"
+        let harness = try Harness("""
+            local REP = spoa.netset.load("\(relative)")
+            spoa.register_message("q", function(txn, msg)
+              local out = {}
+              for _, p in ipairs({ "203.0.113.9", "203.0.113.130", "203.0.113.200", "2001:db8:bad::1",
+                                   "198.51.100.1", "8.8.8.8" }) do
+                local cidr, value = REP:lookup(p)
+                out[#out + 1] = tostring(cidr) .. "=" .. tostring(value)
+              end
+              return { ["txn.r"] = table.concat(out, ","), ["txn.size"] = REP:size() }
+            end)
+            """)
+        let vars = try harness.vars("q")
+        XCTAssertEqual(vars["txn.r"]?.text, "203.0.113.0/24=5,203.0.113.128/25=1,nil=nil,2001:db8:bad::/48=0 very bad,198.51.100.0/24=nil,nil=nil")
+        XCTAssertEqual(vars["txn.size"], .int64(5))
+    }
+
+    func testLoadErrorsNameFileAndLine() throws {
+        let list = try writeScript("10.0.0.0/8 1\n# fine\n10.0.0.300/24 2\n", name: "bad.lst")
+        let path = try writeScript("local S = spoa.netset.load(\"\(list)\")")
+        XCTAssertThrowsError(try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: LogCapture().logger)) { error in
+            XCTAssertTrue("\(error)".contains("\(list):3: invalid CIDR \"10.0.0.300/24\": bad address \"10.0.0.300\""), "\(error)")
+        }
+        let missing = try writeScript("local S = spoa.netset.load(\"/nonexistent/luaspoa.lst\")")
+        XCTAssertThrowsError(try LuaWorker(scriptPath: missing, workerIndex: 1, workerCount: 1, logger: LogCapture().logger)) { error in
+            XCTAssertTrue("\(error)".contains("spoa.netset.load: cannot open /nonexistent/luaspoa.lst: No such file or directory"), "\(error)")
+        }
+    }
+
+    // MARK: 100k CIDRs against a reference
+
+    struct Entry { var network: UInt32; var bits: Int; var excluded: Bool; var value: String }
+
+    /// SplitMix64: deterministic, so a failure can be replayed.
+    struct Rng {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static func mask(_ bits: Int) -> UInt32 { bits == 0 ? 0 : UInt32.max << UInt32(32 - bits) }
+
+    static func text(_ v: UInt32) -> String { "\(v >> 24).\((v >> 16) & 255).\((v >> 8) & 255).\(v & 255)" }
+
+    func testHundredThousandCidrsMatchTheReference() throws {
+        var rng = Rng(state: 20261124)
+        let lengths = [8, 12, 16, 20, 24, 24, 24, 24, 28, 32]
+        var entries: [Entry] = []
+        for i in 0..<100_000 {
+            let bits = lengths[Int(rng.next() % UInt64(lengths.count))]
+            let network = UInt32(truncatingIfNeeded: rng.next()) & Self.mask(bits)
+            entries.append(Entry(network: network, bits: bits, excluded: rng.next() % 20 == 0, value: "v\(i)"))
+        }
+        // Reference: one dictionary per prefix length, later entries win; longest match first.
+        var byLength: [Int: [UInt32: Entry]] = [:]
+        for e in entries { byLength[e.bits, default: [:]][e.network] = e }
+        let longestFirst = Set(lengths).sorted(by: >)
+        func expected(_ address: UInt32) -> String {
+            for bits in longestFirst {
+                if let e = byLength[bits]?[address & Self.mask(bits)] {
+                    return e.excluded ? "-" : "\(Self.text(e.network))/\(e.bits) \(e.value)"
+                }
+            }
+            return "-"
+        }
+        let lines = entries.map { "\($0.excluded ? "!" : "")\(Self.text($0.network))/\($0.bits) \($0.value)" }
+        let list = try writeScript(lines.joined(separator: "\n") + "\n", name: "big.lst")
+
+        var queries: [UInt32] = []
+        for _ in 0..<3000 {
+            if rng.next() % 2 == 0 {
+                queries.append(UInt32(truncatingIfNeeded: rng.next()))
+            } else {
+                let e = entries[Int(rng.next() % UInt64(entries.count))]
+                queries.append(e.network | (UInt32(truncatingIfNeeded: rng.next()) & ~Self.mask(e.bits)))
+            }
+        }
+        var packed: [UInt8] = []
+        for q in queries { withUnsafeBytes(of: q.bigEndian) { packed.append(contentsOf: $0) } }
+
+        let harness = try Harness("""
+            local t0 = os.clock()
+            local SET = spoa.netset.load("\(list)")
+            local build_ms = (os.clock() - t0) * 1000
+            spoa.register_message("q", function(txn, msg)
+              local raw, out = msg.args.q, {}
+              for i = 1, #raw, 4 do
+                local cidr, value = SET:lookup(spoa.addr_from_bytes(raw:sub(i, i + 3)))
+                out[#out + 1] = cidr and (cidr .. " " .. tostring(value)) or "-"
+              end
+              local probe, n = spoa.addr("10.1.2.3"), 200000
+              local t1 = os.clock()
+              for _ = 1, n do SET:contains(probe) end
+              local ns = (os.clock() - t1) * 1e9 / n
+              return { ["txn.r"] = table.concat(out, "\\n"), ["txn.size"] = SET:size(),
+                       ["txn.timing"] = ("build %.0f ms, %.0f ns per contains()"):format(build_ms, ns) }
+            end)
+            """)
+        let actions = try SpoaAction.decodeList(harness.ackPayload([("q", [("q", .binary(ByteBuffer(bytes: packed)))])], maxFrameSize: 1 << 20))
+        var vars: [String: SpopValue] = [:]
+        for case .setVar(_, let name, let value) in actions { vars[name] = value }
+        XCTAssertEqual(vars["size"], .int64(100_000))
+        let got = try XCTUnwrap(vars["r"]?.text).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        XCTAssertEqual(got.count, queries.count)
+        var mismatches = 0
+        for (index, q) in queries.enumerated() where index < got.count && got[index] != expected(q) {
+            mismatches += 1
+            if mismatches <= 5 { XCTFail("\(Self.text(q)): got \(got[index]), expected \(expected(q))") }
+        }
+        XCTAssertEqual(mismatches, 0)
+        XCTAssertGreaterThan(got.filter { $0 != "-" }.count, queries.count / 3, "the queries should mostly hit")
+        print("netset 100k: \(vars["timing"]?.text ?? "?")")
+    }
+}
