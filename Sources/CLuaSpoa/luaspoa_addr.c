@@ -240,22 +240,17 @@ static int addr_bytes(lua_State *L) {
     return 1;
 }
 
-/* spoa.addr(text) -> Addr | nil, err */
+/* spoa.addr(text) -> Addr | nil, err (an Addr argument is copied) */
 static int l_addr(lua_State *L) {
-    if (luaL_testudata(L, 1, LUASPOA_ADDR_MT)) {
-        lua_settop(L, 1);
+    luaspoa_addr a;
+    if (luaspoa_to_addr(L, 1, &a)) {
+        luaspoa_push_addr(L, a.family, a.bytes);
         return 1;
     }
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    luaspoa_addr a;
-    if (!luaspoa_to_addr(L, 1, &a)) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "invalid IP address: %s", s);
-        return 2;
-    }
-    luaspoa_push_addr(L, a.family, a.bytes);
-    return 1;
+    const char *s = luaL_checkstring(L, 1);
+    lua_pushnil(L);
+    lua_pushfstring(L, "invalid IP address: %s", s);
+    return 2;
 }
 
 /* spoa.addr_from_bytes(raw) -> Addr | nil, err (raw: 4 or 16 bytes) */
@@ -276,6 +271,18 @@ static int l_is_addr(lua_State *L) {
     return 1;
 }
 
+void luaspoa_new_class(lua_State *L, const char *mt, const char *name, const luaL_Reg *meta,
+                       const luaL_Reg *methods) {
+    luaL_newmetatable(L, mt);
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+}
+
 void luaspoa_open_addr(lua_State *L) {
     static const luaL_Reg meta[] = {
         {"__tostring", addr_tostring}, {"__concat", addr_concat}, {"__eq", addr_eq},
@@ -289,13 +296,7 @@ void luaspoa_open_addr(lua_State *L) {
         {"unmap", addr_unmap}, {"mask", addr_mask}, {"bytes", addr_bytes}, {"key", addr_bytes},
         {"equals", addr_equals}, {"in_cidr", luaspoa_addr_in_cidr}, {NULL, NULL},
     };
-    luaL_newmetatable(L, LUASPOA_ADDR_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, "spoa.Addr");
-    lua_setfield(L, -2, "__name");
-    lua_pop(L, 1);
+    luaspoa_new_class(L, LUASPOA_ADDR_MT, "spoa.Addr", meta, methods);
     static const luaL_Reg constructors[] = {
         {"addr", l_addr}, {"addr_from_bytes", l_addr_from_bytes}, {"is_addr", l_is_addr},
         {NULL, NULL},

@@ -196,13 +196,7 @@ void luaspoa_open_net(lua_State *L) {
         {"contains", net_contains}, {"prefix", net_prefix}, {"network", net_network},
         {"family", net_family}, {NULL, NULL},
     };
-    luaL_newmetatable(L, LUASPOA_NET_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, "spoa.Net");
-    lua_setfield(L, -2, "__name");
-    lua_pop(L, 1);
+    luaspoa_new_class(L, LUASPOA_NET_MT, "spoa.Net", meta, methods);
     lua_pushcfunction(L, l_cidr);
     lua_setfield(L, -2, "cidr");
 }

@@ -358,18 +358,12 @@ static int netset_tostring(lua_State *L) {
 }
 
 void luaspoa_open_netset(lua_State *L) {
+    static const luaL_Reg meta[] = {{"__tostring", netset_tostring}, {NULL, NULL}};
     static const luaL_Reg methods[] = {
         {"contains", netset_contains}, {"lookup", netset_lookup}, {"size", netset_size},
         {NULL, NULL},
     };
-    luaL_newmetatable(L, NETSET_MT);
-    lua_pushcfunction(L, netset_tostring);
-    lua_setfield(L, -2, "__tostring");
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, "spoa.netset");
-    lua_setfield(L, -2, "__name");
-    lua_pop(L, 1);
+    luaspoa_new_class(L, NETSET_MT, "spoa.netset", meta, methods);
     /* spoa.netset is a table (for .load) that is also callable. */
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_netset_load);

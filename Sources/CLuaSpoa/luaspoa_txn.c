@@ -117,53 +117,52 @@ void luaspoa_append(lua_State *L, int kind, int scope, const char *name, size_t 
     }
 }
 
-/* Checks argument `idx` as a variable name; raises with a clear message. */
-static void check_var(lua_State *L, int idx, int *scope, const char **name, size_t *name_len) {
+/* A checked variable argument. */
+typedef struct var_ref {
+    int scope;
+    const char *name;
     size_t len;
-    const char *var = luaL_checklstring(L, idx, &len);
+} var_ref;
+
+/* The prologue of every txn:*_var method: argument 1 is a live txn, argument 2
+ * a valid "scope.name" (raises with a clear message otherwise). */
+static var_ref check_var(lua_State *L) {
+    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
+    var_ref v;
+    size_t len;
+    const char *var = luaL_checklstring(L, 2, &len);
     char err[256];
-    if (!luaspoa_parse_var(luaspoa_rt_get(L)->ctx, var, len, scope, name, name_len, err,
+    if (!luaspoa_parse_var(luaspoa_rt_get(L)->ctx, var, len, &v.scope, &v.name, &v.len, err,
                            sizeof err))
         luaL_error(L, "%s", err);
+    return v;
 }
 
 static int txn_set_var(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
-    int scope;
-    const char *name;
-    size_t name_len;
-    check_var(L, 2, &scope, &name, &name_len);
+    var_ref var = check_var(L);
     spoa_value v;
     const char *err = NULL;
     int kind = luaspoa_tovalue(L, 3, &v, &err);
     if (kind == 0)
         return luaL_error(L, "txn:set_var(\"%s\"): %s", lua_tostring(L, 2), err);
-    luaspoa_append(L, kind, scope, name, name_len, kind == LUASPOA_ACTION_SET ? &v : NULL);
+    luaspoa_append(L, kind, var.scope, var.name, var.len, kind == LUASPOA_ACTION_SET ? &v : NULL);
     return 0;
 }
 
 static int txn_unset_var(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
-    int scope;
-    const char *name;
-    size_t name_len;
-    check_var(L, 2, &scope, &name, &name_len);
-    luaspoa_append(L, LUASPOA_ACTION_UNSET, scope, name, name_len, NULL);
+    var_ref var = check_var(L);
+    luaspoa_append(L, LUASPOA_ACTION_UNSET, var.scope, var.name, var.len, NULL);
     return 0;
 }
 
 /* txn:set_var_<type>(var [, v]): an explicit type without building a wrapper.
  * Upvalue 1 is the type code, upvalue 2 the method name for errors. */
 static int txn_set_var_typed(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
-    int scope;
-    const char *name;
-    size_t name_len;
-    check_var(L, 2, &scope, &name, &name_len);
+    var_ref var = check_var(L);
     spoa_value v;
     luaspoa_check_typed(L, 3, (int)lua_tointeger(L, lua_upvalueindex(1)), &v,
                         lua_tostring(L, lua_upvalueindex(2)));
-    luaspoa_append(L, LUASPOA_ACTION_SET, scope, name, name_len, &v);
+    luaspoa_append(L, LUASPOA_ACTION_SET, var.scope, var.name, var.len, &v);
     return 0;
 }
 
@@ -171,15 +170,11 @@ static int txn_set_var_typed(lua_State *L) {
  * the frame); nil, "unset" after unset_var; nil when nothing is queued. A failed
  * handler's actions are rolled back from the ACK, so they disappear here too. */
 static int txn_get_var(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
-    int scope;
-    const char *name;
-    size_t name_len;
-    check_var(L, 2, &scope, &name, &name_len);
+    var_ref var = check_var(L);
     luaspoa_ctx *ctx = luaspoa_rt_get(L)->ctx;
     spoa_value v;
     memset(&v, 0, sizeof v);
-    int kind = ctx->get_action ? ctx->get_action(ctx->ud, scope, name, name_len, &v) : 0;
+    int kind = ctx->get_action ? ctx->get_action(ctx->ud, var.scope, var.name, var.len, &v) : 0;
     if (kind == LUASPOA_ACTION_SET) {
         luaspoa_push_value(L, &v);
         lua_pushstring(L, luaspoa_type_name(v.type));
