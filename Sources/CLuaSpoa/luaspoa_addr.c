@@ -271,13 +271,12 @@ static int l_is_addr(lua_State *L) {
     return 1;
 }
 
-void luaspoa_new_class(lua_State *L, const char *mt, const char *name, const luaL_Reg *meta,
-                       const luaL_Reg *methods) {
-    luaL_newmetatable(L, mt);
-    luaL_setfuncs(L, meta, 0);
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
+void luaspoa_new_named_class(lua_State *L, const char *mt, const char *name,
+                             const luaL_Reg *methods, lua_CFunction tostring, const luaL_Reg *meta) {
+    luaspoa_new_class(L, mt, methods, tostring);
+    luaL_getmetatable(L, mt);
+    if (meta != NULL)
+        luaL_setfuncs(L, meta, 0);
     lua_pushstring(L, name);
     lua_setfield(L, -2, "__name");
     lua_pop(L, 1);
@@ -285,7 +284,7 @@ void luaspoa_new_class(lua_State *L, const char *mt, const char *name, const lua
 
 void luaspoa_open_addr(lua_State *L) {
     static const luaL_Reg meta[] = {
-        {"__tostring", addr_tostring}, {"__concat", addr_concat}, {"__eq", addr_eq},
+        {"__concat", addr_concat}, {"__eq", addr_eq},
         {"__lt", addr_lt}, {"__le", addr_le}, {NULL, NULL},
     };
     static const luaL_Reg methods[] = {
@@ -296,7 +295,7 @@ void luaspoa_open_addr(lua_State *L) {
         {"unmap", addr_unmap}, {"mask", addr_mask}, {"bytes", addr_bytes}, {"key", addr_bytes},
         {"equals", addr_equals}, {"in_cidr", luaspoa_addr_in_cidr}, {NULL, NULL},
     };
-    luaspoa_new_class(L, LUASPOA_ADDR_MT, "spoa.Addr", meta, methods);
+    luaspoa_new_named_class(L, LUASPOA_ADDR_MT, "spoa.Addr", methods, addr_tostring, meta);
     static const luaL_Reg constructors[] = {
         {"addr", l_addr}, {"addr_from_bytes", l_addr_from_bytes}, {"is_addr", l_is_addr},
         {NULL, NULL},

@@ -64,9 +64,9 @@ typedef struct luaspoa_addr {
 } luaspoa_addr;
 
 void luaspoa_open_addr(lua_State *L);             /* spoa table at top */
-/* Registers metatable `mt` (__name `name`) with `meta` and an __index of `methods`. */
-void luaspoa_new_class(lua_State *L, const char *mt, const char *name, const luaL_Reg *meta,
-                       const luaL_Reg *methods);
+/* luaspoa_new_class plus a __name and the extra metamethods `meta` (may be NULL). */
+void luaspoa_new_named_class(lua_State *L, const char *mt, const char *name,
+                             const luaL_Reg *methods, lua_CFunction tostring, const luaL_Reg *meta);
 void luaspoa_push_addr(lua_State *L, int family, const uint8_t *bytes);
 /* Returns the 16 address bytes and sets *family (4 or 6), or NULL if not an Addr. */
 const uint8_t *luaspoa_test_addr(lua_State *L, int idx, int *family);

@@ -190,13 +190,13 @@ int luaspoa_addr_in_cidr(lua_State *L) {
 
 void luaspoa_open_net(lua_State *L) {
     static const luaL_Reg meta[] = {
-        {"__tostring", net_tostring}, {"__eq", net_eq}, {NULL, NULL},
+        {"__eq", net_eq}, {NULL, NULL},
     };
     static const luaL_Reg methods[] = {
         {"contains", net_contains}, {"prefix", net_prefix}, {"network", net_network},
         {"family", net_family}, {NULL, NULL},
     };
-    luaspoa_new_class(L, LUASPOA_NET_MT, "spoa.Net", meta, methods);
+    luaspoa_new_named_class(L, LUASPOA_NET_MT, "spoa.Net", methods, net_tostring, meta);
     lua_pushcfunction(L, l_cidr);
     lua_setfield(L, -2, "cidr");
 }

@@ -358,12 +358,11 @@ static int netset_tostring(lua_State *L) {
 }
 
 void luaspoa_open_netset(lua_State *L) {
-    static const luaL_Reg meta[] = {{"__tostring", netset_tostring}, {NULL, NULL}};
     static const luaL_Reg methods[] = {
         {"contains", netset_contains}, {"lookup", netset_lookup}, {"size", netset_size},
         {NULL, NULL},
     };
-    luaspoa_new_class(L, NETSET_MT, "spoa.netset", meta, methods);
+    luaspoa_new_named_class(L, NETSET_MT, "spoa.netset", methods, netset_tostring, NULL);
     /* spoa.netset is a table (for .load) that is also callable. */
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_netset_load);
