@@ -1,0 +1,149 @@
+import Foundation
+import Logging
+import LuaRuntime
+import XCTest
+
+/// spoa.map: HAProxy map files, the four match kinds, one copy per process, reload.
+final class MapTests: XCTestCase {
+    /// Writes a map file next to a fresh script path and returns its path.
+    private func mapFile(_ text: String) throws -> String {
+        try writeScript(text, name: "data.map")
+    }
+
+    /// A worker whose "run" message looks `arg` up in the map and reports the value.
+    private func worker(map: String, type: String, lookup: String = "arg", index: Int = 1) throws -> Harness {
+        try Harness("""
+            local M = spoa.map.load("\(map)", { type = "\(type)" })
+            spoa.register_message("run", function(txn, msg)
+              local arg = msg.args.arg
+              txn:set_var("txn.r", tostring(M:lookup(\(lookup))) .. "/" .. M:size())
+            end)
+            """, workerIndex: index)
+    }
+
+    func testExactStringsWithCommentsBlankLinesAndDuplicates() throws {
+        let path = try mapFile("""
+            # comment
+            example.com   site a  \t
+               
+            other.org b
+            example.com duplicate (the first line wins)
+            bare
+            """)
+        let h = try worker(map: path, type: "str")
+        XCTAssertEqual(try h.result("example.com"), "site a/3")
+        XCTAssertEqual(try h.result("other.org"), "b/3")
+        XCTAssertEqual(try h.result("bare"), "/3", "a key without value maps to the empty string")
+        XCTAssertEqual(try h.result("example"), "nil/3")
+    }
+
+    func testBeginningMatchesTheLongestPrefix() throws {
+        let path = try mapFile("/api v1\n/api/admin admin\n/ root\n")
+        let h = try worker(map: path, type: "beg")
+        XCTAssertEqual(try h.result("/api/admin/users"), "admin/3")
+        XCTAssertEqual(try h.result("/api/x"), "v1/3")
+        XCTAssertEqual(try h.result("/static"), "root/3")
+        XCTAssertEqual(try h.result("static"), "nil/3")
+    }
+
+    func testIntegerKeys() throws {
+        let path = try mapFile("200 ok\n404 missing\n-1 negative\n")
+        let h = try worker(map: path, type: "int", lookup: "tonumber(arg) or arg")
+        XCTAssertEqual(try h.result("404"), "missing/3")
+        XCTAssertEqual(try h.result("-1"), "negative/3")
+        XCTAssertEqual(try h.result("500"), "nil/3")
+    }
+
+    func testIPLongestPrefixForBothFamilies() throws {
+        let path = try mapFile("""
+            10.0.0.0/8 private
+            10.1.0.0/16 office
+            10.1.2.3 host
+            0.0.0.0/0 any-v4
+            2001:db8::/32 doc
+            2001:db8:1::/48 doc-lab
+            """)
+        let h = try worker(map: path, type: "ip")
+        XCTAssertEqual(try h.result("10.1.2.3"), "host/6")
+        XCTAssertEqual(try h.result("10.1.9.9"), "office/6")
+        XCTAssertEqual(try h.result("10.200.0.1"), "private/6")
+        XCTAssertEqual(try h.result("192.0.2.1"), "any-v4/6")
+        XCTAssertEqual(try h.result("2001:db8:1::5"), "doc-lab/6")
+        XCTAssertEqual(try h.result("2001:db8:ffff::1"), "doc/6")
+        XCTAssertEqual(try h.result("2001:db9::1"), "nil/6", "0.0.0.0/0 covers IPv4 only")
+        let addr = try worker(map: path, type: "ip", lookup: "spoa.addr(arg)", index: 2)
+        XCTAssertEqual(try addr.result("10.1.0.7"), "office/6", "spoa.Addr keys work too")
+        XCTAssertEqual(try h.result("not-an-ip"), nil)
+        XCTAssertTrue(h.errorLogs.contains { $0.message.contains("map:lookup: invalid IP address 'not-an-ip'") })
+    }
+
+    func testLoadErrorsNameTheFileAndLine() throws {
+        let bad = try mapFile("10.0.0.0/8 ok\n10.0.0.0/33 bad\n")
+        XCTAssertThrowsError(try worker(map: bad, type: "ip")) { error in
+            XCTAssertTrue("\(error)".contains("spoa.map.load: \(bad):2: invalid IP address or CIDR '10.0.0.0/33'"), "\(error)")
+        }
+        let ints = try mapFile("12x y\n")
+        XCTAssertThrowsError(try worker(map: ints, type: "int")) { error in
+            XCTAssertTrue("\(error)".contains(":1: invalid integer key '12x'"), "\(error)")
+        }
+        XCTAssertThrowsError(try worker(map: "/nonexistent/x.map", type: "str")) { error in
+            XCTAssertTrue("\(error)".contains("cannot open /nonexistent/x.map"), "\(error)")
+        }
+        XCTAssertThrowsError(try worker(map: ints, type: "regex")) { error in
+            XCTAssertTrue("\(error)".contains("type must be \"str\", \"beg\", \"int\" or \"ip\", got regex"), "\(error)")
+        }
+    }
+
+    /// A task reloads the file; every worker sees the new data at once. A broken
+    /// file leaves the old data in place and reload returns nil, err.
+    func testReloadFromATaskSwapsDataForEveryState() throws {
+        let path = try mapFile("k old\n")
+        let w1 = try worker(map: path, type: "str", index: 1)
+        let w2 = try worker(map: path, type: "str", index: 2)
+        XCTAssertEqual(try w1.result("k"), "old/1")
+        let script = try writeScript("""
+            local M = spoa.map.load("\(path)")
+            local d = spoa.shared.declare("map_reload_result")
+            spoa.register_task(function()
+              local ok, err = M:reload()
+              d:incr("runs", 1, 0)
+              d:set("last", ok and "ok" or err)
+            end, { every = 1, at_start = true })
+            """)
+        try "k new\nx y\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let tasks = try BackgroundTasks(scriptPath: script, workerCount: 2, logger: Logger(label: "test"))
+        tasks.start()
+        XCTAssertTrue(tasks.waitForRuns(1, timeout: 30))
+        tasks.stop()
+        XCTAssertEqual(try w1.result("k"), "new/2")
+        XCTAssertEqual(try w2.result("x"), "y/2")
+        XCTAssertEqual(SharedDictionary.named("map_reload_result")?.get("last"), .string("ok"))
+
+        let initScript = try writeScript("""
+            local M = spoa.map.load("\(path)", { type = "str" })
+            spoa.register_init(function()
+              local ok, err = M:reload()
+              spoa.shared.declare("map_reload_result"):set("last", ok and "ok" or err)
+            end)
+            """)
+        // The map is already loaded (no file read at load); its reload fails.
+        try FileManager.default.removeItem(atPath: path)
+        _ = try BackgroundTasks(scriptPath: initScript, workerCount: 2, logger: Logger(label: "test"))
+        XCTAssertEqual(SharedDictionary.named("map_reload_result")?.get("last"), .string("cannot open \(path)"))
+        XCTAssertEqual(try w1.result("k"), "new/2", "the old data stays")
+    }
+
+    func testReloadIsRefusedInHandlersAndLoadAfterSetUp() throws {
+        let path = try mapFile("a b\n")
+        let h = try Harness("""
+            local M = spoa.map.load("\(path)")
+            spoa.register_message("reload", function() M:reload() end)
+            spoa.register_message("load", function() spoa.map.load("\(path)") end)
+            """)
+        _ = try h.vars("reload")
+        _ = try h.vars("load")
+        let messages = h.errorLogs.map(\.message)
+        XCTAssertTrue(messages.contains { $0.contains("map:reload is not available in message handlers (use a task)") }, "\(messages)")
+        XCTAssertTrue(messages.contains { $0.contains("spoa.map.load is only available while the script loads or in an init function") }, "\(messages)")
+    }
+}
