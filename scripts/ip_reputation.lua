@@ -11,38 +11,23 @@
 --   sess.ip_score  (UINT32, 0..100, 100 = trusted)     -> sess.<var-prefix>.ip_score in HAProxy
 --   txn.ip_family  (STRING, "ipv4" or "ipv6")          -> txn.<var-prefix>.ip_family
 --
--- The score is deterministic, so it can be tested:
+-- The score is deterministic, so it can be tested (first rule that applies):
 --
 --   loopback (127.0.0.0/8, ::1)                                    -> 100
 --   private  (10/8, 172.16/12, 192.168/16, fc00::/7)               ->  90
+--   listed in ip_reputation.lst (longest prefix wins)              -> its score
+--                  (e.g. 198.51.100.7 -> 3, 198.51.100.70 -> 60, 2001:db8:bad::1 -> 1)
 --   anything else: FNV-1a (32 bit) of the address text, mod 100    -> 0..99
 --                  (e.g. 192.0.2.10 -> 28, 2001:db8::1 -> 87, 8.8.8.8 -> 9)
 --
--- A real deployment would look the address up in a reputation list instead of
--- hashing it; the shape of the handler stays the same.
+-- ::ffff:a.b.c.d (an IPv4 client on an IPv6 socket) is scored as a.b.c.d.
 
 local LOOPBACK_SCORE = 100
 local PRIVATE_SCORE  = 90
 
--- "a.b.c.d" -> four integers, or nil when the text is not a dotted quad.
-local function ipv4_octets(text)
-  local a, b, c, d = text:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return nil end
-  return tonumber(a), tonumber(b), tonumber(c), tonumber(d)
-end
-
-local function is_private(text, family)
-  if family == "ipv4" then
-    local a, b = ipv4_octets(text)
-    if not a then return false end
-    return a == 10
-        or (a == 172 and b >= 16 and b <= 31)
-        or (a == 192 and b == 168)
-  end
-  -- IPv6 unique local addresses fc00::/7: the first group starts with fc or fd.
-  local first = text:lower():match("^(%x*):") or ""
-  return #first == 4 and (first:sub(1, 2) == "fc" or first:sub(1, 2) == "fd")
-end
+-- Loaded once per worker state when the script loads; a relative path is read
+-- from this script's directory. Lines: "<cidr> <score>".
+local REPUTATION = spoa.netset.load("ip_reputation.lst")
 
 -- FNV-1a, 32 bit: small, deterministic, and the same on every platform.
 local function fnv1a32(s)
@@ -53,11 +38,22 @@ local function fnv1a32(s)
   return h
 end
 
-local function score_of(ip, family)
-  local text = tostring(ip)
+local function listed_score(ip)
+  local cidr, value = REPUTATION:lookup(ip)
+  if not cidr then return nil end
+  local n = math.tointeger(tonumber(value))
+  if n == nil or n < 0 or n > 100 then
+    spoa.Warning(("ip_reputation.lst: %s has score %q, expected 0..100; ignored"):format(cidr, tostring(value)))
+    return nil
+  end
+  return n
+end
+
+local function score_of(ip)
+  ip = ip:unmap()
   if ip:is_loopback() then return LOOPBACK_SCORE end
-  if is_private(text, family) then return PRIVATE_SCORE end
-  return fnv1a32(text) % 100
+  if ip:is_private() then return PRIVATE_SCORE end
+  return listed_score(ip) or fnv1a32(tostring(ip)) % 100
 end
 
 spoa.register_message("check-client-ip", function(txn, msg)
@@ -65,12 +61,12 @@ spoa.register_message("check-client-ip", function(txn, msg)
   local key = (msg.args.ip ~= nil) and "ip" or 1
   local ip, family = msg.args[key], msg:type(key)
 
-  if family ~= "ipv4" and family ~= "ipv6" then
+  if not spoa.is_addr(ip) then
     spoa.Warning("check-client-ip: expected an address, got " .. tostring(family))
     return
   end
 
-  local score = score_of(ip, family)
+  local score = score_of(ip)
   txn:set_var("sess.ip_score", spoa.uint32(score))
   txn:set_var("txn.ip_family", family)
 

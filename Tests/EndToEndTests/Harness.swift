@@ -399,6 +399,11 @@ class E2ETestCase: XCTestCase {
                     file: StaticString = #filePath, line: UInt = #line) throws -> (ManagedProcess, UInt16) {
         let path = tempDir.appendingPathComponent("\(name).lua")
         try script.write(to: path, atomically: true, encoding: .utf8)
+        // Scripts built from scripts/ip_reputation.lua read its list from their own directory.
+        let list = tempDir.appendingPathComponent("ip_reputation.lst")
+        if !FileManager.default.fileExists(atPath: list.path) {
+            try FileManager.default.copyItem(at: E2EPaths.repoFile("scripts/ip_reputation.lst"), to: list)
+        }
         return try startAgent(scriptPath: path.path, name: name, extraArgs: extraArgs, file: file, line: line)
     }
 

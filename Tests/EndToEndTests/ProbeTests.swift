@@ -153,6 +153,13 @@ final class ProbeTests: E2ETestCase {
             (.ipv6([UInt8](repeating: 0, count: 15) + [1]), 100, "ipv6"),
             (.ipv6([0xfd, 0x12, 0x34, 0x56] + [UInt8](repeating: 0, count: 11) + [1]), 90, "ipv6"),
             (.ipv6([0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [1]), UInt64(fnv1a32("2001:db8::1") % 100), "ipv6"),
+            // Listed in scripts/ip_reputation.lst (longest prefix wins, "!" falls back to the hash).
+            (.ipv4([198, 51, 100, 7]), 3, "ipv4"),
+            (.ipv4([198, 51, 100, 70]), 60, "ipv4"),
+            (.ipv4([203, 0, 113, 9]), 15, "ipv4"),
+            (.ipv4([203, 0, 113, 200]), UInt64(fnv1a32("203.0.113.200") % 100), "ipv4"),
+            (.ipv6([0x20, 0x01, 0x0d, 0xb8, 0x0b, 0xad] + [UInt8](repeating: 0, count: 9) + [1]), 1, "ipv6"),
+            (.ipv6([UInt8](repeating: 0, count: 10) + [0xff, 0xff, 198, 51, 100, 7]), 3, "ipv6"),
         ]
         for (i, (ip, score, fam)) in cases.enumerated() {
             // Named (args ip=src) and unnamed (args src) forms.

@@ -1,0 +1,66 @@
+// scripts/bot_detector.lua behind a real HAProxy with the shipped
+// haproxy/haproxy-bot-detector.cfg: req.hdrs_bin reaches the agent, and curl-like
+// requests are scored as bots while browser-like ones pass.
+
+import Foundation
+import XCTest
+
+final class BotDetectorTests: E2ETestCase {
+    static let curl = [("User-Agent", "curl/8.5.0"), ("Accept", "*/*")]
+    static let browser = [
+        ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
+        ("Accept", "text/html,application/xhtml+xml"), ("Accept-Language", "en-GB,en;q=0.9"),
+        ("Accept-Encoding", "gzip, deflate, br"), ("Sec-Fetch-Mode", "navigate"), ("Sec-CH-UA", "\"Chromium\";v=\"120\""),
+    ]
+
+    func startShipped() throws -> (web: UInt16, haproxy: ManagedProcess, agent: ManagedProcess) {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(
+            scriptPath: E2EPaths.repoFile("scripts/bot_detector.lua").path, name: "bot", extraArgs: ["--var-prefix", "bot"])
+        let web = try freePort(), app = try freePort()
+        var cfg = try String(contentsOf: E2EPaths.repoFile("haproxy/haproxy-bot-detector.cfg"), encoding: .utf8)
+        let spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-bot-detector.conf"), encoding: .utf8)
+        for (needle, port) in [("127.0.0.1:8080", web), ("127.0.0.1:8081", app), ("127.0.0.1:12345", agentPort)] {
+            XCTAssertTrue(cfg.contains(needle), "haproxy-bot-detector.cfg no longer contains \(needle)")
+            cfg = cfg.replacingOccurrences(of: needle, with: "127.0.0.1:\(port)")
+        }
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-bot-detector.conf": spoe], waitPort: web)
+        return (web, haproxy, agent)
+    }
+
+    func testCurlIsABotAndABrowserIsNot() throws {
+        let (web, haproxy, agent) = try startShipped()
+        let logs = { "\n\(haproxy.logTail())\n\(agent.logTail())" }
+
+        let bot = try httpGet(port: web, headers: Self.curl)
+        XCTAssertEqual(bot.status, 403, "\(bot.headers)\(logs())")
+        XCTAssertEqual(bot.header("X-Bot-Score"), "80", "\(bot.headers)\(logs())")
+        XCTAssertEqual(bot.header("X-Bot-Reason"), "ua:curl/,no-accept-encoding,few-headers")
+        XCTAssertNil(bot.header("X-SPOE-Error"))
+
+        let person = try httpGet(port: web, headers: Self.browser)
+        XCTAssertEqual(person.status, 200, "\(person.headers)\(logs())")
+        XCTAssertEqual(person.header("X-Bot-Score"), "0")
+        XCTAssertNil(person.header("X-Bot-Reason"))
+        XCTAssertEqual(String(decoding: person.body, as: UTF8.self), "hello from the app\n")
+
+        // A browser User-Agent alone is not enough: the missing headers give it away.
+        let pretender = try httpGet(port: web, headers: [Self.browser[0], ("Accept", "*/*")])
+        XCTAssertEqual(pretender.status, 403, "\(pretender.headers)")
+        XCTAssertEqual(pretender.header("X-Bot-Score"), "60")
+        XCTAssertEqual(pretender.header("X-Bot-Reason"),
+                       "browser-no-accept-language,chrome-no-client-hints,no-accept-encoding,few-headers")
+    }
+
+    func testRepeatedAndManyHeadersStillParse() throws {
+        let (web, _, agent) = try startShipped()
+        // Repeated headers and a header block of about 6 kB (multi-byte varint lengths).
+        var headers = Self.browser
+        headers += (0..<40).map { ("X-Filler-\($0)", String(repeating: "f", count: 150)) }
+        headers += [("Accept", "text/plain"), ("X-Empty", "")]
+        let r = try httpGet(port: web, headers: headers)
+        XCTAssertEqual(r.status, 200, "\(r.headers)\n\(agent.logTail())")
+        XCTAssertEqual(r.header("X-Bot-Score"), "0")
+        XCTAssertFalse(agent.logTail().contains("error"), agent.logTail())
+    }
+}
