@@ -19,9 +19,9 @@ static int compare_keys(const void *pa, const void *pb) {
     return (a->len > b->len) - (a->len < b->len);
 }
 
-/* Raises an error located at the handler's definition (no Lua frame is
- * running once the handler has returned). */
-static int result_error(lua_State *L, const char *key, const char *why) {
+/* Raises an error about action table `what`, located at the handler's
+ * definition (no Lua frame is running once the handler has returned). */
+static int result_error(lua_State *L, const char *what, const char *key, const char *why) {
     luaspoa_rt *rt = luaspoa_rt_get(L);
     lua_Debug ar;
     lua_pushvalue(L, SLOT_HANDLER);
@@ -29,20 +29,18 @@ static int result_error(lua_State *L, const char *key, const char *why) {
     /* The message name is not NUL-terminated: go through a Lua string. */
     const char *name = lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
     if (key)
-        return luaL_error(L, "%s:%d: action table returned by handler of '%s': [\"%s\"]: %s",
-                          ar.short_src, ar.linedefined, name, key, why);
-    return luaL_error(L, "%s:%d: handler of '%s': %s", ar.short_src, ar.linedefined, name, why);
+        return luaL_error(L, "%s:%d: %s of '%s': [\"%s\"]: %s",
+                          ar.short_src, ar.linedefined, what, name, key, why);
+    return luaL_error(L, "%s:%d: %s of '%s': %s", ar.short_src, ar.linedefined, what, name, why);
 }
 
-/* Encodes the handler's return value: nil, or { ["scope.name"] = value, ... }
- * in sorted key order. */
-static void encode_result(lua_State *L) {
-    int t = SLOT_RESULT;
+void luaspoa_encode_actions(lua_State *L, int t, const char *what) {
+    t = lua_absindex(L, t);
     if (lua_isnil(L, t))
         return;
     if (!lua_istable(L, t)) {
         lua_pushfstring(L, "must return nil or an action table, got %s", luaL_typename(L, t));
-        result_error(L, NULL, lua_tostring(L, -1));
+        result_error(L, "handler", NULL, lua_tostring(L, -1));
     }
     size_t n = 0;
     lua_pushnil(L);
@@ -51,7 +49,7 @@ static void encode_result(lua_State *L) {
         if (lua_type(L, -1) != LUA_TSTRING) {
             lua_pushfstring(L, "action table keys must be \"scope.name\" strings, got %s",
                             luaL_typename(L, -1));
-            result_error(L, NULL, lua_tostring(L, -1));
+            result_error(L, "handler", NULL, lua_tostring(L, -1));
         }
         n++;
     }
@@ -74,17 +72,32 @@ static void encode_result(lua_State *L) {
         size_t name_len;
         char err[256];
         if (!luaspoa_parse_var(luaspoa_rt_get(L)->ctx, keys[i].ptr, keys[i].len, &scope, &name, &name_len, err, sizeof err))
-            result_error(L, NULL, err);
+            result_error(L, "handler", NULL, err);
         lua_pushlstring(L, keys[i].ptr, keys[i].len);
         lua_rawget(L, t);
         spoa_value v;
         const char *why = NULL;
         int kind = luaspoa_tovalue(L, -1, &v, &why);
         if (kind == 0)
-            result_error(L, keys[i].ptr, why);
+            result_error(L, what, keys[i].ptr, why);
         luaspoa_append(L, kind, scope, name, name_len, kind == LUASPOA_ACTION_SET ? &v : NULL);
         lua_pop(L, 1);
     }
+}
+
+/* Pushes opts[field] for the current message (nil when it has none). */
+static int push_option(lua_State *L, luaspoa_rt *rt, const char *field) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->opts_ref);
+    lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
+        lua_pop(L, 2);
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    int type = lua_getfield(L, -1, field);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return type;
 }
 
 static int dispatch_body(lua_State *L) {
@@ -95,12 +108,57 @@ static int dispatch_body(lua_State *L) {
     if (lua_rawget(L, SLOT_HANDLERS) != LUA_TFUNCTION)
         return 0;
     p->found = 1;
+    push_option(L, rt, "timeout_ms");
+    uint32_t ms = lua_isinteger(L, -1) ? (uint32_t)lua_tointeger(L, -1) : rt->ctx->timeout_ms;
+    lua_pop(L, 1);
     lua_pushvalue(L, SLOT_HANDLER);
     luaspoa_push_txn(L);
     luaspoa_push_msg(L);
+    luaspoa_budget_start(&rt->budget, ms);
     lua_call(L, 2, 1);
-    encode_result(L);
+    luaspoa_budget_stop(&rt->budget);
+    luaspoa_encode_actions(L, SLOT_RESULT, "action table returned by handler");
     return 0;
+}
+
+/* After a failure: the handler's on_error actions, then --lua-error-var. */
+static int on_error_body(lua_State *L) {
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handlers_ref);       /* SLOT_HANDLERS */
+    lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
+    lua_rawget(L, SLOT_HANDLERS);                              /* SLOT_HANDLER */
+    push_option(L, rt, "on_error");
+    luaspoa_encode_actions(L, -1, "on_error actions");
+    const luaspoa_ctx *ctx = rt->ctx;
+    if (ctx->error_var) {
+        int scope;
+        const char *name;
+        size_t name_len;
+        char err[256];
+        if (!luaspoa_parse_var(ctx, ctx->error_var, ctx->error_var_len, &scope, &name, &name_len, err, sizeof err))
+            return luaL_error(L, "--lua-error-var: %s", err);
+        spoa_value v = {.type = LUASPOA_T_BOOL, .v.i = 1};
+        luaspoa_append(L, LUASPOA_ACTION_SET, scope, name, name_len, &v);
+    }
+    return 0;
+}
+
+/* Appends "\n(on_error: <error>)" to errbuf when the failure actions fail too. */
+static void run_on_error(lua_State *L, luaspoa_ctx *ctx, size_t mark, char *errbuf, size_t errcap) {
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, on_error_body);
+    lua_pushnil(L); /* SLOT_PARAMS */
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        if (ctx->ack_rollback)
+            ctx->ack_rollback(ctx->ud, mark);
+        size_t used = errbuf ? strlen(errbuf) : 0;
+        if (errbuf && used + 16 < errcap) {
+            memcpy(errbuf + used, "\n(on_error: ", 12);
+            luaspoa_copy_error(L, -1, errbuf + used + 12, errcap - used - 13);
+            strcat(errbuf, ")");
+        }
+    }
+    lua_settop(L, base);
 }
 
 int luaspoa_dispatch(lua_State *L, luaspoa_ctx *ctx, const char *msg_name, size_t name_len,
@@ -125,15 +183,18 @@ int luaspoa_dispatch(lua_State *L, luaspoa_ctx *ctx, const char *msg_name, size_
     lua_pushcfunction(L, dispatch_body);
     lua_pushlightuserdata(L, &p);
     int status = lua_pcall(L, 1, 0, base + 1);
+    int timed_out = luaspoa_budget_stop(&rt->budget);
     rt->active = 0;
     rt->args = NULL;
     rt->nargs = 0;
     int result = p.found ? LUASPOA_OK : LUASPOA_NO_HANDLER;
     if (status != LUA_OK) {
         luaspoa_copy_error(L, -1, errbuf, errcap);
+        lua_settop(L, base);
         if (ctx->ack_rollback)
             ctx->ack_rollback(ctx->ud, mark);
-        result = LUASPOA_ERROR;
+        run_on_error(L, ctx, mark, errbuf, errcap);
+        result = timed_out ? LUASPOA_TIMEOUT : LUASPOA_ERROR;
     }
     lua_settop(L, base);
     return result;

@@ -6,6 +6,9 @@
 #include <lua5.4/lauxlib.h>
 #include <lua5.4/lualib.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "luaspoa.h"
 
 #define LUASPOA_ADDR_MT "luaspoa.Addr"
@@ -19,6 +22,22 @@
 
 /* Pseudo type code of the spoa.unset sentinel (never sent on the wire). */
 #define LUASPOA_T_UNSET 0xFF
+
+/*
+ * Time budget of one state (luaspoa_budget.c). The fast path only stores a
+ * deadline; a watchdog thread arms a count hook on the running Lua thread once
+ * the deadline has passed, so no hook slows the VM while calls are on time.
+ */
+typedef struct luaspoa_budget {
+    _Atomic int64_t deadline;     /* monotonic ns of the running call, 0: none */
+    _Atomic int armed;            /* the watchdog set the hook */
+    pthread_mutex_t lock;         /* orders hook changes against the watchdog */
+    lua_State *main;              /* the state's main thread */
+    lua_State *running;           /* thread to interrupt (main or a resumed coroutine) */
+    uint32_t limit_ms;            /* budget of the running call, for the message */
+    int raised;                   /* the hook raised "execution timeout" in this call */
+    struct luaspoa_budget *next;  /* watchdog list */
+} luaspoa_budget;
 
 /* Per-state runtime, reached through lua_getextraspace. Owned by the state. */
 typedef struct luaspoa_rt {
@@ -35,6 +54,9 @@ typedef struct luaspoa_rt {
     int nargs;
     char warnbuf[512];              /* pieces of a warn() message */
     size_t warnlen;
+    int opts_ref;                   /* registry ref: name -> { timeout_ms=, on_error= } */
+    luaspoa_budget budget;
+    const luaspoa_test_hooks *test; /* set only while luaspoa test runs a spec */
 } luaspoa_rt;
 
 static inline luaspoa_rt *luaspoa_rt_get(lua_State *L) {
@@ -56,6 +78,20 @@ int luaspoa_msgh(lua_State *L);
 void luaspoa_copy_error(lua_State *L, int idx, char *buf, size_t cap);
 void luaspoa_emit_log(lua_State *L, int level, const char *msg, size_t len);
 void luaspoa_open_log(lua_State *L);              /* spoa table at top */
+
+/* luaspoa_budget.c */
+void luaspoa_budget_init(lua_State *L, luaspoa_budget *b);
+void luaspoa_budget_release(luaspoa_budget *b);   /* before lua_close */
+void luaspoa_budget_start(luaspoa_budget *b, uint32_t ms);
+/* Ends the call's budget; returns 1 if the call was stopped by its deadline. */
+int luaspoa_budget_stop(luaspoa_budget *b);
+/* Replaces coroutine.resume/wrap so the watchdog interrupts the running coroutine. */
+void luaspoa_budget_wrap_coroutines(lua_State *L);
+
+/* luaspoa_dispatch.c */
+/* Encodes the action table at index t ({ ["scope.name"] = value }) in sorted
+ * key order; `what` names it in errors. */
+void luaspoa_encode_actions(lua_State *L, int t, const char *what);
 
 /* luaspoa_addr.c */
 typedef struct luaspoa_addr {

@@ -177,6 +177,63 @@ static void register_one(lua_State *L, luaspoa_rt *rt, int name_idx) {
     lua_pop(L, 1);
 }
 
+/* Validates the options table at index 3 and stores a normalized copy as
+ * opts[name] for every name registered by this call (names at idx, or the list). */
+static void store_options(lua_State *L, luaspoa_rt *rt, int names_idx) {
+    if (lua_isnoneornil(L, 3))
+        return;
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_createtable(L, 0, 2);
+    int opts = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, 3) != 0) {
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(key, "timeout_ms") == 0) {
+            int isint;
+            lua_Integer ms = lua_tointegerx(L, -1, &isint);
+            if (!isint || ms <= 0 || ms > 3600000)
+                luaL_error(L, "spoa.register_message: timeout_ms must be an integer from 1 to 3600000");
+        } else if (strcmp(key, "on_error") == 0) {
+            luaL_checktype(L, -1, LUA_TTABLE);
+            lua_pushnil(L);
+            while (lua_next(L, -2) != 0) {
+                size_t len;
+                int scope;
+                const char *name, *why = NULL;
+                char err[256];
+                spoa_value v;
+                if (lua_type(L, -2) != LUA_TSTRING)
+                    luaL_error(L, "spoa.register_message: on_error keys must be \"scope.name\" strings");
+                const char *var = lua_tolstring(L, -2, &len);
+                if (!luaspoa_parse_var(rt->ctx, var, len, &scope, &name, &len, err, sizeof err))
+                    luaL_error(L, "spoa.register_message: on_error: %s", err);
+                if (luaspoa_tovalue(L, -1, &v, &why) == 0)
+                    luaL_error(L, "spoa.register_message: on_error[\"%s\"]: %s", var, why);
+                lua_pop(L, 1);
+            }
+        } else {
+            luaL_error(L, "spoa.register_message: unknown option '%s' (expected timeout_ms, on_error)", key);
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, opts);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->opts_ref);
+    if (lua_type(L, names_idx) == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, names_idx);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, names_idx, i);
+            lua_pushvalue(L, opts);
+            lua_rawset(L, -3);
+        }
+    } else {
+        lua_pushvalue(L, names_idx);
+        lua_pushvalue(L, opts);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 2);
+}
+
 static int l_register_message(lua_State *L) {
     luaspoa_rt *rt = luaspoa_rt_get(L);
     if (!rt->loading && rt->ctx->worker_index == 0)
@@ -196,6 +253,7 @@ static int l_register_message(lua_State *L) {
     } else {
         register_one(L, rt, 1);
     }
+    store_options(L, rt, 1);
     return 0;
 }
 
@@ -245,6 +303,40 @@ static void restrict_lib(lua_State *L, const char *lib, const char *const *keep)
     lua_pop(L, 1);
 }
 
+/* io.open / io.lines for reading files while the script loads (body or init)
+ * only: handlers must not block their event loop on disk I/O. */
+static int l_io_load_only(lua_State *L) {
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    const char *fn = lua_tostring(L, lua_upvalueindex(2));
+    if (!rt->loading)
+        return luaL_error(L, "io.%s is only available while the script loads (reading data files)", fn);
+    luaL_checkstring(L, 1); /* io.lines() without a file would read stdin */
+    if (fn[0] == 'o' && !lua_isnoneornil(L, 2)) {
+        const char *mode = luaL_checkstring(L, 2);
+        if (strcmp(mode, "r") != 0 && strcmp(mode, "rb") != 0)
+            return luaL_error(L, "io.open: only reading is allowed (mode \"r\" or \"rb\"), got \"%s\"", mode);
+    }
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static void open_load_io(lua_State *L) {
+    static const char *const fns[] = {"open", "lines", NULL};
+    luaL_requiref(L, LUA_IOLIBNAME, luaopen_io, 0);
+    lua_createtable(L, 0, 2);
+    for (const char *const *fn = fns; *fn; fn++) {
+        lua_getfield(L, -2, *fn);
+        lua_pushstring(L, *fn);
+        lua_pushcclosure(L, l_io_load_only, 2);
+        lua_setfield(L, -2, *fn);
+    }
+    lua_setglobal(L, LUA_IOLIBNAME);
+    lua_pop(L, 1);
+}
+
 static void open_sandbox(lua_State *L) {
     static const luaL_Reg libs[] = {
         {LUA_GNAME, luaopen_base}, {LUA_STRLIBNAME, luaopen_string},
@@ -261,6 +353,7 @@ static void open_sandbox(lua_State *L) {
     static const char *const debug_keep[] = {"traceback", NULL};
     restrict_lib(L, LUA_OSLIBNAME, os_keep);
     restrict_lib(L, LUA_DBLIBNAME, debug_keep);
+    open_load_io(L);
     /* Drop the loaded-library cache: it would still expose the full os/debug. */
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -278,13 +371,19 @@ static void open_sandbox(lua_State *L) {
 static int setup_body(lua_State *L) {
     const char *path = lua_touserdata(L, 1);
     luaspoa_rt *rt = luaspoa_rt_get(L);
-    open_sandbox(L);
+    if (rt->ctx->unsafe_libs)
+        luaL_openlibs(L);
+    else
+        open_sandbox(L);
+    luaspoa_budget_wrap_coroutines(L);
     lua_setwarnf(L, on_warn, L);
 
     lua_newtable(L);
     rt->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushstring(L, path);
     lua_setfield(L, LUA_REGISTRYINDEX, LUASPOA_SCRIPT_PATH_KEY);
+    lua_newtable(L);
+    rt->opts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
     luaspoa_open_msg(L);
     luaspoa_open_txn(L);
@@ -298,6 +397,8 @@ static int setup_body(lua_State *L) {
     lua_setfield(L, -2, "workers");
     lua_pushliteral(L, "0.1.0");
     lua_setfield(L, -2, "version");
+    lua_pushinteger(L, (lua_Integer)rt->ctx->generation);
+    lua_setfield(L, -2, "generation");
     luaspoa_open_log(L);
     luaspoa_open_addr(L);
     luaspoa_open_values(L);
@@ -331,6 +432,7 @@ lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit
     rt->ctx = ctx;
     rt->limit = mem_limit;
     rt->handlers_ref = LUA_NOREF;
+    rt->opts_ref = LUA_NOREF;
 #if LUA_VERSION_NUM >= 505
     lua_State *L = lua_newstate(rt_alloc, rt, 0);
 #else
@@ -342,6 +444,7 @@ lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit
         return NULL;
     }
     *(luaspoa_rt **)lua_getextraspace(L) = rt;
+    luaspoa_budget_init(L, &rt->budget);
     lua_atpanic(L, on_panic);
     lua_pushcfunction(L, luaspoa_msgh);
     lua_pushcfunction(L, setup_body);
@@ -359,6 +462,7 @@ void luaspoa_close(lua_State *L) {
     if (L == NULL)
         return;
     luaspoa_rt *rt = luaspoa_rt_get(L);
+    luaspoa_budget_release(&rt->budget);
     lua_close(L);
     free(rt);
 }

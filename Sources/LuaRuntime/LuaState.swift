@@ -1,4 +1,9 @@
 import CLuaSpoa
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import NIOCore
 import SpopEngine
@@ -42,20 +47,39 @@ final class LuaState {
     let bridge: LuaBridge
     let ctx: UnsafeMutablePointer<luaspoa_ctx>
     private(set) var L: OpaquePointer?
+    private let errorVariable: UnsafeMutablePointer<CChar>?
     private var engineID: UnsafeMutableBufferPointer<CChar>?
     private var varPrefix: UnsafeMutableBufferPointer<CChar>?
     private var engineIDString: String?
 
     static let errorCapacity = 4096
 
-    init(scriptPath: String, workerIndex: Int, workerCount: Int, memoryLimit: Int, logger: Logger,
-         varPrefix: String? = nil) throws(LuaScriptError) {
+    convenience init(scriptPath: String, workerIndex: Int, workerCount: Int, memoryLimit: Int, logger: Logger,
+                     varPrefix: String? = nil) throws(LuaScriptError) {
+        var configuration = LuaConfiguration(scriptPath: scriptPath, workerCount: workerCount)
+        configuration.memoryLimit = memoryLimit
+        configuration.varPrefix = varPrefix
+        try self.init(configuration: configuration, workerIndex: workerIndex, generation: 0, logger: logger)
+    }
+
+    init(configuration: LuaConfiguration, workerIndex: Int, generation: Int, logger: Logger) throws(LuaScriptError) {
+        let scriptPath = configuration.scriptPath
+        let memoryLimit = configuration.memoryLimit
+        let varPrefix = configuration.varPrefix
         self.scriptPath = scriptPath
         self.bridge = LuaBridge(logger: logger)
         self.ctx = .allocate(capacity: 1)
+        self.errorVariable = configuration.errorVariable.map { strdup($0) }
         ctx.initialize(to: luaspoa_ctx())
         ctx.pointee.worker_index = Int32(clamping: workerIndex)
-        ctx.pointee.worker_count = Int32(clamping: workerCount)
+        ctx.pointee.worker_count = Int32(clamping: configuration.workerCount)
+        ctx.pointee.timeout_ms = UInt32(clamping: configuration.timeoutMilliseconds)
+        ctx.pointee.unsafe_libs = configuration.unsafeLibraries ? 1 : 0
+        ctx.pointee.generation = Int64(generation)
+        if let errorVariable {
+            ctx.pointee.error_var = UnsafePointer(errorVariable)
+            ctx.pointee.error_var_len = strlen(errorVariable)
+        }
         ctx.pointee.ud = Unmanaged.passUnretained(bridge).toOpaque()
         bridge.ctx = ctx
         ctx.pointee.append_action = { ud, kind, scope, name, nameLength, value in
@@ -100,6 +124,7 @@ final class LuaState {
         luaspoa_close(L)
         ctx.deinitialize(count: 1)
         ctx.deallocate()
+        free(errorVariable)
         engineID?.deallocate()
         varPrefix?.deallocate()
     }

@@ -37,7 +37,7 @@ enum {
 enum { LUASPOA_ACTION_SET = 1, LUASPOA_ACTION_UNSET = 2 };
 
 /* Results of luaspoa_dispatch. */
-enum { LUASPOA_NO_HANDLER = 0, LUASPOA_OK = 1, LUASPOA_ERROR = 2 };
+enum { LUASPOA_NO_HANDLER = 0, LUASPOA_OK = 1, LUASPOA_ERROR = 2, LUASPOA_TIMEOUT = 3 };
 
 /* syslog-style levels used by spoa.log and the log callback. */
 enum {
@@ -106,6 +106,12 @@ typedef struct luaspoa_ctx {
      * names are then checked against HAProxy's 63-byte limit. */
     const char *var_prefix;
     size_t var_prefix_len;
+    /* Limits and failure handling, read when the state is created. */
+    uint32_t timeout_ms;         /* default time budget per handler call, 0: none */
+    int unsafe_libs;             /* 1: the full standard library (--lua-unsafe) */
+    const char *error_var;       /* "scope.name" set to true when a handler fails, or NULL */
+    size_t error_var_len;
+    int64_t generation;          /* spoa.generation: number of reloads before this state */
 } luaspoa_ctx;
 
 /*
@@ -129,6 +135,29 @@ void luaspoa_close(struct lua_State *L);
 int luaspoa_dispatch(struct lua_State *L, luaspoa_ctx *ctx,
                      const char *msg_name, size_t name_len,
                      const spoa_arg *args, int nargs,
+                     char *errbuf, size_t errcap);
+
+/*
+ * Runs the spec file `path` in state L with `spoa.test` installed (luaspoa
+ * test). Cases run as they are declared; their results go to hooks->report.
+ * Returns 0, or -1 with errbuf set when the spec file itself fails to load/run.
+ */
+typedef struct luaspoa_test_hooks {
+    void *ud;
+    /* Runs one NOTIFY (the args are C values borrowed from Lua) through the real
+     * server path and returns the ACK's LIST-OF-ACTIONS bytes, valid until the
+     * next call; returns NULL with *len = 0 if it cannot. Never raises. */
+    const char *(*notify)(void *ud, const char *name, size_t name_len,
+                          const spoa_arg *args, int nargs, uint64_t stream_id,
+                          uint64_t frame_id, size_t *len);
+    void (*report)(void *ud, int passed, const char *name, size_t name_len,
+                   const char *error, size_t error_len);
+    /* Log line i (0-based) captured since the current case started, or NULL. */
+    const char *(*log_line)(void *ud, size_t i, size_t *len);
+    void (*case_started)(void *ud);
+} luaspoa_test_hooks;
+
+int luaspoa_run_spec(struct lua_State *L, const char *path, const luaspoa_test_hooks *hooks,
                      char *errbuf, size_t errcap);
 
 /* Bytes currently allocated by the state (for metrics and tests). */

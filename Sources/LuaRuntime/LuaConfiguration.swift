@@ -1,0 +1,25 @@
+/// How every worker's Lua state is built: the script and its limits. The same
+/// value builds the states at start and again on each reload.
+public struct LuaConfiguration: Sendable {
+    public var scriptPath: String
+    /// `spoa.workers`.
+    public var workerCount: Int
+    /// Cap on one state's allocations in bytes (0: none); going over it fails the
+    /// running call with "not enough memory".
+    public var memoryLimit = 0
+    /// Time budget of one handler call in milliseconds (0: none); a handler's
+    /// `timeout_ms` option overrides it.
+    public var timeoutMilliseconds = 100
+    /// Load the full standard library (os.execute, io, debug, ...) instead of the sandbox.
+    public var unsafeLibraries = false
+    /// `scope.name` set to true in the ACK when a handler fails (`--lua-error-var`).
+    public var errorVariable: String?
+    /// The SPOE agent's "option var-prefix" (`--var-prefix`): variable names are
+    /// then checked against HAProxy's 63-byte limit.
+    public var varPrefix: String?
+
+    public init(scriptPath: String, workerCount: Int) {
+        self.scriptPath = scriptPath
+        self.workerCount = workerCount
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import Logging
+@testable import LuaRuntime
+import NIOCore
+import SpopEngine
+import XCTest
+
+/// A worker built from a LuaConfiguration, for the limit and failure options.
+func makeWorker(_ source: String, logs: LogCapture, configure: (inout LuaConfiguration) -> Void = { _ in }) throws -> LuaWorker {
+    var configuration = LuaConfiguration(scriptPath: try writeScript(source), workerCount: 1)
+    configure(&configuration)
+    return try LuaWorker(configuration: configuration, workerIndex: 1, logger: logs.logger)
+}
+
+func setVars(_ worker: LuaWorker, _ name: String, _ arguments: [(name: String, value: SpopValue)] = []) throws -> [String: SpopValue] {
+    var result: [String: SpopValue] = [:]
+    for action in try SpoaAction.decodeList(handleNotify(worker, [(name, arguments)])) {
+        if case .setVar(let scope, let name, let value) = action { result["\(scope.name).\(name)"] = value }
+    }
+    return result
+}
+
+/// Time budget, memory cap, sandbox switch, on_error and --lua-error-var.
+final class SafetyTests: XCTestCase {
+    let logs = LogCapture()
+    var errors: [LogCapture.Entry] { logs.entries.filter { $0.level == .error } }
+
+    static let runaway = """
+        spoa.register_message("spin", function(txn)
+          txn:set_var("txn.before", 1)
+          while true do end
+        end, { on_error = { ["txn.failed"] = spoa.int32(7), ["txn.reason"] = "spin" } })
+        spoa.register_message("fine", function(txn) txn:set_var("txn.ok", true) end)
+        """
+
+    func testRunawayLoopIsStoppedRolledBackAndOnErrorSent() throws {
+        let worker = try makeWorker(Self.runaway, logs: logs) { $0.timeoutMilliseconds = 30 }
+        let vars = try setVars(worker, "spin")
+        XCTAssertEqual(vars, ["txn.failed": .int32(7), "txn.reason": .string("spin")], "rolled back, then on_error")
+        XCTAssertEqual(worker.handlerTimeouts, 1)
+        XCTAssertTrue(errors.first?.message.contains("script.lua:3: execution timeout (30 ms)") ?? false, "\(errors)")
+        XCTAssertEqual(try setVars(worker, "fine"), ["txn.ok": .bool(true)], "the state keeps serving")
+    }
+
+    func testPcallCannotSwallowTheTimeout() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("stubborn", function(txn)
+              while true do pcall(function() while true do end end) end
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        XCTAssertEqual(try setVars(worker, "stubborn"), [:])
+        XCTAssertEqual(worker.handlerTimeouts, 1)
+    }
+
+    func testRunawayCoroutineIsStopped() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("co", function(txn)
+              local co = coroutine.wrap(function() while true do end end)
+              co()
+            end)
+            spoa.register_message("resume", function(txn)
+              local ok, err = coroutine.resume(coroutine.create(function() while true do end end))
+              while true do end
+            end)
+            spoa.register_message("yields", function(txn)
+              local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end end)
+              return { ["txn.sum"] = gen() + gen() + gen() }
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        XCTAssertEqual(try setVars(worker, "co"), [:])
+        XCTAssertEqual(try setVars(worker, "resume"), [:])
+        XCTAssertEqual(worker.handlerTimeouts, 2)
+        XCTAssertEqual(try setVars(worker, "yields"), ["txn.sum": .int64(6)], "coroutines still work")
+    }
+
+    func testPerHandlerTimeoutOverridesTheDefault() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("spin", function() while true do end end, { timeout_ms = 15 })
+            """, logs: logs) { $0.timeoutMilliseconds = 0 }
+        XCTAssertEqual(try setVars(worker, "spin"), [:])
+        XCTAssertTrue(errors.first?.message.contains("execution timeout (15 ms)") ?? false, "\(errors)")
+    }
+
+    func testBadOptionsFailTheLoadWithFileAndLine() throws {
+        for (options, expected) in [
+            ("{ timeout_ms = 0 }", "timeout_ms must be an integer"),
+            ("{ timeot_ms = 5 }", "unknown option 'timeot_ms'"),
+            ("{ on_error = { ['bogus'] = 1 } }", "on_error"),
+            ("{ on_error = { ['txn.x'] = 2.5 } }", "on_error[\"txn.x\"]"),
+        ] {
+            let path = try writeScript("\nspoa.register_message('m', function() end, \(options))\n")
+            XCTAssertThrowsError(try LuaWorker.check(scriptPath: path)) { error in
+                XCTAssertTrue("\(error)".contains("script.lua:2:") && "\(error)".contains(expected), "\(options): \(error)")
+            }
+        }
+    }
+
+    func testErrorVariableIsSetOnFailureOnly() throws {
+        let worker = try makeWorker(Self.runaway + """
+
+            spoa.register_message("boom", function() error("no") end)
+            """, logs: logs) {
+            $0.timeoutMilliseconds = 20
+            $0.errorVariable = "txn.lua_error"
+        }
+        XCTAssertEqual(try setVars(worker, "boom"), ["txn.lua_error": .bool(true)])
+        XCTAssertEqual(try setVars(worker, "spin")["txn.lua_error"], .bool(true))
+        XCTAssertEqual(try setVars(worker, "fine"), ["txn.ok": .bool(true)])
+    }
+
+    func testAllocationBombFailsTheCallNotTheWorker() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("bomb", function()
+              local t = {}
+              for i = 1, 1e9 do t[i] = string.rep("x", 64) .. i end
+            end)
+            spoa.register_message("fine", function(txn) txn:set_var("txn.ok", true) end)
+            """, logs: logs) { $0.memoryLimit = 4 << 20 }
+        XCTAssertEqual(try setVars(worker, "bomb"), [:])
+        XCTAssertTrue(errors.first?.message.contains("not enough memory") ?? false, "\(errors)")
+        XCTAssertEqual(try setVars(worker, "fine"), ["txn.ok": .bool(true)])
+        XCTAssertLessThanOrEqual(worker.luaMemory, 4 << 20)
+    }
+
+    func testUnsafeLoadsTheFullStandardLibrary() throws {
+        let source = """
+            spoa.register_message("libs", function()
+              return { ["txn.execute"] = type(os.execute), ["txn.popen"] = type(io and io.popen),
+                       ["txn.getinfo"] = type(debug.getinfo) }
+            end)
+            """
+        let sandboxed = try makeWorker(source, logs: logs)
+        XCTAssertEqual(try setVars(sandboxed, "libs"),
+                       ["txn.execute": .string("nil"), "txn.popen": .string("nil"), "txn.getinfo": .string("nil")])
+        let unsafe = try makeWorker(source, logs: logs) { $0.unsafeLibraries = true }
+        XCTAssertEqual(try setVars(unsafe, "libs"),
+                       ["txn.execute": .string("function"), "txn.popen": .string("function"), "txn.getinfo": .string("function")])
+    }
+
+    func testFilesAreReadableWhileLoadingOnly() throws {
+        let data = try writeScript("alpha\nbeta\n", name: "words.txt")
+        let worker = try makeWorker("""
+            local words = {}
+            for line in io.lines(\(luaString(data))) do words[#words + 1] = line end
+            local f = assert(io.open(\(luaString(data)), "rb")); local all = f:read("a"); f:close()
+            local ok_w, err_w = pcall(io.open, \(luaString(data)), "w")
+            spoa.register_message("read", function()
+              local ok, err = pcall(io.open, \(luaString(data)))
+              return { ["txn.words"] = table.concat(words, ","), ["txn.bytes"] = #all,
+                       ["txn.write"] = tostring(err_w), ["txn.runtime"] = tostring(err) }
+            end)
+            """, logs: logs)
+        let vars = try setVars(worker, "read")
+        XCTAssertEqual(vars["txn.words"]?.text, "alpha,beta")
+        XCTAssertEqual(vars["txn.bytes"], .int64(11))
+        XCTAssertTrue(vars["txn.write"]?.text?.contains("only reading is allowed") ?? false, "\(vars)")
+        XCTAssertTrue(vars["txn.runtime"]?.text?.contains("only available while the script loads") ?? false, "\(vars)")
+    }
+
+    func testRepeatedErrorsAreLoggedOncePerSite() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("a", function() error("first site") end)
+            spoa.register_message("b", function() error("second site") end)
+            """, logs: logs)
+        for _ in 0..<50 { _ = try setVars(worker, "a") }
+        _ = try setVars(worker, "b")
+        XCTAssertEqual(worker.handlerErrors, 51)
+        XCTAssertEqual(errors.count, 2, "\(errors)")
+        XCTAssertTrue(errors[0].message.hasPrefix("a: ") && errors[0].message.hasSuffix("script.lua:1: first site"))
+        XCTAssertTrue(errors[1].message.hasPrefix("b: ") && errors[1].message.hasSuffix("script.lua:2: second site"))
+    }
+
+    func testErrorLogLimiterLogsAgainAfterTheIntervalWithTheSuppressedCount() {
+        var limiter = ErrorLogLimiter(intervalNanoseconds: 1000)
+        XCTAssertEqual(limiter.decide(message: "m", error: "x.lua:3: boom 1", now: 0), .log(suppressed: 0))
+        XCTAssertEqual(limiter.decide(message: "m", error: "x.lua:3: boom 2", now: 10), .suppress)
+        XCTAssertEqual(limiter.decide(message: "m", error: "x.lua:4: other", now: 20), .log(suppressed: 0))
+        XCTAssertEqual(limiter.decide(message: "n", error: "x.lua:3: boom", now: 30), .log(suppressed: 0))
+        XCTAssertEqual(limiter.decide(message: "m", error: "x.lua:3: boom 3", now: 1000), .log(suppressed: 1))
+        XCTAssertEqual(ErrorLogLimiter.site(of: "not enough memory"), "not enough memory")
+    }
+
+    func testInstallSwapsTheStateAndCountsGenerations() throws {
+        let path = try writeScript("spoa.register_message('v', function() return { ['txn.v'] = 1, ['txn.gen'] = spoa.generation } end)")
+        let configuration = LuaConfiguration(scriptPath: path, workerCount: 1)
+        let worker = try LuaWorker(configuration: configuration, workerIndex: 1, logger: logs.logger)
+        XCTAssertEqual(try setVars(worker, "v"), ["txn.v": .int64(1), "txn.gen": .int64(0)])
+        try "spoa.register_message('v', function() return { ['txn.v'] = 2, ['txn.gen'] = spoa.generation } end)"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        worker.install(try LuaWorker.prepare(configuration, workerIndex: 1, generation: 1, logger: logs.logger))
+        XCTAssertEqual(try setVars(worker, "v"), ["txn.v": .int64(2), "txn.gen": .int64(1)])
+        XCTAssertEqual(worker.generation, 1)
+    }
+}
+
+func luaString(_ text: String) -> String {
+    "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+}
