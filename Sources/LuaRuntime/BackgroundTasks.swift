@@ -34,6 +34,14 @@ public final class BackgroundTasks: @unchecked Sendable {
         state = try LuaState(scriptPath: scriptPath, workerIndex: 0, workerCount: workerCount, memoryLimit: memoryLimit, logger: logger)
     }
 
+    /// The background state built from the serve options, as `generation` (reloads).
+    public init(configuration: LuaConfiguration, generation: Int, logger: Logger) throws {
+        var logger = logger
+        logger[metadataKey: "lua.worker"] = "0"
+        self.logger = logger
+        state = try LuaState(configuration: configuration, workerIndex: 0, generation: generation, logger: logger)
+    }
+
     /// Tasks the script registered.
     public var taskCount: Int { Int(luaspoa_task_count(state.L)) }
 

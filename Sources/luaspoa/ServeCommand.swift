@@ -33,6 +33,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Announce fragmentation (reassembly of fragmented NOTIFY frames).")
     var fragmentation = true
 
+    @OptionGroup(title: "Lua limits and failures")
+    var lua: LuaOptions
+
+    @Option(help: ArgumentHelp("Write the agent's PID to this file; `luaspoa reload --pid-file FILE` then reloads the script.",
+                               valueName: "file"))
+    var pidFile: String?
+
     func validate() throws {
         guard (256...0xFF_FFFF).contains(maxFrameSize) else {
             throw ValidationError("--max-frame-size must be between 256 and 16777215, got \(maxFrameSize)")
@@ -51,31 +58,40 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "luaspoa")
+        var lua = lua.configuration(script: script, workers: workers)
+        lua.varPrefix = varPrefix
         // The background state (spoa.worker 0) loads first: a script that cannot
         // load fails here, before serving. It runs the script's tasks.
         let background: BackgroundTasks
         do {
-            background = try BackgroundTasks(scriptPath: script, workerCount: workers, logger: logger)
+            background = try BackgroundTasks(configuration: lua, generation: 0, logger: logger)
         } catch {
             throw ScriptError(message: "\(error)")
         }
         background.start()
-        defer { background.stop() }
 
         let configuration = SpopServer.Configuration(
             host: listen.host, port: listen.port, workers: workers,
             capabilities: AgentCapabilities(maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation)
         )
-        let script = script
-        let workerCount = workers
-        let varPrefix = varPrefix
         let server = try SpopServer(configuration: configuration, logger: logger) { index in
-            try LuaWorker(scriptPath: script, workerIndex: index + 1, workerCount: workerCount, logger: logger, varPrefix: varPrefix)
+            try LuaWorker(configuration: lua, workerIndex: index + 1, logger: logger)
         }
+        let reloader = LuaReloader(configuration: lua, server: server, background: background, logger: logger)
+        let reloads = await ReloadService(reloader: reloader)
+        let pidFile = try pidFile.map(PIDFile.init(creating:))
+        defer { pidFile?.remove() }
         let group = ServiceGroup(
-            services: [server], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger
+            services: [server, reloads],
+            gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger
         )
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await reloader.stopTasks()
+            throw error
+        }
+        await reloader.stopTasks()
     }
 }
 

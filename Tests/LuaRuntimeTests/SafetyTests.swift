@@ -115,7 +115,10 @@ final class SafetyTests: XCTestCase {
               for i = 1, 1e9 do t[i] = string.rep("x", 64) .. i end
             end)
             spoa.register_message("fine", function(txn) txn:set_var("txn.ok", true) end)
-            """, logs: logs) { $0.memoryLimit = 4 << 20 }
+            """, logs: logs) {
+            $0.memoryLimit = 4 << 20
+            $0.timeoutMilliseconds = 0  // the memory cap, not the clock, must stop it
+        }
         XCTAssertEqual(try setVars(worker, "bomb"), [:])
         XCTAssertTrue(errors.first?.message.contains("not enough memory") ?? false, "\(errors)")
         XCTAssertEqual(try setVars(worker, "fine"), ["txn.ok": .bool(true)])

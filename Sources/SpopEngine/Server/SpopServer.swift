@@ -49,6 +49,15 @@ public final class SpopServer: Service, Sendable {
         self.workers = workers
     }
 
+    /// Runs `body` for every worker on that worker's own event-loop thread, between
+    /// two frames (never while the worker handles one), and returns when all ran.
+    /// This is how a worker's state is replaced while connections stay open.
+    public func onEachWorker(_ body: @escaping @Sendable (_ index: Int, _ worker: any SpoaWorker) -> Void) async throws {
+        for (index, worker) in workers.enumerated() {
+            try await worker.eventLoop.submit { body(index, worker.value) }.get()
+        }
+    }
+
     /// Binds and returns the listening channel; `run()` does this and waits for shutdown.
     public func bind() async throws -> any Channel {
         let capabilities = configuration.capabilities

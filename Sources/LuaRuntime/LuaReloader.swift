@@ -1,0 +1,60 @@
+import Logging
+import SpopEngine
+
+/// Hot reload: loads the script into a fresh state for every worker and a fresh
+/// background state (init functions run in each), and only if all of them loaded,
+/// installs each worker's on its event loop between two frames and restarts the
+/// tasks on the new background state. A failing reload keeps the running states
+/// and logs why (file:line). Shared dicts live outside the states and survive.
+public actor LuaReloader {
+    public let configuration: LuaConfiguration
+    private let server: SpopServer
+    private var background: BackgroundTasks?
+    private let logger: Logger
+    /// Successful reloads so far (`spoa.generation` of the running states).
+    public private(set) var generation = 0
+
+    public init(configuration: LuaConfiguration, server: SpopServer, background: BackgroundTasks?, logger: Logger) {
+        self.configuration = configuration
+        self.server = server
+        self.background = background
+        self.logger = logger
+    }
+
+    /// Stops the current background tasks (at shutdown).
+    public func stopTasks() {
+        background?.stop()
+    }
+
+    /// Returns whether the new script is now serving.
+    @discardableResult
+    public func reload() async -> Bool {
+        let next = generation + 1
+        var prepared: [LuaWorker.PreparedState] = []
+        let newBackground: BackgroundTasks
+        do {
+            newBackground = try BackgroundTasks(configuration: configuration, generation: next, logger: logger)
+            for index in 0..<configuration.workerCount {
+                prepared.append(try LuaWorker.prepare(configuration, workerIndex: index + 1, generation: next, logger: logger))
+            }
+        } catch {
+            logger.error("reload failed, generation \(generation) keeps serving: \(error)")
+            return false
+        }
+        do {
+            let states = prepared
+            try await server.onEachWorker { index, worker in
+                (worker as? LuaWorker)?.install(states[index])
+            }
+        } catch {
+            logger.error("reload interrupted (server stopping): \(error)")
+            return false
+        }
+        background?.stop()
+        background = newBackground
+        newBackground.start()
+        generation = next
+        logger.notice("reloaded \(configuration.scriptPath): generation \(next) serving on \(prepared.count) workers")
+        return true
+    }
+}

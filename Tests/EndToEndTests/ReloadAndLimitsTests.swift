@@ -1,0 +1,220 @@
+// Hot reload and the Lua limits behind a real HAProxy 2.6: reloads under steady
+// traffic lose nothing, a broken reload keeps the old script, and a runaway or
+// memory-hungry handler still answers within its budget.
+
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class ReloadAndLimitsTests: E2ETestCase {
+
+    /// fe_web (SPOE filter; X-V-<name> headers from txn.e2e.<name>) -> fe_app (200).
+    func startProxy(agentPort: UInt16, vars: [String], message: String = "check",
+                    processing: String = "5s") throws -> UInt16 {
+        let web = try freePort(), app = try freePort()
+        let headers = vars.map {
+            "    http-response set-header X-V-\($0) \"%[var(txn.e2e.\($0))]\" if { var(txn.e2e.\($0)) -m found }"
+        }.joined(separator: "\n")
+        let cfg = """
+            global
+                log stdout format raw local0 info
+            defaults
+                mode http
+                log global
+                timeout connect 5s
+                timeout client  30s
+                timeout server  30s
+            frontend fe_web
+                bind 127.0.0.1:\(web)
+                filter spoe engine e2e config e2e-spoe.conf
+                http-response set-header X-SPOE-Error %[var(txn.e2e.err)] if { var(txn.e2e.err) -m found }
+            \(headers)
+                default_backend be_app
+            backend be_app
+                server app1 127.0.0.1:\(app)
+            frontend fe_app
+                bind 127.0.0.1:\(app)
+                http-request return status 200 content-type text/plain string ok
+            backend be_agents
+                mode tcp
+                timeout connect 5s
+                timeout server  2m
+                server a1 127.0.0.1:\(agentPort)
+            """
+        let spoe = """
+            [e2e]
+            spoe-agent e2e-agent
+                messages \(message)
+                use-backend be_agents
+                option var-prefix e2e
+                option force-set-var
+                option set-on-error err
+                timeout hello      5s
+                timeout idle       1m
+                timeout processing \(processing)
+            spoe-message \(message)
+                args ip=src
+                event on-frontend-http-request
+
+            """
+        _ = try startHAProxy(config: cfg, files: ["e2e-spoe.conf": spoe], waitPort: web)
+        return web
+    }
+
+    static func versioned(_ version: String) -> String {
+        """
+        spoa.register_message("check", function(txn, msg)
+          txn:set_var("txn.version", "\(version)")
+          txn:set_var("txn.gen", spoa.generation)
+        end)
+        """
+    }
+
+    func testReloadUnderSteadyTrafficLosesNoRequest() throws {
+        _ = try requireHAProxy()
+        let script = tempDir.appendingPathComponent("agent.lua")
+        try Self.versioned("v0").write(to: script, atomically: true, encoding: .utf8)
+        let pidFile = tempDir.appendingPathComponent("agent.pid").path
+        let (agent, agentPort) = try startAgent(scriptPath: script.path, extraArgs: ["--workers", "2", "--pid-file", pidFile, "--log-level", "debug"])
+        let web = try startProxy(agentPort: agentPort, vars: ["version", "gen"])
+        let pid = try XCTUnwrap(Int32(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        XCTAssertEqual(pid, agent.process.processIdentifier)
+
+        let traffic = Traffic()
+        let clients = DispatchGroup()
+        for _ in 0..<2 {
+            DispatchQueue.global().async(group: clients) {
+                do {
+                    let conn = try HTTPConn(port: web)
+                    while !traffic.stopped {
+                        let r = try conn.get()
+                        let problem: String? = r.status != 200 ? "status \(r.status)"
+                            : r.header("X-SPOE-Error") != nil ? "SPOE error \(r.header("X-SPOE-Error")!)"
+                            : r.header("X-V-version") == nil || r.header("X-V-gen") == nil ? "no variable: \(r.headers)" : nil
+                        traffic.record(problem)
+                    }
+                } catch {
+                    traffic.record("client: \(error)")
+                }
+            }
+        }
+        for version in 1...5 {
+            usleep(200_000)
+            try Self.versioned("v\(version)").write(to: script, atomically: true, encoding: .utf8)
+            XCTAssertEqual(kill(pid, SIGHUP), 0)
+            XCTAssertTrue(waitForLog(agent, "generation \(version) serving"), agent.logTail())
+        }
+        usleep(200_000)
+        traffic.stop()
+        clients.wait()
+
+        XCTAssertEqual(traffic.problems, [], "\(agent.logTail())")
+        XCTAssertGreaterThan(traffic.responses, 20)
+        let last = try httpGet(port: web)
+        XCTAssertEqual(last.header("X-V-version"), "v5")
+        XCTAssertEqual(last.header("X-V-gen"), "5")
+        XCTAssertFalse(agent.log.contains("connection closed"), "no SPOP connection dropped: \(agent.logTail())")
+    }
+
+    func testBrokenReloadKeepsTheRunningScript() throws {
+        _ = try requireHAProxy()
+        let script = tempDir.appendingPathComponent("agent.lua")
+        try Self.versioned("good").write(to: script, atomically: true, encoding: .utf8)
+        let pidFile = tempDir.appendingPathComponent("agent.pid").path
+        let (agent, agentPort) = try startAgent(scriptPath: script.path, extraArgs: ["--pid-file", pidFile])
+        let web = try startProxy(agentPort: agentPort, vars: ["version", "gen"])
+        XCTAssertEqual(try httpGet(port: web).header("X-V-version"), "good")
+
+        try "spoa.register_message('check', function(txn)\n  txn:set_var('txn.version', 'bad'\nend)\n"
+            .write(to: script, atomically: true, encoding: .utf8)
+        let reload = try ManagedProcess(name: "reload", executable: try XCTUnwrap(E2EPaths.agentBinary()),
+                                        arguments: ["reload", "--pid-file", pidFile], logDir: tempDir)
+        XCTAssertEqual(reload.waitForExit(timeout: 20), 0, reload.log)
+        XCTAssertTrue(waitForLog(agent, "reload failed"), agent.logTail())
+        XCTAssertTrue(agent.log.contains("agent.lua:3:"), "the log names file:line: \(agent.logTail())")
+
+        let r = try httpGet(port: web)
+        XCTAssertEqual(r.header("X-V-version"), "good")
+        XCTAssertEqual(r.header("X-V-gen"), "0")
+        XCTAssertNil(r.header("X-SPOE-Error"))
+    }
+
+    func testRunawayHandlerAnswersWithinItsBudget() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(script: """
+            local calls = 0
+            spoa.register_message("check", function(txn)
+              calls = calls + 1
+              if calls % 2 == 1 then while true do end end
+              txn:set_var("txn.served", true)
+            end, { timeout_ms = 50, on_error = { ["txn.blocked"] = true } })
+            """, extraArgs: ["--workers", "1", "--lua-error-var", "txn.lua_error"])
+        // HAProxy gives up after 2 s: the ACK must come well before that.
+        let web = try startProxy(agentPort: agentPort, vars: ["blocked", "lua_error", "served"], processing: "2s")
+        let stuck = try httpGet(port: web)
+        XCTAssertEqual(stuck.status, 200)
+        XCTAssertNil(stuck.header("X-SPOE-Error"), "the ACK arrived before HAProxy's processing timeout")
+        XCTAssertEqual(stuck.header("X-V-blocked"), "1")
+        XCTAssertEqual(stuck.header("X-V-lua_error"), "1")
+        let next = try httpGet(port: web)
+        XCTAssertEqual(next.header("X-V-served"), "1", "the worker keeps serving")
+        XCTAssertNil(next.header("X-V-lua_error"))
+        XCTAssertTrue(agent.log.contains("execution timeout (50 ms)"), agent.logTail())
+    }
+
+    func testAllocationBombFailsOnlyItsCall() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(script: """
+            local calls = 0
+            spoa.register_message("check", function(txn)
+              calls = calls + 1
+              if calls == 1 then
+                local t = {}
+                for i = 1, 1e9 do t[i] = string.rep("x", 100000) .. i end
+              end
+              txn:set_var("txn.served", true)
+            end)
+            """, extraArgs: ["--workers", "1", "--lua-max-memory", "16M", "--lua-error-var", "txn.lua_error"])
+        let web = try startProxy(agentPort: agentPort, vars: ["lua_error", "served"])
+        let bomb = try httpGet(port: web)
+        XCTAssertEqual(bomb.header("X-V-lua_error"), "1")
+        XCTAssertNil(bomb.header("X-V-served"))
+        XCTAssertEqual(try httpGet(port: web).header("X-V-served"), "1")
+        XCTAssertTrue(agent.isRunning)
+        XCTAssertTrue(agent.log.contains("not enough memory"), agent.logTail())
+    }
+
+    /// Polls the agent's log for `text` (the reload is asynchronous to the signal).
+    func waitForLog(_ process: ManagedProcess, _ text: String, timeout: Double = 20) -> Bool {
+        let deadline = nowSeconds() + timeout
+        while nowSeconds() < deadline {
+            if process.log.contains(text) { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+}
+
+/// Counters shared by the client threads of a load test.
+final class Traffic: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _responses = 0
+    private var _problems: [String] = []
+    private var _stopped = false
+
+    var responses: Int { lock.withLock { _responses } }
+    var problems: [String] { lock.withLock { _problems } }
+    var stopped: Bool { lock.withLock { _stopped } }
+
+    func stop() { lock.withLock { _stopped = true } }
+
+    /// One response; `problem` is nil when it was as expected.
+    func record(_ problem: String?) {
+        lock.withLock {
+            _responses += 1
+            if let problem { _problems.append(problem) }
+        }
+    }
+}
