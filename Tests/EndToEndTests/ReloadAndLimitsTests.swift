@@ -115,7 +115,9 @@ final class ReloadAndLimitsTests: E2ETestCase {
         let last = try httpGet(port: web)
         XCTAssertEqual(last.header("X-V-version"), "v5")
         XCTAssertEqual(last.header("X-V-gen"), "5")
-        XCTAssertFalse(agent.log.contains("connection closed"), "no SPOP connection dropped: \(agent.logTail())")
+        // HAProxy's SPOE connections carry an engine-id once the handshake is done.
+        let dropped = agent.log.split(separator: "\n").filter { $0.contains("engine-id=") && $0.contains("connection closed") }
+        XCTAssertEqual(dropped, [], "no SPOP connection dropped during the reloads")
     }
 
     func testBrokenReloadKeepsTheRunningScript() throws {
