@@ -308,8 +308,8 @@ static void restrict_lib(lua_State *L, const char *lib, const char *const *keep)
 static int l_io_load_only(lua_State *L) {
     luaspoa_rt *rt = luaspoa_rt_get(L);
     const char *fn = lua_tostring(L, lua_upvalueindex(2));
-    if (!rt->loading)
-        return luaL_error(L, "io.%s is only available while the script loads (reading data files)", fn);
+    if (!rt->loading && !rt->in_init)
+        return luaL_error(L, "io.%s is only available while the script loads or in init functions", fn);
     luaL_checkstring(L, 1); /* io.lines() without a file would read stdin */
     if (fn[0] == 'o' && !lua_isnoneornil(L, 2)) {
         const char *mode = luaL_checkstring(L, 2);

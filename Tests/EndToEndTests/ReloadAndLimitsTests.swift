@@ -178,7 +178,7 @@ final class ReloadAndLimitsTests: E2ETestCase {
               end
               txn:set_var("txn.served", true)
             end)
-            """, extraArgs: ["--workers", "1", "--lua-max-memory", "16M", "--lua-error-var", "txn.lua_error"])
+            """, extraArgs: ["--workers", "1", "--lua-max-memory", "16M", "--lua-timeout", "0", "--lua-error-var", "txn.lua_error"])
         let web = try startProxy(agentPort: agentPort, vars: ["lua_error", "served"])
         let bomb = try httpGet(port: web)
         XCTAssertEqual(bomb.header("X-V-lua_error"), "1")

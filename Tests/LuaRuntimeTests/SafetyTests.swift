@@ -147,17 +147,20 @@ final class SafetyTests: XCTestCase {
             for line in io.lines(\(luaString(data))) do words[#words + 1] = line end
             local f = assert(io.open(\(luaString(data)), "rb")); local all = f:read("a"); f:close()
             local ok_w, err_w = pcall(io.open, \(luaString(data)), "w")
+            local from_init
+            spoa.register_init(function() from_init = io.open(\(luaString(data))):read("l") end)
             spoa.register_message("read", function()
               local ok, err = pcall(io.open, \(luaString(data)))
               return { ["txn.words"] = table.concat(words, ","), ["txn.bytes"] = #all,
-                       ["txn.write"] = tostring(err_w), ["txn.runtime"] = tostring(err) }
+                       ["txn.write"] = tostring(err_w), ["txn.runtime"] = tostring(err), ["txn.init"] = from_init }
             end)
             """, logs: logs)
         let vars = try setVars(worker, "read")
         XCTAssertEqual(vars["txn.words"]?.text, "alpha,beta")
         XCTAssertEqual(vars["txn.bytes"], .int64(11))
+        XCTAssertEqual(vars["txn.init"]?.text, "alpha", "init functions may read files too")
         XCTAssertTrue(vars["txn.write"]?.text?.contains("only reading is allowed") ?? false, "\(vars)")
-        XCTAssertTrue(vars["txn.runtime"]?.text?.contains("only available while the script loads") ?? false, "\(vars)")
+        XCTAssertTrue(vars["txn.runtime"]?.text?.contains("only available while the script loads or in init functions") ?? false, "\(vars)")
     }
 
     func testRepeatedErrorsAreLoggedOncePerSite() throws {
