@@ -34,8 +34,9 @@ struct LuaOptions: ParsableArguments {
         }
     }
 
-    func configuration(script: String, workers: Int) -> LuaConfiguration {
+    func configuration(script: String, workers: Int, varPrefix: String? = nil) -> LuaConfiguration {
         var configuration = LuaConfiguration(scriptPath: script, workerCount: workers)
+        configuration.varPrefix = varPrefix
         configuration.timeoutMilliseconds = timeout
         configuration.memoryLimit = maxMemory.bytes
         configuration.unsafeLibraries = unsafe

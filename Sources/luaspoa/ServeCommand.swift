@@ -58,8 +58,7 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "luaspoa")
-        var lua = lua.configuration(script: script, workers: workers)
-        lua.varPrefix = varPrefix
+        let lua = lua.configuration(script: script, workers: workers, varPrefix: varPrefix)
         // The background state (spoa.worker 0) loads first: a script that cannot
         // load fails here, before serving. It runs the script's tasks.
         let background: BackgroundTasks
