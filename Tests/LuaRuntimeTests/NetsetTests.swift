@@ -35,6 +35,25 @@ final class NetsetTests: XCTestCase {
         XCTAssertEqual(vars["txn.str"]?.text, "spoa.netset(9 entries)")
     }
 
+    func testEdgesOfTheAddressSpaces() throws {
+        let harness = try Harness("""
+            local S = spoa.netset{ "::/0", "!::/1", "ffff::/16", "!ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                                   "255.255.255.255/32", "0.0.0.0/32" }
+            spoa.register_message("q", function(txn, msg)
+              local out = {}
+              for _, p in ipairs({ "::", "7fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "8000::", "fffe::1", "ffff::1",
+                                   "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                                   "255.255.255.255", "255.255.255.254", "0.0.0.0", "0.0.0.1" }) do
+                out[#out + 1] = tostring(S:lookup(p))
+              end
+              return { ["txn.r"] = table.concat(out, " ") }
+            end)
+            """)
+        XCTAssertEqual(try harness.vars("q")["txn.r"]?.text?.split(separator: " "), [
+            "nil", "nil", "::/0", "::/0", "ffff::/16", "ffff::/16", "nil", "255.255.255.255/32", "nil", "0.0.0.0/32", "nil",
+        ])
+    }
+
     func testItemErrorsNameTheItem() throws {
         for (items, message) in [
             ("{ \"10.0.0.0/8\", \"10.0.0.0/40\" }", "spoa.netset: item 2: invalid CIDR \"10.0.0.0/40\": prefix length must be 0..32"),
@@ -173,5 +192,74 @@ final class NetsetTests: XCTestCase {
         XCTAssertEqual(mismatches, 0)
         XCTAssertGreaterThan(got.filter { $0 != "-" }.count, queries.count / 3, "the queries should mostly hit")
         print("netset 100k: \(vars["timing"]?.text ?? "?")")
+    }
+
+    struct Key6: Hashable { var hi: UInt64; var lo: UInt64 }
+
+    static func mask6(_ k: Key6, _ bits: Int) -> Key6 {
+        let hiMask: UInt64 = bits >= 64 ? .max : (bits == 0 ? 0 : .max << UInt64(64 - bits))
+        let loMask: UInt64 = bits >= 128 ? .max : (bits <= 64 ? 0 : .max << UInt64(128 - bits))
+        return Key6(hi: k.hi & hiMask, lo: k.lo & loMask)
+    }
+
+    static func text6(_ k: Key6) -> String {
+        var groups: [String] = []
+        for word in [k.hi, k.lo] {
+            for shift: UInt64 in [48, 32, 16, 0] { groups.append(String((word >> shift) & 0xffff, radix: 16)) }
+        }
+        return groups.joined(separator: ":")
+    }
+
+    func testRandomIPv6SetMatchesTheReference() throws {
+        var rng = Rng(state: 6)
+        let lengths = [16, 32, 48, 56, 64, 64, 96, 127, 128]
+        // Few distinct top bits, so that prefixes nest often.
+        func random() -> Key6 {
+            let low: UInt64 = rng.next() & 0x3_ffff
+            let shift: UInt64 = rng.next() % 2 == 0 ? 0 : 20
+            return Key6(hi: 0x2001_0db8_0000_0000 | low << shift, lo: rng.next())
+        }
+        var byLength: [Int: [Key6: (value: String, excluded: Bool)]] = [:]
+        var lines: [String] = []
+        for i in 0..<20_000 {
+            let bits = lengths[Int(rng.next() % UInt64(lengths.count))]
+            let network = Self.mask6(random(), bits)
+            let excluded = rng.next() % 10 == 0
+            byLength[bits, default: [:]][network] = ("v\(i)", excluded)
+            lines.append("\(excluded ? "!" : "")\(Self.text6(network))/\(bits) v\(i)")
+        }
+        let longestFirst = Set(lengths).sorted(by: >)
+        func expected(_ k: Key6) -> String {
+            for bits in longestFirst {
+                if let e = byLength[bits]?[Self.mask6(k, bits)] { return e.excluded ? "-" : e.value }
+            }
+            return "-"
+        }
+        let list = try writeScript(lines.joined(separator: "\n"), name: "v6.lst")
+        var queries: [Key6] = []
+        var packed: [UInt8] = []
+        for _ in 0..<3000 {
+            let q = random()
+            queries.append(q)
+            withUnsafeBytes(of: q.hi.bigEndian) { packed.append(contentsOf: $0) }
+            withUnsafeBytes(of: q.lo.bigEndian) { packed.append(contentsOf: $0) }
+        }
+        let harness = try Harness("""
+            local SET = spoa.netset.load("\(list)")
+            spoa.register_message("q", function(txn, msg)
+              local raw, out = msg.args.q, {}
+              for i = 1, #raw, 16 do
+                out[#out + 1] = select(2, SET:lookup(spoa.addr_from_bytes(raw:sub(i, i + 15)))) or "-"
+              end
+              return { ["txn.r"] = table.concat(out, " ") }
+            end)
+            """)
+        let actions = try SpoaAction.decodeList(harness.ackPayload([("q", [("q", .binary(ByteBuffer(bytes: packed)))])], maxFrameSize: 1 << 20))
+        guard case .setVar(_, _, let value)? = actions.first, let text = value.text else { return XCTFail("\(actions)") }
+        let got = text.split(separator: " ").map(String.init)
+        XCTAssertEqual(got.count, queries.count)
+        let wrong = zip(queries, got).filter { expected($0.0) != $0.1 }
+        XCTAssertEqual(wrong.count, 0, "first: \(wrong.prefix(3).map { "\(Self.text6($0.0)) got \($0.1) expected \(expected($0.0))" })")
+        XCTAssertGreaterThan(got.filter { $0 != "-" }.count, 300, "enough queries should hit")
     }
 }
