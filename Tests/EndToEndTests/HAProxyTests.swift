@@ -223,7 +223,10 @@ final class HAProxyTests: E2ETestCase {
         let (cfg, spoe) = try shippedConfig(p, processingTimeout: "5s")
         let haproxy = try startHAProxy(config: cfg, files: ["spoe-ip-reputation.conf": spoe], waitPort: p.web)
 
-        let total = 2000, connections = 32
+        // E2E_LOAD_REQUESTS / E2E_LOAD_CONNECTIONS scale the test up for soak runs.
+        let env = ProcessInfo.processInfo.environment
+        let total = env["E2E_LOAD_REQUESTS"].flatMap { Int($0) } ?? 2000
+        let connections = env["E2E_LOAD_CONNECTIONS"].flatMap { Int($0) } ?? 32
         let results = LoadResults()
         let webPort = p.web
         let start = nowSeconds()

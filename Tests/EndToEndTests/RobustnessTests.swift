@@ -3,6 +3,9 @@
 
 import Foundation
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 final class RobustnessTests: E2ETestCase {
     var agent: ManagedProcess!
@@ -197,5 +200,69 @@ final class RobustnessTests: E2ETestCase {
         var seen = Set<UInt64>()
         for _ in 0..<n { seen.insert(try ack(c).streamID) }
         XCTAssertEqual(seen.count, n)
+    }
+
+    static let spinScript = """
+    spoa.register_message("spin", function(txn, msg) txn:set_var("txn.partial", 1); while true do end end)
+    spoa.register_message("ok", function(txn, msg) txn:set_var("txn.ok", 1) end)
+    """
+
+    /// Probe `count` fresh connections (handshake + NOTIFY "ok" + ACK, 2 s each); returns how many were served.
+    func servedConnections(_ p: UInt16, count: Int) -> Int {
+        var served = 0
+        for i in 0..<count {
+            do {
+                let c = try TCPConn(port: p)
+                var step = "handshake"
+                do {
+                    _ = try c.handshake(timeout: 2)
+                    step = "ACK"
+                    c.send(notifyFrame(streamID: UInt64(i + 10), frameID: 1, [SpopMessage(name: "ok", args: [])]))
+                    if try c.expectFrame(timeout: 2).type == SpopType.ack.rawValue { served += 1 }
+                } catch { print("E2E stuck-handler probe \(i): \(step): \(error)") }
+            } catch { print("E2E stuck-handler probe \(i): connect: \(error)") }
+        }
+        return served
+    }
+
+    /// The default --lua-timeout (100 ms) cuts a handler that never returns: its NOTIFY
+    /// still gets an (empty) ACK, other connections are served, SIGTERM works.
+    func testSpinningHandlerIsCutByTheTimeBudget() throws {
+        let (spinAgent, p) = try startAgent(script: Self.spinScript, name: "spin-agent", extraArgs: ["--workers", "2"])
+        let stuck = try TCPConn(port: p)
+        _ = try stuck.handshake()
+        let start = nowSeconds()
+        stuck.send(notifyFrame(streamID: 1, frameID: 1, [SpopMessage(name: "spin", args: []), SpopMessage(name: "ok", args: [])]))
+        let f = try stuck.expectFrame(timeout: 5, "ACK of the spinning handler")
+        XCTAssertEqual(f.type, SpopType.ack.rawValue, "\(f)")
+        XCTAssertLessThan(nowSeconds() - start, 2.0)
+        let m = actionMap(try f.actions())
+        XCTAssertEqual(m["txn.ok"], .int64(1))
+        XCTAssertFalse(m.keys.contains("txn.partial"))
+        XCTAssertEqual(servedConnections(p, count: 6), 6)
+        kill(spinAgent.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(spinAgent.waitForExit(timeout: 10), 0, "SIGTERM after a timed-out handler")
+    }
+
+    /// Known limitation (see the end-to-end report): Lua handlers run on the NIO event
+    /// loop threads. With the time budget disabled (--lua-timeout 0), a handler that
+    /// never returns blocks every connection of its event loop, even plain handshakes;
+    /// when that loop also hosts the listening socket (as here: startAgent's readiness
+    /// probe took one loop, the spinning connection lands on the acceptor's loop), no
+    /// new connection is accepted at all, and SIGTERM never completes.
+    /// Opt-in (E2E_KNOWN_ISSUES=1) so CI stays green.
+    func testSpinningHandlerWithoutTimeBudget() throws {
+        guard ProcessInfo.processInfo.environment["E2E_KNOWN_ISSUES"] != nil else {
+            throw XCTSkip("known limitation: with --lua-timeout 0 a handler that never returns stalls its worker's connections; set E2E_KNOWN_ISSUES=1 to run")
+        }
+        let (spinAgent, p) = try startAgent(script: Self.spinScript, name: "spin-agent",
+                                            extraArgs: ["--workers", "2", "--lua-timeout", "0"])
+        let stuck = try TCPConn(port: p)
+        _ = try stuck.handshake()
+        stuck.send(notifyFrame(streamID: 1, frameID: 1, [SpopMessage(name: "spin", args: [])]))
+        usleep(300_000)
+        XCTAssertEqual(servedConnections(p, count: 6), 6, "connections served while one handler spins")
+        kill(spinAgent.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(spinAgent.waitForExit(timeout: 10), 0, "SIGTERM with a stuck handler")
     }
 }
