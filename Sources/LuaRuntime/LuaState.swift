@@ -210,7 +210,7 @@ final class LuaState {
 extension ByteBuffer {
     /// Writes one value produced by the C side (SPOP encodings; integers as 64-bit patterns).
     mutating func writeLuaValue(_ value: spoa_value) {
-        var data = value.v
+        let data = value.v
         switch SpopDataType(rawValue: value.type) ?? .null {
         case .null:
             writeSpopNull()
@@ -219,13 +219,9 @@ extension ByteBuffer {
         case let type where type.rawValue >= SpopDataType.int32.rawValue && type.rawValue <= SpopDataType.uint64.rawValue:
             writeSpopInteger(type, bitPattern: UInt64(bitPattern: data.i))
         case .ipv4:
-            let raw = withUnsafeBytes(of: &data.ip) { $0.loadUnaligned(as: UInt32.self) }
-            writeSpopIPv4(IPv4Address(UInt32(bigEndian: raw)))
+            writeSpopIPv4(value.ipv4Address)
         case .ipv6:
-            let (high, low) = withUnsafeBytes(of: &data.ip) {
-                ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-            }
-            writeSpopIPv6(IPv6Address(high: UInt64(bigEndian: high), low: UInt64(bigEndian: low)))
+            writeSpopIPv6(value.ipv6Address)
         case let type:
             writeSpopBytes(type, UnsafeRawBufferPointer(start: data.bytes.ptr, count: data.bytes.len))
         }

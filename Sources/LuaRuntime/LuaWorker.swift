@@ -22,7 +22,9 @@ public final class LuaWorker: SpoaWorker {
     /// Reloads installed in this worker (`spoa.generation` of the current state).
     public private(set) var generation = 0
 
-    private var state: LuaState
+    private(set) var state: LuaState
+    /// The last handler error ("file:line: message" and traceback), for tools.
+    public private(set) var lastError: String?
     private var logger: Logger
     private var errorLogs = ErrorLogLimiter()
     private let arguments: UnsafeMutablePointer<spoa_arg>
@@ -153,6 +155,7 @@ public final class LuaWorker: SpoaWorker {
     }
 
     private func logError(_ name: String, _ error: String) {
+        lastError = error
         let now = UInt64(DispatchTime.now().uptimeNanoseconds)
         guard case .log(let suppressed) = errorLogs.decide(message: name, error: error, now: now) else { return }
         let (text, traceback) = LuaScriptError.split(error)

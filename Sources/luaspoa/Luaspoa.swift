@@ -11,7 +11,7 @@ struct Luaspoa: AsyncParsableCommand {
               luaspoa --script agent.lua --listen 0.0.0.0:12345 --workers 4 --log-level debug
             """,
         version: "0.1.0",
-        subcommands: [ServeCommand.self, ReloadCommand.self],
+        subcommands: [ServeCommand.self, ReloadCommand.self, CheckCommand.self, EvalCommand.self, TestCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }

@@ -145,11 +145,12 @@ int luaspoa_dispatch(struct lua_State *L, luaspoa_ctx *ctx,
 typedef struct luaspoa_test_hooks {
     void *ud;
     /* Runs one NOTIFY (the args are C values borrowed from Lua) through the real
-     * server path and returns the ACK's LIST-OF-ACTIONS bytes, valid until the
-     * next call; returns NULL with *len = 0 if it cannot. Never raises. */
+     * server path and returns the ACK's LIST-OF-ACTIONS bytes; *error is the
+     * handler's error or NULL. Both stay valid until the next call. Returns NULL
+     * (with *error saying why) if the NOTIFY could not be handled. Never raises. */
     const char *(*notify)(void *ud, const char *name, size_t name_len,
                           const spoa_arg *args, int nargs, uint64_t stream_id,
-                          uint64_t frame_id, size_t *len);
+                          uint64_t frame_id, size_t *len, const char **error, size_t *error_len);
     void (*report)(void *ud, int passed, const char *name, size_t name_len,
                    const char *error, size_t error_len);
     /* Log line i (0-based) captured since the current case started, or NULL. */

@@ -1,0 +1,90 @@
+import CLuaSpoa
+import NIOCore
+import SpopEngine
+
+extension LuaWorker {
+    /// What one NOTIFY produced, read back from the ACK frame's bytes.
+    public struct RoundTrip {
+        /// The ACK's LIST-OF-ACTIONS payload.
+        public var payload: ByteBuffer
+        public var actions: [SpoaAction]
+        /// The first handler error of this NOTIFY, if any.
+        public var error: String?
+    }
+
+    /// Encodes a NOTIFY frame as HAProxy does, decodes it and handles it exactly as
+    /// the server would, then decodes the ACK frame the worker wrote. Only the socket
+    /// is missing: `luaspoa eval` and `luaspoa test` use it.
+    public func roundTrip(
+        _ messages: [(name: String, arguments: [(name: String, value: SpopValue)])],
+        streamID: UInt64 = 1, frameID: UInt64 = 1, maxFrameSize: Int = AgentCapabilities.defaultMaxFrameSize
+    ) throws -> RoundTrip {
+        var frame = ByteBuffer()
+        NotifyFrame.write(streamID: streamID, frameID: frameID, messages: messages, to: &frame)
+        let notify = try NotifyFrame(decoding: frame, maxFrameSize: maxFrameSize)
+        var ack = AckWriter(streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize, buffer: ByteBuffer())
+        let errorsBefore = handlerErrors
+        handle(notify, connection: SpoaConnectionInfo(engineID: "luaspoa-test"), ack: &ack)
+        let reply = try RawFrame(decoding: ack.finish(), maxFrameSize: maxFrameSize)
+        guard reply.header.type == .ack else { throw SpopDecodingError("the worker did not answer with an ACK") }
+        return RoundTrip(payload: reply.payload, actions: try SpoaAction.decodeList(reply.payload),
+                         error: handlerErrors > errorsBefore ? lastError : nil)
+    }
+}
+
+extension NotifyFrame {
+    /// Decodes a complete NOTIFY frame (length prefix included).
+    init(decoding bytes: ByteBuffer, maxFrameSize: Int) throws {
+        let raw = try RawFrame(decoding: bytes, maxFrameSize: maxFrameSize)
+        try self.init(streamID: raw.header.streamID, frameID: raw.header.frameID, payload: raw.payload)
+    }
+}
+
+extension RawFrame {
+    /// Reads exactly one frame from `bytes` with the server's FrameReader.
+    init(decoding bytes: ByteBuffer, maxFrameSize: Int) throws {
+        var reader = FrameReader()
+        reader.append(bytes)
+        guard let frame = try reader.next(maxFrameSize: maxFrameSize) else {
+            throw SpopDecodingError("incomplete frame")
+        }
+        self = frame
+    }
+}
+
+extension SpopValue {
+    /// The value a C `spoa_value` holds (bytes are copied).
+    init(_ value: spoa_value) {
+        let data = value.v
+        let bytes = { UnsafeRawBufferPointer(start: data.bytes.ptr, count: data.bytes.len) }
+        switch SpopDataType(rawValue: value.type) ?? .null {
+        case .null: self = .null
+        case .bool: self = .bool(data.i != 0)
+        case .int32: self = .int32(Int32(truncatingIfNeeded: data.i))
+        case .uint32: self = .uint32(UInt32(truncatingIfNeeded: data.i))
+        case .int64: self = .int64(data.i)
+        case .uint64: self = .uint64(UInt64(bitPattern: data.i))
+        case .ipv4: self = .ipv4(value.ipv4Address)
+        case .ipv6: self = .ipv6(value.ipv6Address)
+        case .string: self = .string(ByteBuffer(bytes: bytes()))
+        case .binary: self = .binary(ByteBuffer(bytes: bytes()))
+        }
+    }
+}
+
+extension spoa_value {
+    /// IPV4 bytes (network order in ip[0..3]).
+    var ipv4Address: IPv4Address {
+        var ip = v.ip
+        return IPv4Address(UInt32(bigEndian: withUnsafeBytes(of: &ip) { $0.loadUnaligned(as: UInt32.self) }))
+    }
+
+    /// IPV6 bytes (network order in ip[0..15]).
+    var ipv6Address: IPv6Address {
+        var ip = v.ip
+        let (high, low) = withUnsafeBytes(of: &ip) {
+            ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        }
+        return IPv6Address(high: UInt64(bigEndian: high), low: UInt64(bigEndian: low))
+    }
+}
