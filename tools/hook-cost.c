@@ -3,7 +3,11 @@
  *   valgrind --tool=callgrind /tmp/hook-cost handler 0   # no hook
  *   valgrind --tool=callgrind /tmp/hook-cost handler 1   # count hook every 10000
  * Workloads: "loop" is pure VM arithmetic (worst case), "handler" resembles a
- * request handler (string ops, table reads, a few C calls). */
+ * request handler (string ops, table reads, a few C calls).
+ *   /tmp/hook-cost calls   # what the watchdog design adds per call instead:
+ *                          # one clock read and three atomic operations around
+ *                          # each lua_pcall of a trivial handler (time ratio) */
+#include <stdatomic.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -55,7 +59,43 @@ static double run(const char *src, int with_hook, lua_Integer n) {
     return t;
 }
 
+static _Atomic int64_t deadline;
+static _Atomic int armed;
+
+static double run_calls(int with_deadline, int n) {
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    luaL_dostring(L, "return function(txn, msg) local x = txn end");
+    double t0 = now();
+    for (int i = 0; i < n; i++) {
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_pushnil(L);
+        if (with_deadline) { /* luaspoa_budget_start/stop */
+            struct timespec ts;
+            clock_gettime(with_deadline == 2 ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC, &ts);
+            atomic_store(&deadline, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + 100000000);
+        }
+        lua_pcall(L, 2, 0, 0);
+        if (with_deadline) {
+            atomic_store(&deadline, 0);
+            if (atomic_load(&armed)) abort();
+        }
+    }
+    double t = now() - t0;
+    lua_close(L);
+    return t;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "calls") == 0) {
+        int n = 2000000;
+        double off = 0, on = 0, coarse = 0;
+        for (int r = 0; r < 5; r++) { off += run_calls(0, n); on += run_calls(1, n); coarse += run_calls(2, n); }
+        printf("per call: %.1f ns without, %.1f ns with CLOCK_MONOTONIC (ratio %.3f), %.1f ns with CLOCK_MONOTONIC_COARSE (ratio %.3f)\n",
+               off / 5 / n * 1e9, on / 5 / n * 1e9, on / off, coarse / 5 / n * 1e9, coarse / off);
+        return 0;
+    }
     const char *src = (argc > 1 && strcmp(argv[1], "loop") == 0) ? loop_src : handler_src;
     lua_Integer n = (argc > 3) ? atoll(argv[3]) : 200000;
     if (argc > 2 && strcmp(argv[2], "ratio") != 0) { /* single run, for callgrind */
