@@ -79,6 +79,9 @@ void luaspoa_copy_error(lua_State *L, int idx, char *buf, size_t cap);
 void luaspoa_emit_log(lua_State *L, int level, const char *msg, size_t len);
 void luaspoa_open_log(lua_State *L);              /* spoa table at top */
 
+/* luaspoa_sandbox.c */
+void luaspoa_open_sandbox(lua_State *L);          /* libraries of a handler state */
+
 /* luaspoa_budget.c */
 void luaspoa_budget_init(lua_State *L, luaspoa_budget *b);
 void luaspoa_budget_release(luaspoa_budget *b);   /* before lua_close */

@@ -36,3 +36,40 @@ extension spoa_value {
         }
     }
 }
+
+extension SpopValue {
+    /// The value a C `spoa_value` holds (bytes are copied).
+    init(_ value: spoa_value) {
+        let data = value.v
+        let bytes = { UnsafeRawBufferPointer(start: data.bytes.ptr, count: data.bytes.len) }
+        switch SpopDataType(rawValue: value.type) ?? .null {
+        case .null: self = .null
+        case .bool: self = .bool(data.i != 0)
+        case .int32: self = .int32(Int32(truncatingIfNeeded: data.i))
+        case .uint32: self = .uint32(UInt32(truncatingIfNeeded: data.i))
+        case .int64: self = .int64(data.i)
+        case .uint64: self = .uint64(UInt64(bitPattern: data.i))
+        case .ipv4: self = .ipv4(value.ipv4Address)
+        case .ipv6: self = .ipv6(value.ipv6Address)
+        case .string: self = .string(ByteBuffer(bytes: bytes()))
+        case .binary: self = .binary(ByteBuffer(bytes: bytes()))
+        }
+    }
+}
+
+extension spoa_value {
+    /// IPV4 bytes (network order in ip[0..3]).
+    var ipv4Address: IPv4Address {
+        var ip = v.ip
+        return IPv4Address(UInt32(bigEndian: withUnsafeBytes(of: &ip) { $0.loadUnaligned(as: UInt32.self) }))
+    }
+
+    /// IPV6 bytes (network order in ip[0..15]).
+    var ipv6Address: IPv6Address {
+        var ip = v.ip
+        let (high, low) = withUnsafeBytes(of: &ip) {
+            ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        }
+        return IPv6Address(high: UInt64(bigEndian: high), low: UInt64(bigEndian: low))
+    }
+}
