@@ -141,6 +141,13 @@ final class ReloadAndLimitsTests: E2ETestCase {
         XCTAssertEqual(r.header("X-V-version"), "good")
         XCTAssertEqual(r.header("X-V-gen"), "0")
         XCTAssertNil(r.header("X-SPOE-Error"))
+
+        // A script that loads but whose init function fails is refused too.
+        try (Self.versioned("init-fails") + "\nspoa.register_init(function() error('no database') end)\n")
+            .write(to: script, atomically: true, encoding: .utf8)
+        kill(agent.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitForLog(agent, "no database"), agent.logTail())
+        XCTAssertEqual(try httpGet(port: web).header("X-V-version"), "good")
     }
 
     func testRunawayHandlerAnswersWithinItsBudget() throws {
