@@ -9,6 +9,11 @@ struct Luaspoa: AsyncParsableCommand {
             Examples:
               luaspoa --script scripts/ip_reputation.lua
               luaspoa --script agent.lua --listen 0.0.0.0:12345 --workers 4 --log-level debug
+              luaspoa --script agent.lua --pid-file /run/luaspoa.pid --lua-timeout 50 --lua-max-memory 64M
+              luaspoa reload --pid-file /run/luaspoa.pid
+              luaspoa check agent.lua
+              luaspoa eval agent.lua --message check-client-ip --arg ip=ipv4:192.0.2.10
+              luaspoa test agent.lua agent_spec.lua
             """,
         version: "0.1.0",
         subcommands: [ServeCommand.self, ReloadCommand.self, CheckCommand.self, EvalCommand.self, TestCommand.self],
