@@ -263,6 +263,52 @@ final class HAProxyTests: E2ETestCase {
         XCTAssertTrue(agent.isRunning)
     }
 
+    /// Slow handlers make HAProxy queue several NOTIFYs per SPOP connection
+    /// (max-waiting-frames 20): every request still gets its own answer.
+    func testPipelinedLoadWithSlowHandler() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(script: try TestScripts.combined(), name: "agent")
+        let tap = try startTap(agentPort: agentPort)
+        let p = try ports(agent: tap.port)
+        // Each request carries its own number; the agent echoes it back through the report handler.
+        let spoe = spoeConfig(messages: [("slow", "ms=int(2)"), ("m", "n=req.hdr(x-n)")])
+        let haproxy = try startHAProxy(config: generatedConfig(p, headers: varHeaders(["slow", "a1_v"])),
+                                       files: ["e2e-spoe.conf": spoe], waitPort: p.web)
+        let total = 1000, connections = 64
+        let results = LoadResults()
+        let webPort = p.web
+        let start = nowSeconds()
+        DispatchQueue.concurrentPerform(iterations: connections) { worker in
+            var conn: HTTPConn?
+            var i = worker
+            while i < total {
+                do {
+                    if conn == nil { conn = try HTTPConn(port: webPort) }
+                    let r = try conn!.get("/slow/\(i)", headers: [("X-N", "req-\(i)")], timeout: 20)
+                    if r.status == 200, r.header("X-V-slow") == "1", r.header("X-V-a1_v") == "req-\(i)",
+                       r.header("X-SPOE-Error") == nil {
+                        results.ok()
+                    } else {
+                        results.fail("request \(i): status \(r.status) headers \(r.headers)")
+                    }
+                } catch {
+                    results.fail("request \(i): \(error)")
+                    conn = nil
+                }
+                i += connections
+            }
+        }
+        let elapsed = nowSeconds() - start
+        let (ok, failures, samples) = results.snapshot()
+        let st = tap.snapshot()
+        print("E2E slow load: \(total) requests over \(connections) connections, 2 ms handler: \(ok) ok, \(failures) failed, "
+              + String(format: "%.2fs", elapsed) + "; SPOP connections \(st.connections), "
+              + "max NOTIFYs in flight on one connection \(st.maxInFlightPerConnection)")
+        XCTAssertEqual(ok, total)
+        XCTAssertEqual(failures, 0, "first failures: \(samples)\n\(haproxy.logTail(10))\n\(agent.logTail(20))")
+        XCTAssertGreaterThan(st.maxInFlightPerConnection, 1, "HAProxy never pipelined: \(st)")
+    }
+
     // MARK: (d) fragmentation
 
     func testLargeArgumentIsFragmentedByHAProxy() throws {

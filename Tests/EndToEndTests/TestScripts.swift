@@ -118,6 +118,13 @@ enum TestScripts {
       txn:set_var("txn.second", msg.args[2])
     end)
 
+    -- Busy for about msg.args.ms milliseconds (CPU time), then answers.
+    spoa.register_message("slow", function(txn, msg)
+      local stop = os.clock() + (msg.args.ms or 1) / 1000
+      while os.clock() < stop do end
+      txn:set_var("txn.slow", 1)
+    end)
+
     spoa.register_message("big", function(txn, msg)
       local s = msg.args.big or msg.args[1] or ""
       txn:set_var("txn.big_len", #s)
