@@ -1,0 +1,65 @@
+// The shipped rate limiter (scripts/rate_limiter.lua with haproxy/haproxy-rate-limiter.cfg
+// and haproxy/spoe-rate-limiter.conf) behind a real HAProxy, against an agent with
+// two workers: the counters live in a shared dict, so the limit holds across workers.
+
+import Foundation
+import XCTest
+
+final class RateLimiterTests: E2ETestCase {
+    static let limit = 8
+
+    /// The shipped files with test ports, a small limit and a long window (so the
+    /// sliding estimate cannot drop below the request count while the test runs),
+    /// and several HAProxy threads (each opens its own connection to the agent).
+    private func shippedConfig(web: UInt16, app: UInt16, agent: UInt16) throws -> (cfg: String, spoe: String) {
+        var cfg = try String(contentsOf: E2EPaths.repoFile("haproxy/haproxy-rate-limiter.cfg"), encoding: .utf8)
+        var spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-rate-limiter.conf"), encoding: .utf8)
+        for needle in ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:12345", "    default-path config\n"] {
+            XCTAssertTrue(cfg.contains(needle), "haproxy-rate-limiter.cfg no longer contains \(needle)")
+        }
+        for needle in ["limit=int(100)", "window_ms=int(10000)"] {
+            XCTAssertTrue(spoe.contains(needle), "spoe-rate-limiter.conf no longer contains \(needle)")
+        }
+        cfg = cfg.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:\(web)")
+            .replacingOccurrences(of: "127.0.0.1:8081", with: "127.0.0.1:\(app)")
+            .replacingOccurrences(of: "127.0.0.1:12345", with: "127.0.0.1:\(agent)")
+            .replacingOccurrences(of: "    default-path config\n", with: "    default-path config\n    nbthread 4\n")
+        spoe = spoe.replacingOccurrences(of: "limit=int(100)", with: "limit=int(\(Self.limit))")
+            .replacingOccurrences(of: "window_ms=int(10000)", with: "window_ms=int(120000)")
+        return (cfg, spoe)
+    }
+
+    func testTheRequestOverTheLimitGets429AcrossTwoWorkers() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(
+            scriptPath: E2EPaths.repoFile("scripts/rate_limiter.lua").path, extraArgs: ["--workers", "2"])
+        let web = try freePort(), app = try freePort()
+        let (cfg, spoe) = try shippedConfig(web: web, app: app, agent: agentPort)
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-rate-limiter.conf": spoe], waitPort: web)
+        let key = [("X-API-Key", "e2e-\(UUID().uuidString)")]
+
+        // One connection per request: HAProxy spreads them over its threads, each
+        // thread talks to the agent over its own connection, and the agent pins
+        // connections to its workers in turn.
+        var workers = Set<String>()
+        for i in 1...Self.limit {
+            let r = try httpGet(port: web, headers: key)
+            XCTAssertEqual(r.status, 200, "request \(i): \(r.headers)\n\(haproxy.logTail())\n\(agent.logTail())")
+            XCTAssertEqual(r.header("X-RateLimit-Estimate"), "\(i)", "request \(i)")
+            if let w = r.header("X-RateLimit-Worker") { workers.insert(w) }
+        }
+        XCTAssertEqual(workers, ["1", "2"], "both agent workers counted requests\n\(haproxy.logTail())")
+
+        let over = try httpGet(port: web, headers: key)
+        XCTAssertEqual(over.status, 429, "request \(Self.limit + 1): \(over.headers)")
+        XCTAssertEqual(over.header("Retry-After"), "30")
+        XCTAssertEqual(String(decoding: over.body, as: UTF8.self), "rate limited\n")
+
+        // The penalty box holds the key on every worker; another key is unaffected.
+        for _ in 0..<4 { XCTAssertEqual(try httpGet(port: web, headers: key).status, 429) }
+        let other = try httpGet(port: web, headers: [("X-API-Key", "someone-else")])
+        XCTAssertEqual(other.status, 200)
+        XCTAssertEqual(other.header("X-RateLimit-Estimate"), "1")
+        XCTAssertTrue(agent.isRunning)
+    }
+}
