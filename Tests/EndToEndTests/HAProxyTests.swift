@@ -259,7 +259,7 @@ final class HAProxyTests: E2ETestCase {
               + "max NOTIFYs in flight on one connection \(st.maxInFlightPerConnection)")
         XCTAssertEqual(ok, total)
         XCTAssertGreaterThanOrEqual(st.acks, total, "one ACK per NOTIFY")
-        XCTAssertEqual(failures, 0, "first failures: \(samples)\n\(haproxy.logTail(10))\n\(agent.logTail(20))")
+        XCTAssertEqual(failures, 0, "first failures: \(samples)\n\(haproxy.logTail(10))\nagent problems:\n\(agent.problems())")
         XCTAssertTrue(agent.isRunning)
     }
 
@@ -305,7 +305,7 @@ final class HAProxyTests: E2ETestCase {
               + String(format: "%.2fs", elapsed) + "; SPOP connections \(st.connections), "
               + "max NOTIFYs in flight on one connection \(st.maxInFlightPerConnection)")
         XCTAssertEqual(ok, total)
-        XCTAssertEqual(failures, 0, "first failures: \(samples)\n\(haproxy.logTail(10))\n\(agent.logTail(20))")
+        XCTAssertEqual(failures, 0, "first failures: \(samples)\n\(haproxy.logTail(10))\nagent problems:\n\(agent.problems())")
         XCTAssertGreaterThan(st.maxInFlightPerConnection, 1, "HAProxy never pipelined: \(st)")
     }
 

@@ -332,6 +332,13 @@ final class ManagedProcess {
 
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
+    /// Log lines at warning level or above (the first `limit`).
+    func problems(_ limit: Int = 10) -> String {
+        log.split(separator: "\n").filter { l in
+            ["warning", "error", "critical", "timeout"].contains { l.localizedCaseInsensitiveContains($0) }
+        }.prefix(limit).joined(separator: "\n")
+    }
+
     func logTail(_ lines: Int = 40) -> String {
         log.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
@@ -396,6 +403,7 @@ class E2ETestCase: XCTestCase {
 
     /// Start luaspoa with the given Lua source (written to a temp file) and wait until it listens.
     func startAgent(script: String, name: String = "agent", extraArgs: [String] = [],
+                    generousTimeBudget: Bool = true,
                     file: StaticString = #filePath, line: UInt = #line) throws -> (ManagedProcess, UInt16) {
         let path = tempDir.appendingPathComponent("\(name).lua")
         try script.write(to: path, atomically: true, encoding: .utf8)
@@ -404,18 +412,23 @@ class E2ETestCase: XCTestCase {
         if !FileManager.default.fileExists(atPath: list.path) {
             try FileManager.default.copyItem(at: E2EPaths.repoFile("scripts/ip_reputation.lst"), to: list)
         }
-        return try startAgent(scriptPath: path.path, name: name, extraArgs: extraArgs, file: file, line: line)
+        return try startAgent(scriptPath: path.path, name: name, extraArgs: extraArgs,
+                              generousTimeBudget: generousTimeBudget, file: file, line: line)
     }
 
     func startAgent(scriptPath: String, name: String = "agent", extraArgs: [String] = [],
+                    generousTimeBudget: Bool = true,
                     file: StaticString = #filePath, line: UInt = #line) throws -> (ManagedProcess, UInt16) {
         guard let bin = E2EPaths.agentBinary() else {
             XCTFail("luaspoa binary not found (build it with `swift build --product luaspoa`, or set LUASPOA_BIN)", file: file, line: line)
             throw WireError("no agent binary")
         }
         let port = try freePort()
+        // Loaded CI machines (2 cores, parallel builds) can stall a thread for longer than the
+        // default 100 ms handler budget; tests that are not about the budget get a generous one.
+        let budget = extraArgs.contains("--lua-timeout") || !generousTimeBudget ? [] : ["--lua-timeout", "5000"]
         let p = try ManagedProcess(name: name, executable: bin,
-                                   arguments: ["--script", scriptPath, "--listen", "127.0.0.1:\(port)"] + extraArgs,
+                                   arguments: ["--script", scriptPath, "--listen", "127.0.0.1:\(port)"] + budget + extraArgs,
                                    logDir: tempDir)
         children.append(p)
         guard waitForPort(port, timeout: 20, while: { p.isRunning }) else {

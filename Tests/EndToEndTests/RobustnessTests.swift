@@ -228,7 +228,8 @@ final class RobustnessTests: E2ETestCase {
     /// The default --lua-timeout (100 ms) cuts a handler that never returns: its NOTIFY
     /// still gets an (empty) ACK, other connections are served, SIGTERM works.
     func testSpinningHandlerIsCutByTheTimeBudget() throws {
-        let (spinAgent, p) = try startAgent(script: Self.spinScript, name: "spin-agent", extraArgs: ["--workers", "2"])
+        let (spinAgent, p) = try startAgent(script: Self.spinScript, name: "spin-agent", extraArgs: ["--workers", "2"],
+                                            generousTimeBudget: false)
         let stuck = try TCPConn(port: p)
         _ = try stuck.handshake()
         let start = nowSeconds()
