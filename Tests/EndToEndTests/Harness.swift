@@ -426,6 +426,9 @@ class E2ETestCase: XCTestCase {
         let port = try freePort()
         // Loaded CI machines (2 cores, parallel builds) can stall a thread for longer than the
         // default 100 ms handler budget; tests that are not about the budget get a generous one.
+        // E2E_AGENT_ARGS (space-separated) is appended to every agent's command line, e.g. "--log-level debug".
+        let envArgs = (ProcessInfo.processInfo.environment["E2E_AGENT_ARGS"] ?? "").split(separator: " ").map(String.init)
+        let extraArgs = extraArgs + envArgs
         let budget = extraArgs.contains("--lua-timeout") || !generousTimeBudget ? [] : ["--lua-timeout", "5000"]
         let p = try ManagedProcess(name: name, executable: bin,
                                    arguments: ["--script", scriptPath, "--listen", "127.0.0.1:\(port)"] + budget + extraArgs,
