@@ -133,4 +133,14 @@ final class ToolsTests: E2ETestCase {
         XCTAssertTrue(r.output.contains("not ok 2 - fails: ") && r.output.contains("failing_spec.lua:4: n: expected 2"), r.output)
         XCTAssertEqual(r.output.split(separator: "\n").last, "1 passed, 1 failed", r.output)
     }
+
+    func testTheShippedSpecsPass() throws {
+        for example in ["ip_reputation", "bot_detector"] {
+            let r = try luaspoa(["test", E2EPaths.repoFile("scripts/\(example).lua").path,
+                                 E2EPaths.repoFile("scripts/\(example)_spec.lua").path], name: "spec-\(example)")
+            XCTAssertEqual(r.status, 0, r.output)
+            let summary = String(r.output.split(separator: "\n").last ?? "")
+            XCTAssertTrue(summary.hasSuffix(" passed, 0 failed") && !summary.hasPrefix("0 "), r.output)
+        }
+    }
 }

@@ -169,7 +169,10 @@ final class MemoryLimitTests: XCTestCase {
             end)
             spoa.register_message("ok", function(txn) txn:set_var("txn.ok", #string.rep("y", 1000)) end)
             """)
-        let worker = try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: logs.logger, memoryLimit: 4 << 20)
+        var configuration = LuaConfiguration(scriptPath: path, workerCount: 1)
+        configuration.memoryLimit = 4 << 20
+        configuration.timeoutMilliseconds = 0  // the memory cap, not the time budget, must stop "hog"
+        let worker = try LuaWorker(configuration: configuration, workerIndex: 1, logger: logs.logger)
         for _ in 0..<2 {  // the state stays usable after a memory error
             let actions = try SpoaAction.decodeList(handleNotify(worker, [("hog", []), ("ok", [])]))
             XCTAssertEqual(actions, [.setVar(.transaction, "ok", .int64(1000))])
