@@ -23,9 +23,11 @@ static const char *check_key(lua_State *L, int idx, size_t *len) {
         if (lua_getfield(L, -1, "key") == LUA_TFUNCTION) {
             lua_pushvalue(L, idx);
             lua_call(L, 1, 1);
-            lua_replace(L, idx);
+            lua_replace(L, idx);   /* pops the key */
+            lua_pop(L, 1);         /* __index */
+        } else {
+            lua_pop(L, 2);
         }
-        lua_pop(L, 2);
     }
     int t = lua_type(L, idx);
     if (t != LUA_TSTRING && t != LUA_TNUMBER)
