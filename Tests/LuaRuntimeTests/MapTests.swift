@@ -71,6 +71,7 @@ final class MapTests: XCTestCase {
         XCTAssertEqual(try h.result("2001:db8:1::5"), "doc-lab/6")
         XCTAssertEqual(try h.result("2001:db8:ffff::1"), "doc/6")
         XCTAssertEqual(try h.result("2001:db9::1"), "nil/6", "0.0.0.0/0 covers IPv4 only")
+        XCTAssertEqual(try h.result("::ffff:10.1.2.3"), "host/6", "IPv4-mapped addresses match IPv4 entries")
         let addr = try worker(map: path, type: "ip", lookup: "spoa.addr(arg)", index: 2)
         XCTAssertEqual(try addr.result("10.1.0.7"), "office/6", "spoa.Addr keys work too")
         XCTAssertEqual(try h.result("not-an-ip"), nil)
