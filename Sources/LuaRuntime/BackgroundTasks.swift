@@ -27,14 +27,12 @@ public final class BackgroundTasks: @unchecked Sendable {
 
     /// Loads the script into the background state (its init functions run there
     /// too). Throws the same `LuaScriptError` a worker would.
-    public init(scriptPath: String, workerCount: Int, logger: Logger, memoryLimit: Int = 0) throws {
-        var logger = logger
-        logger[metadataKey: "lua.worker"] = "0"
-        self.logger = logger
-        state = try LuaState(scriptPath: scriptPath, workerIndex: 0, workerCount: workerCount, memoryLimit: memoryLimit, logger: logger)
+    public convenience init(scriptPath: String, workerCount: Int, logger: Logger) throws {
+        try self.init(configuration: LuaConfiguration(scriptPath: scriptPath, workerCount: workerCount), generation: 0, logger: logger)
     }
 
     /// The background state built from the serve options, as `generation` (reloads).
+    /// Tasks have no time budget: they may block.
     public init(configuration: LuaConfiguration, generation: Int, logger: Logger) throws {
         var logger = logger
         logger[metadataKey: "lua.worker"] = "0"

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import LuaRuntime
+import SpopEngine
 import XCTest
 
 /// register_init, register_task and the background state, context guards, time.
@@ -85,6 +86,38 @@ final class LifecycleTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(tasks.failures, 1)
         let errors = logs.entries.filter { $0.level == .error }
         XCTAssertTrue(errors.contains { $0.message.contains("script.lua:9: task failed on purpose") }, "\(errors.map(\.message))")
+    }
+
+    /// A task that blocks (here: spins until a worker has answered) holds only the
+    /// background thread; the worker answers meanwhile.
+    func testABlockingTaskNeverBlocksWorkers() throws {
+        let path = try writeScript("""
+            local d = spoa.shared.declare("lifecycle_blocking")
+            spoa.register_task(function()
+              d:set("task_started", true)
+              while not d:get("worker_answered") do end
+              d:set("task_done", true)
+            end)
+            spoa.register_message("run", function(txn)
+              d:set("worker_answered", true)
+              txn:set_var("txn.r", tostring(d:get("task_done")))
+            end)
+            """)
+        let tasks = try BackgroundTasks(scriptPath: path, workerCount: 1, logger: Logger(label: "t"))
+        let worker = try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: Logger(label: "t"))
+        let d = try XCTUnwrap(SharedDictionary.named("lifecycle_blocking"))
+        tasks.start()
+        defer {
+            _ = try? d.store("worker_answered", .bool(true))  // never leave the task spinning
+            tasks.stop()
+        }
+        let deadline = Date(timeIntervalSinceNow: 60)
+        while d.get("task_started") == nil && Date() < deadline { usleep(1000) }
+        XCTAssertEqual(d.get("task_started"), .bool(true))
+        let vars = try handleNotify(worker, [("run", [])])
+        XCTAssertEqual(try SpoaAction.decodeList(vars).count, 1)
+        XCTAssertTrue(tasks.waitForRuns(1, timeout: 60), "the task ends once the worker has answered")
+        XCTAssertEqual(d.get("task_done"), .bool(true))
     }
 
     func testAScriptWithoutTasksStartsNoThread() throws {
