@@ -1,10 +1,11 @@
 /* Immutable map data behind spoa.map: parsing HAProxy map files and lookups.
  * No Lua and no locks here (luaspoa_map.c shares and swaps these objects).
  *
- * Every kind is one sorted array searched by bisection. Prefix kinds ("beg",
- * "ip") group the entries by prefix length, longest first, and bisect each
- * group with the key cut to that length: the first hit is the longest match.
- * IPv4 keys are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d, prefix + 96). */
+ * Every kind is one sorted array searched by bisection. "beg" groups the
+ * entries by key length, longest first, and bisects each group with the key cut
+ * to that length: the first hit is the longest match. "ip" flattens its CIDRs
+ * into disjoint ranges (luaspoa_mapip.c). IPv4 keys are stored as IPv4-mapped
+ * IPv6 (::ffff:a.b.c.d, prefix + 96), as HAProxy matches them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,7 +210,7 @@ map_data *luaspoa_map_parse(const char *path, int kind, char *err, size_t errcap
         if (out == 0 || cmp_entry_key(&m->entries[out - 1], &m->entries[i], kind) != 0)
             m->entries[out++] = m->entries[i];
     m->n = out;
-    if (!index_groups(m)) {
+    if (!(kind == MAP_IP ? luaspoa_map_index_ip(m) : index_groups(m))) {
         snprintf(err, errcap, "out of memory loading %s", path);
         luaspoa_map_free(m);
         return NULL;
@@ -222,6 +223,7 @@ void luaspoa_map_free(map_data *m) {
         return;
     free(m->entries);
     free(m->groups);
+    free(m->ranges);
     free(m->ipkeys);
     free(m->text);
     free(m);
@@ -242,22 +244,15 @@ static const map_entry *bisect(const map_data *m, size_t lo, size_t hi, const ma
     return NULL;
 }
 
-/* Longest prefix: walk the groups (longest first), bisect each with the key cut. */
+/* Longest prefix ("beg"): walk the key-length groups, longest first, and bisect
+ * each with the key cut to that length. */
 static const map_entry *lookup_prefix(const map_data *m, const char *key, size_t klen) {
     for (size_t g = 0; g < m->ngroups; g++) {
         size_t lo = m->groups[g], hi = m->groups[g + 1];
         int bits = m->entries[lo].bits;
-        map_entry probe = {.bits = bits, .key = key, .klen = klen};
-        uint8_t masked[16];
-        if (m->kind == MAP_IP) {
-            memcpy(masked, key, 16);
-            mask_bits(masked, bits);
-            probe.key = (const char *)masked;
-        } else if ((size_t)bits > klen) {
+        if ((size_t)bits > klen)
             continue;
-        } else {
-            probe.klen = (size_t)bits;
-        }
+        map_entry probe = {.bits = bits, .key = key, .klen = (size_t)bits};
         const map_entry *hit = bisect(m, lo, hi, &probe);
         if (hit)
             return hit;
@@ -278,7 +273,9 @@ static int index_groups(map_data *m) {
 }
 
 const map_entry *luaspoa_map_find(const map_data *m, const char *key, size_t klen, int64_t ival) {
-    if (m->kind == MAP_BEG || m->kind == MAP_IP)
+    if (m->kind == MAP_IP)
+        return luaspoa_map_find_ip(m, (const uint8_t *)key);
+    if (m->kind == MAP_BEG)
         return lookup_prefix(m, key, klen);
     map_entry probe = {.key = key, .klen = klen, .ival = ival};
     return bisect(m, 0, m->n, &probe);

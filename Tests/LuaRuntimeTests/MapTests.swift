@@ -78,6 +78,78 @@ final class MapTests: XCTestCase {
         XCTAssertTrue(h.errorLogs.contains { $0.message.contains("map:lookup: invalid IP address 'not-an-ip'") })
     }
 
+    /// Random nested and overlapping CIDRs of both families against a brute-force
+    /// longest-prefix match (IPv4 as ::ffff:a.b.c.d, as the map stores it).
+    func testIPLookupsAgreeWithBruteForce() throws {
+        struct Prefix { var high: UInt64; var low: UInt64; var bits: Int; var value: String }
+        func mask(_ bits: Int) -> (UInt64, UInt64) {
+            (bits >= 64 ? ~0 : bits == 0 ? 0 : ~0 << UInt64(64 - bits),
+             bits >= 128 ? ~0 : bits <= 64 ? 0 : ~0 << UInt64(128 - bits))
+        }
+        func text(_ high: UInt64, _ low: UInt64) -> String {
+            var groups: [String] = []
+            for word in [high, low] {
+                for shift: UInt64 in [48, 32, 16, 0] { groups.append(String((word >> shift) & 0xffff, radix: 16)) }
+            }
+            return groups.joined(separator: ":")
+        }
+        var rng = SystemRandomNumberGenerator()
+        var prefixes: [Prefix] = []
+        var lines: [String] = []
+        for i in 0..<1500 {
+            let v4 = i % 2 == 0
+            // Mostly long prefixes, so that gaps (no match) exist between them.
+            let bits = v4 ? 96 + Int.random(in: 12...32, using: &rng) : Int.random(in: 12...128, using: &rng)
+            // Few distinct top bits, so prefixes nest and collide often.
+            let top: UInt64 = UInt64.random(in: 0...3, using: &rng)
+            let noise: UInt64 = UInt64.random(in: 0...UInt64.max, using: &rng)
+            var high: UInt64 = v4 ? 0 : (top << 62) | (noise >> 8)
+            var low: UInt64 = v4 ? 0xffff_0000_0000 | (top << 30) | (noise & 0x3fff_ffff) : UInt64.random(in: 0...UInt64.max, using: &rng)
+            let (mh, ml) = mask(bits)
+            high &= mh
+            low &= ml
+            prefixes.append(Prefix(high: high, low: low, bits: bits, value: "v\(i)"))
+            lines.append("\(text(high, low))/\(bits) v\(i)")
+        }
+        let path = try mapFile(lines.joined(separator: "\n"))
+        let h = try Harness("""
+            local M = spoa.map.load("\(path)", { type = "ip" })
+            spoa.register_message("run", function(txn, msg)
+              local out = {}
+              for a in msg.args.arg:gmatch("%S+") do out[#out + 1] = M:lookup(a) or "-" end
+              txn:set_var("txn.r", table.concat(out, " "))
+            end)
+            """)
+        var misses = 0
+        for _ in 0..<10 {
+            var probes: [(UInt64, UInt64)] = []
+            for _ in 0..<100 {
+                let p = prefixes.randomElement(using: &rng)!
+                let (mh, ml) = mask(p.bits)
+                // Inside a prefix, or just past its last address.
+                var probe = (p.high | (UInt64.random(in: 0...UInt64.max, using: &rng) & ~mh),
+                             p.low | (UInt64.random(in: 0...UInt64.max, using: &rng) & ~ml))
+                if Bool.random(using: &rng) {
+                    probe = (p.high | ~mh, p.low | ~ml)
+                    probe.1 &+= 1
+                    if probe.1 == 0 { probe.0 &+= 1 }
+                }
+                probes.append(probe)
+            }
+            let expected = probes.map { probe in
+                prefixes.reduce(nil as Prefix?) { best, p in
+                    let (mh, ml) = mask(p.bits)
+                    guard probe.0 & mh == p.high, probe.1 & ml == p.low, p.bits > (best?.bits ?? -1) else { return best }
+                    return p
+                }?.value ?? "-"
+            }
+            let answer = try h.result(probes.map { text($0.0, $0.1) }.joined(separator: " "))
+            XCTAssertEqual(answer?.split(separator: " ").map(String.init), expected)
+            misses += expected.filter { $0 == "-" }.count
+        }
+        XCTAssertGreaterThan(misses, 0, "some probes fall between prefixes")
+    }
+
     func testLoadErrorsNameTheFileAndLine() throws {
         let bad = try mapFile("10.0.0.0/8 ok\n10.0.0.0/33 bad\n")
         XCTAssertThrowsError(try worker(map: bad, type: "ip")) { error in
