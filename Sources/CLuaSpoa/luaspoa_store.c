@@ -215,7 +215,7 @@ static luaspoa_dict *new_dict(const char *name, size_t len, int64_t max_items) {
         pthread_mutex_init(&s->lock, NULL);
         s->nbuckets = 16;
         s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
-        s->cap = (size_t)((max_items + n - 1) / n);
+        s->cap = (size_t)(max_items / n + (i < max_items % n)); /* sums to max_items */
     }
     return d;
 }
