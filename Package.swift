@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "SpopEngine", targets: ["SpopEngine"]),
+        .library(name: "LuaRuntime", targets: ["LuaRuntime"]),
         .executable(name: "luaspoa", targets: ["luaspoa"]),
     ],
     dependencies: [
@@ -13,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Lua 5.4 from the system (Debian/Ubuntu: liblua5.4-dev).
@@ -43,10 +45,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `luaspoa bench`: HAProxy's side of SPOP as a load generator, for any agent.
+        .target(
+            name: "SpopBench",
+            dependencies: [
+                "SpopEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .executableTarget(
             name: "luaspoa",
             dependencies: [
-                "SpopEngine", "LuaRuntime",
+                "SpopEngine", "LuaRuntime", "SpopBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

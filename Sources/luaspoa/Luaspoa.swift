@@ -14,9 +14,13 @@ struct Luaspoa: AsyncParsableCommand {
               luaspoa check agent.lua
               luaspoa eval agent.lua --message check-client-ip --arg ip=ipv4:192.0.2.10
               luaspoa test agent.lua agent_spec.lua
+              luaspoa bench --connect 127.0.0.1:12345 --connections 4 --in-flight 64 --expect sess.ip_score
             """,
         version: "0.1.0",
-        subcommands: [ServeCommand.self, ReloadCommand.self, CheckCommand.self, EvalCommand.self, TestCommand.self],
+        subcommands: [
+            ServeCommand.self, ReloadCommand.self, CheckCommand.self, EvalCommand.self, TestCommand.self,
+            BenchCommand.self,
+        ],
         defaultSubcommand: ServeCommand.self
     )
 }

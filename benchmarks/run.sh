@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# benchmarks/run.sh -- the standard luaspoa scenarios, one table.
+#
+#   benchmarks/run.sh                                   # luaspoa only
+#   REFERENCE_CMD='/path/to/agent -p {port} ...' benchmarks/run.sh
+#                                                       # side by side with any other agent
+#
+# Every scenario starts a fresh agent, loads it with `luaspoa bench` (or wrk
+# through HAProxy 2.6), then reads the agent's CPU seconds and peak RSS from
+# /proc. {port} in REFERENCE_CMD is replaced by the port the reference must
+# listen on. The reference must answer `check-client-ip` (args ip=src) with
+# sess.ip_score, as haproxy/spoa-example does.
+#
+# Environment: DURATION (s, default 5), WARMUP (s, 1), REPEAT (runs per
+# scenario, the median by throughput is shown; default 1), BASE_PORT (21340),
+# WORKERS (luaspoa workers, default: cores), LUASPOA (binary; default: build
+# release), SKIP_HAPROXY=1, SKIP_CURVE=1.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+REPEAT=${REPEAT:-1}
+BASE_PORT=${BASE_PORT:-21340}
+CORES=$(nproc)
+WORKERS=${WORKERS:-$CORES}
+REFERENCE_CMD=${REFERENCE_CMD:-}
+
+if [[ -z "${LUASPOA:-}" ]]; then
+    "$root/tools/ensure-deps.sh" >/dev/null
+    (cd "$root" && swift build -c release --product luaspoa >&2)
+    LUASPOA="$root/.build/release/luaspoa"
+fi
+if ! command -v wrk >/dev/null && [[ -z "${SKIP_HAPROXY:-}" ]]; then
+    echo "installing wrk" >&2
+    if [[ $(id -u) -eq 0 ]]; then apt-get install -y wrk >&2; else sudo apt-get install -y wrk >&2; fi
+fi
+
+tmp=$(mktemp -d /tmp/luaspoa-bench.XXXXXX)
+agent_pid=""
+haproxy_pid=""
+cleanup() {
+    [[ -n "$agent_pid" ]] && kill "$agent_pid" 2>/dev/null || true
+    [[ -n "$haproxy_pid" ]] && kill "$haproxy_pid" 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+agent_port=$BASE_PORT
+fe_port=$((BASE_PORT + 1))
+rows=()
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+# start_agent luaspoa SCRIPT [options] | reference | trivial
+start_agent() {
+    local kind=$1; shift
+    case $kind in
+    luaspoa) "$LUASPOA" serve --script "$1" --listen "127.0.0.1:$agent_port" --workers "${2:-$WORKERS}" \
+                 --log-level error >"$tmp/agent.log" 2>&1 & ;;
+    reference) ${REFERENCE_CMD//\{port\}/$agent_port} >"$tmp/agent.log" 2>&1 & ;;
+    trivial) "$LUASPOA" bench trivial-agent --listen "127.0.0.1:$agent_port" --workers "$WORKERS" >"$tmp/agent.log" 2>&1 & ;;
+    esac
+    agent_pid=$!
+    wait_port "$agent_port"
+}
+
+# CPU seconds (user+sys) and peak RSS (MB) of the running agent.
+agent_usage() {
+    local ticks hz
+    hz=$(getconf CLK_TCK)
+    ticks=$(awk '{print $14 + $15}' "/proc/$agent_pid/stat")
+    awk -v t="$ticks" -v hz="$hz" '/VmHWM/ {printf "%.1f %.1f", t / hz, $2 / 1024}' "/proc/$agent_pid/status"
+}
+
+agent_rss_now() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$agent_pid/status"; }
+
+stop_agent() {
+    kill "$agent_pid" 2>/dev/null || true
+    wait "$agent_pid" 2>/dev/null || true
+    agent_pid=""
+}
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+
+# bench_once: starts the agent, runs `luaspoa bench`, prints "msgs p50 p99 p999 errors cpu rss".
+bench_once() {
+    local agent=$1 agent_args=$2; shift 2
+    # shellcheck disable=SC2086
+    start_agent "$agent" $agent_args
+    local out
+    out=$("$LUASPOA" bench --connect "127.0.0.1:$agent_port" --duration "$DURATION" --warmup "$WARMUP" "$@" 2>&1 | grep '^RESULT' || true)
+    local usage
+    usage=$(agent_usage)
+    stop_agent
+    if [[ -z "$out" ]]; then echo "- - - - failed $usage"; return; fi
+    echo "$(field msgs_per_s <<<"$out") $(field p50_us <<<"$out") $(field p99_us <<<"$out") $(field p999_us <<<"$out") $(field errors <<<"$out") $usage"
+}
+
+# median_of N command...: the run with the median first field.
+median_of() {
+    local runs=() i
+    for ((i = 0; i < REPEAT; i++)); do runs+=("$("$@")"); done
+    printf '%s\n' "${runs[@]}" | sort -n -k1,1 | sed -n "$(((REPEAT + 1) / 2))p"
+}
+
+row() { rows+=("$(printf '%-34s %-10s %s' "$1" "$2" "$3")"); echo "  $1 / $2: $3" >&2; }
+
+scenario() {
+    local name=$1 agent=$2 agent_args=$3; shift 3
+    row "$name" "$agent" "$(median_of bench_once "$agent" "$agent_args" "$@")"
+}
+
+ip_reputation="$root/scripts/ip_reputation.lua"
+agents=(luaspoa)
+[[ -n "$REFERENCE_CMD" ]] && agents+=(reference)
+args_for() { [[ $1 == luaspoa ]] && echo "$ip_reputation" || echo ""; }
+
+echo "luaspoa benchmarks: ${DURATION}s per run, ${REPEAT} run(s) per scenario, $CORES cores" >&2
+for agent in "${agents[@]}"; do
+    scenario "1 conn x 1 in flight (latency)" "$agent" "$(args_for "$agent")" --connections 1 --in-flight 1 --expect sess.ip_score
+    scenario "64 conn x 1 in flight" "$agent" "$(args_for "$agent")" --connections 64 --in-flight 1 --expect sess.ip_score
+    scenario "4 conn x 64 in flight (pipelined)" "$agent" "$(args_for "$agent")" --connections 4 --in-flight 64 --expect sess.ip_score
+done
+scenario "4 x 64, 4-arg request, scoring" luaspoa "$here/header_scoring.lua" \
+    --connections 4 --in-flight 64 --message request --expect txn.req_score
+scenario "4 x 64, empty Lua handler" luaspoa "$here/empty_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score
+scenario "4 x 64, generator ceiling" trivial "" --connections 4 --in-flight 64 --expect sess.ip_score
+scenario "64 x 1, generator ceiling" trivial "" --connections 64 --in-flight 1 --expect sess.ip_score
+
+if [[ -z "${SKIP_CURVE:-}" ]]; then
+    for ((w = 1; w <= CORES; w++)); do
+        scenario "4 x 64, $w worker(s)" luaspoa "$ip_reputation $w" --connections 4 --in-flight 64 --expect sess.ip_score
+    done
+fi
+
+# Memory: idle with 2 workers, then holding 1000 connections (1 frame in flight each).
+start_agent luaspoa "$ip_reputation" 2
+sleep 1
+row "idle RSS, 2 workers" luaspoa "rss_mb=$(agent_rss_now)"
+stop_agent
+row "1000 connections x 1 in flight" luaspoa "$(DURATION=3 bench_once luaspoa "$ip_reputation" --connections 1000 --in-flight 1 --expect sess.ip_score)"
+
+# End to end: wrk -> HAProxy 2.6 (1 thread) [-> SPOE -> agent] -> http-request return.
+haproxy_cfg() { # $1 = with-spoe|no-spoe
+    cat >"$tmp/spoe.conf" <<EOF
+[iprep]
+spoe-agent iprep-agent
+    messages check-client-ip
+    option var-prefix iprep
+    option set-on-error err
+    timeout hello 2s
+    timeout idle 2m
+    timeout processing 1s
+    use-backend be_agent
+spoe-message check-client-ip
+    args ip=src
+    event on-frontend-http-request
+EOF
+    cat <<EOF
+global
+    nbthread 1
+    maxconn 20000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind 127.0.0.1:$fe_port
+$([[ $1 == with-spoe ]] && echo "    filter spoe engine iprep config $tmp/spoe.conf
+    http-request deny deny_status 500 unless { var(sess.iprep.ip_score) -m found }")
+    http-request return status 200 content-type text/plain string ok
+backend be_agent
+    mode tcp
+    timeout server 2m
+    server agent 127.0.0.1:$agent_port
+EOF
+}
+
+wrk_once() { # $1 = agent or "none"
+    local agent=$1 usage="- -"
+    if [[ $agent != none ]]; then start_agent "$agent" "$(args_for "$agent")"; fi
+    haproxy_cfg "$([[ $agent == none ]] && echo no-spoe || echo with-spoe)" >"$tmp/haproxy.cfg"
+    haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
+    haproxy_pid=$!
+    wait_port "$fe_port"
+    local out rps errors
+    out=$(wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$fe_port/" 2>&1)
+    rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+    errors=$(awk '/Non-2xx/ {print $5} /Socket errors/ {print "socket"}' <<<"$out" | head -1)
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out"); p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    kill "$haproxy_pid"; wait "$haproxy_pid" 2>/dev/null || true; haproxy_pid=""
+    if [[ $agent != none ]]; then usage=$(agent_usage); stop_agent; fi
+    echo "$rps $p50 $p99 - ${errors:-0} $usage"
+}
+
+if [[ -z "${SKIP_HAPROXY:-}" ]]; then
+    for agent in none "${agents[@]}"; do
+        row "HAProxy 2.6 + wrk (req/s)" "$([[ $agent == none ]] && echo "no SPOE" || echo "$agent")" "$(median_of wrk_once "$agent")"
+    done
+fi
+
+echo
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $CORES cores, $(uname -sr), load before run: see uptime"
+echo "luaspoa workers: $WORKERS; generator: luaspoa bench on the same machine; ${DURATION}s measured after ${WARMUP}s warm-up"
+printf '%-34s %-10s %s\n' "scenario" "agent" "msgs/s p50_us p99_us p99.9_us errors agent_cpu_s peak_rss_mb"
+printf '%s\n' "${rows[@]}"
