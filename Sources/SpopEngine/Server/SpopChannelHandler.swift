@@ -11,8 +11,13 @@ final class SpopChannelHandler: ChannelInboundHandler {
     private let worker: any SpoaWorker
     private var logger: Logger
     private var connection = SpoaConnectionInfo()
-    /// ACKs written during one read burst are flushed together.
-    private var needsFlush = false
+    /// The ACKs of one read burst, encoded back to back and written with one flush.
+    private var outgoing: ByteBuffer?
+    /// The previous burst's buffer: once the socket has taken its bytes it is uniquely
+    /// ours again, so the next burst reuses its memory instead of allocating.
+    private var spare: ByteBuffer?
+    /// A larger burst buffer is not kept between bursts (1000 idle connections stay small).
+    private static let maxSpareCapacity = 64 * 1024
 
     init(capabilities: AgentCapabilities, worker: any SpoaWorker, logger: Logger) {
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
@@ -40,11 +45,28 @@ final class SpopChannelHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
+        if writeOutgoing(context: context) { context.flush() }
         context.fireChannelReadComplete()
+    }
+
+    /// Queues the burst's ACKs (before any other frame, to keep the order); true if there were any.
+    private func writeOutgoing(context: ChannelHandlerContext) -> Bool {
+        guard let buffer = outgoing else { return false }
+        outgoing = nil
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        if buffer.capacity <= Self.maxSpareCapacity { spare = buffer }
+        return true
+    }
+
+    private func takeOutgoing(context: ChannelHandlerContext) -> ByteBuffer {
+        if let buffer = outgoing {
+            outgoing = nil
+            return buffer
+        }
+        guard var buffer = spare else { return context.channel.allocator.buffer(capacity: 512) }
+        spare = nil
+        buffer.clear()  // allocates only if the socket still holds the last burst
+        return buffer
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -75,13 +97,12 @@ final class SpopChannelHandler: ChannelInboundHandler {
             }
 
         case .processNotify(let notify):
-            let buffer = context.channel.allocator.buffer(capacity: 64)
             var ack = AckWriter(
-                streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: stateMachine.maxFrameSize, buffer: buffer
+                streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: stateMachine.maxFrameSize,
+                buffer: takeOutgoing(context: context)
             )
             worker.handle(notify, connection: connection, ack: &ack)
-            context.write(wrapOutboundOut(ack.finish()), promise: nil)
-            needsFlush = true
+            outgoing = ack.finish()
 
         case .disconnect(let reply, let peer):
             if let peer {
@@ -91,7 +112,7 @@ final class SpopChannelHandler: ChannelInboundHandler {
             }
             var buffer = context.channel.allocator.buffer(capacity: 64)
             reply.write(to: &buffer)
-            needsFlush = false
+            _ = writeOutgoing(context: context)
             // Peers may already have closed their side: a failed last write is expected.
             context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
 
