@@ -41,36 +41,25 @@ public struct BenchRunner {
             recorders.append(try await loop.submit { NIOLoopBound(BenchRecorder(), eventLoop: loop) }.get())
         }
 
+        // All connections start at once: opened one by one, the last would queue
+        // behind the load of the first ones.
+        let attempts = (0..<config.connections).map { index in
+            connect(index, loop: loops[index % loops.count], recorder: recorders[index % loops.count])
+        }
         var channels: [any Channel] = []
         var pipelining = true
-        for index in 0..<config.connections {
-            let loop = loops[index % loops.count]
-            let recorder = recorders[index % loops.count]
-            let handshake = loop.makePromise(of: Bool.self)
-            let plan = BenchConnectionHandler.Plan(
-                body: config.message.encodedBody, inFlight: max(1, config.inFlight), check: AckCheck(expected: config.expected),
-                maxFrameSize: config.maxFrameSize, engineID: "luaspoa-bench-\(index + 1)")
-            let channel: any Channel
+        var failure: (any Error)?
+        for (connecting, handshake) in attempts {
             do {
-                channel = try await ClientBootstrap(group: loop)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .channelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(
-                                BenchConnectionHandler(plan: plan, recorder: recorder.value, handshake: handshake))
-                        }
-                    }
-                    .connect(host: config.host, port: config.port).get()
+                channels.append(try await connecting.get())
+                pipelining = try await handshake.get() && pipelining
             } catch {
-                handshake.fail(error)
-                await close(channels)
-                throw BenchRunError.connect("\(config.host):\(config.port): \(error)")
+                failure = failure ?? error
             }
-            channels.append(channel)
-            do { pipelining = try await handshake.futureResult.get() && pipelining } catch {
-                await close(channels)
-                throw error
-            }
+        }
+        if let failure {
+            await close(channels)
+            throw failure
         }
 
         try await Task.sleep(nanoseconds: UInt64(config.warmup * 1e9))
@@ -90,6 +79,31 @@ public struct BenchRunner {
         return BenchResult(configuration: config, pipelining: pipelining, elapsedSeconds: elapsed, sample: total)
     }
 
+    /// Starts one connection; the second future succeeds with "pipelining negotiated".
+    private func connect(
+        _ index: Int, loop: any EventLoop, recorder: NIOLoopBound<BenchRecorder>
+    ) -> (EventLoopFuture<any Channel>, EventLoopFuture<Bool>) {
+        let config = configuration
+        let handshake = loop.makePromise(of: Bool.self)
+        let plan = BenchConnectionHandler.Plan(
+            body: config.message.encodedBody, inFlight: max(1, config.inFlight), check: AckCheck(expected: config.expected),
+            maxFrameSize: config.maxFrameSize, engineID: "luaspoa-bench-\(index + 1)")
+        let connecting = ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        BenchConnectionHandler(plan: plan, recorder: recorder.value, handshake: handshake))
+                }
+            }
+            .connect(host: config.host, port: config.port)
+            .flatMapErrorThrowing { error -> any Channel in
+                handshake.fail(error)
+                throw BenchRunError.connect("\(config.host):\(config.port): \(error)")
+            }
+        return (connecting, handshake.futureResult)
+    }
+
     private func onEveryLoop<T: Sendable>(
         _ recorders: [NIOLoopBound<BenchRecorder>], _ body: @escaping @Sendable (BenchRecorder) -> T
     ) async throws -> [T] {
@@ -102,11 +116,11 @@ public struct BenchRunner {
 
     /// HAPROXY-DISCONNECT then close, as HAProxy does when it stops.
     private func close(_ channels: [any Channel]) async {
-        for channel in channels {
-            var buffer = channel.allocator.buffer(capacity: 64)
-            Disconnect(status: .normal, message: "benchmark done").write(as: .haproxyDisconnect, to: &buffer)
-            try? await channel.writeAndFlush(buffer).get()
-            try? await channel.close().get()
+        var buffer = ByteBuffer()
+        Disconnect(status: .normal, message: "benchmark done").write(as: .haproxyDisconnect, to: &buffer)
+        let closing = channels.map { channel in
+            channel.writeAndFlush(buffer).flatMap { channel.close() }
         }
+        for future in closing { try? await future.get() }
     }
 }
