@@ -33,9 +33,11 @@ public struct AckWriter {
     /// Where the LIST-OF-ACTIONS starts (after the frame header).
     let actionsStart: Int
 
-    public init(streamID: UInt64, frameID: UInt64, maxFrameSize: Int, buffer: ByteBuffer) {
-        self.buffer = buffer
+    /// `buffer` is consumed: with no other reference to its storage, writing into it
+    /// neither copies nor allocates.
+    public init(streamID: UInt64, frameID: UInt64, maxFrameSize: Int, buffer: consuming ByteBuffer) {
         self.frameStart = buffer.writerIndex
+        self.buffer = consume buffer
         self.maxFrameSize = maxFrameSize
         self.buffer.writeInteger(UInt32(0))
         FrameHeader(type: .ack, streamID: streamID, frameID: frameID).write(to: &self.buffer)
@@ -89,8 +91,10 @@ public struct AckWriter {
         }
     }
 
-    /// Sets the length prefix and returns the buffer holding the whole frame.
-    public consuming func finish() -> ByteBuffer {
+    /// Sets the length prefix and returns the buffer holding the whole frame. Call it
+    /// once, last. (`mutating`, not `consuming`: a consuming self shared the storage
+    /// with the caller's copy, so setting the length copied the whole buffer.)
+    public mutating func finish() -> ByteBuffer {
         buffer.setInteger(UInt32(buffer.writerIndex - frameStart - 4), at: frameStart, endianness: .big)
         return buffer
     }

@@ -11,13 +11,8 @@ final class SpopChannelHandler: ChannelInboundHandler {
     private let worker: any SpoaWorker
     private var logger: Logger
     private var connection = SpoaConnectionInfo()
-    /// The ACKs of one read burst, encoded back to back and written with one flush.
-    private var outgoing: ByteBuffer?
-    /// The previous burst's buffer: once the socket has taken its bytes it is uniquely
-    /// ours again, so the next burst reuses its memory instead of allocating.
-    private var spare: ByteBuffer?
-    /// A larger burst buffer is not kept between bursts (1000 idle connections stay small).
-    private static let maxSpareCapacity = 64 * 1024
+    /// ACKs written during one read burst, written and flushed together.
+    private var acks = AckBatch()
 
     init(capabilities: AgentCapabilities, worker: any SpoaWorker, logger: Logger) {
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
@@ -51,22 +46,9 @@ final class SpopChannelHandler: ChannelInboundHandler {
 
     /// Queues the burst's ACKs (before any other frame, to keep the order); true if there were any.
     private func writeOutgoing(context: ChannelHandlerContext) -> Bool {
-        guard let buffer = outgoing else { return false }
-        outgoing = nil
+        guard let buffer = acks.drain() else { return false }
         context.write(wrapOutboundOut(buffer), promise: nil)
-        if buffer.capacity <= Self.maxSpareCapacity { spare = buffer }
         return true
-    }
-
-    private func takeOutgoing(context: ChannelHandlerContext) -> ByteBuffer {
-        if let buffer = outgoing {
-            outgoing = nil
-            return buffer
-        }
-        guard var buffer = spare else { return context.channel.allocator.buffer(capacity: 512) }
-        spare = nil
-        buffer.clear()  // allocates only if the socket still holds the last burst
-        return buffer
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -97,12 +79,13 @@ final class SpopChannelHandler: ChannelInboundHandler {
             }
 
         case .processNotify(let notify):
-            var ack = AckWriter(
+            let (worker, connection) = (worker, connection)
+            acks.append(
                 streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: stateMachine.maxFrameSize,
-                buffer: takeOutgoing(context: context)
-            )
-            worker.handle(notify, connection: connection, ack: &ack)
-            outgoing = ack.finish()
+                allocator: context.channel.allocator
+            ) { ack in
+                worker.handle(notify, connection: connection, ack: &ack)
+            }
 
         case .disconnect(let reply, let peer):
             if let peer {
