@@ -65,9 +65,9 @@ start_agent() {
     local kind=$1; shift
     case $kind in
     luaspoa) "$LUASPOA" serve --script "$1" --listen "127.0.0.1:$agent_port" --workers "${2:-$WORKERS}" \
-                 --log-level error >"$tmp/agent.log" 2>&1 & ;;
-    reference) ${REFERENCE_CMD//\{port\}/$agent_port} >"$tmp/agent.log" 2>&1 & ;;
-    trivial) "$LUASPOA" bench trivial-agent --listen "127.0.0.1:$agent_port" --workers "$WORKERS" >"$tmp/agent.log" 2>&1 & ;;
+                 --log-level error >>"$tmp/agent.log" 2>&1 & ;;
+    reference) ${REFERENCE_CMD//\{port\}/$agent_port} >>"$tmp/agent.log" 2>&1 & ;;
+    trivial) "$LUASPOA" bench trivial-agent --listen "127.0.0.1:$agent_port" --workers "$WORKERS" >>"$tmp/agent.log" 2>&1 & ;;
     esac
     agent_pid=$!
     wait_port "$agent_port"
@@ -168,7 +168,7 @@ EOF
     cat <<EOF
 global
     nbthread 1
-    maxconn 20000
+    maxconn 4096
 defaults
     mode http
     timeout connect 5s
