@@ -13,8 +13,8 @@
 #
 # Environment: DURATION (s, default 5), WARMUP (s, 1), REPEAT (runs per
 # scenario, the median by throughput is shown; default 1), BASE_PORT (21340),
-# WORKERS (luaspoa workers, default: cores), LUASPOA (binary; default: build
-# release), SKIP_HAPROXY=1, SKIP_CURVE=1.
+# WORKERS (luaspoa workers, default: cores), LUASPOA (binary; default: a
+# release build with --static-swift-stdlib), SKIP_HAPROXY=1, SKIP_CURVE=1.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,9 +28,11 @@ WORKERS=${WORKERS:-$CORES}
 REFERENCE_CMD=${REFERENCE_CMD:-}
 
 if [[ -z "${LUASPOA:-}" ]]; then
+    # The Swift runtime and Foundation linked statically: only the pages used are
+    # resident (idle RSS 19.5 MB instead of 25 MB with shared libraries).
     "$root/tools/ensure-deps.sh" >/dev/null
-    (cd "$root" && swift build -c release --product luaspoa >&2)
-    LUASPOA="$root/.build/release/luaspoa"
+    (cd "$root" && swift build -c release --static-swift-stdlib --scratch-path .build/static --product luaspoa >&2)
+    LUASPOA="$root/.build/static/release/luaspoa"
 fi
 if ! command -v wrk >/dev/null && [[ -z "${SKIP_HAPROXY:-}" ]]; then
     echo "installing wrk" >&2
@@ -124,6 +126,7 @@ agents=(luaspoa)
 [[ -n "$REFERENCE_CMD" ]] && agents+=(reference)
 args_for() { [[ $1 == luaspoa ]] && echo "$ip_reputation" || echo ""; }
 
+load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "luaspoa benchmarks: ${DURATION}s per run, ${REPEAT} run(s) per scenario, $CORES cores" >&2
 for agent in "${agents[@]}"; do
     scenario "1 conn x 1 in flight (latency)" "$agent" "$(args_for "$agent")" --connections 1 --in-flight 1 --expect sess.ip_score
@@ -210,7 +213,7 @@ if [[ -z "${SKIP_HAPROXY:-}" ]]; then
 fi
 
 echo
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $CORES cores, $(uname -sr), load before run: see uptime"
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $CORES cores, $(uname -sr); load at start: $load_at_start, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "luaspoa workers: $WORKERS; generator: luaspoa bench on the same machine; ${DURATION}s measured after ${WARMUP}s warm-up"
 printf '%-34s %-10s %s\n' "scenario" "agent" "msgs/s p50_us p99_us p99.9_us errors agent_cpu_s peak_rss_mb"
 printf '%s\n' "${rows[@]}"
