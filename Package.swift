@@ -80,6 +80,13 @@ let package = Package(
             dependencies: ["LuaRuntime", "SpopEngine", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
+            name: "SpopBenchTests",
+            dependencies: [
+                "SpopBench", "SpopEngine",
+                .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: ["SpopEngine", .product(name: "NIOCore", package: "swift-nio")]
         ),
