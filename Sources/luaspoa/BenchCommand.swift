@@ -75,8 +75,9 @@ struct BenchCommand: AsyncParsableCommand {
             case .ipv4: messageName.map { .ipv4(name: $0) } ?? .ipv4()
             case .request: messageName.map { .request(name: $0) } ?? .request()
             }
+            let (host, port) = try connect.tcp()
             let configuration = BenchConfiguration(
-                host: connect.host, port: connect.port, connections: connections, inFlight: inFlight,
+                host: host, port: port, connections: connections, inFlight: inFlight,
                 duration: duration, warmup: warmup, threads: threads ?? min(connections, System.coreCount),
                 message: shape, expected: expect.flatMap(ExpectedVariable.init), maxFrameSize: maxFrameSize)
             let result = try await BenchRunner(configuration: configuration).run()
@@ -100,7 +101,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = Logger(label: "luaspoa.trivial-agent")
-            let configuration = SpopServer.Configuration(host: listen.host, port: listen.port, workers: workers)
+            let configuration = SpopServer.Configuration(address: listen.address, workers: workers)
             let server = try SpopServer(configuration: configuration, logger: logger) { _ in
                 ClosureWorker { notify, _, ack in
                     for _ in notify.messages {

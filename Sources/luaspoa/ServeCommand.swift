@@ -3,6 +3,10 @@ import Logging
 import LuaRuntime
 import NIOCore
 import ServiceLifecycle
+import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#endif
 import SpopEngine
 
 /// Serves SPOP on a TCP address, answering NOTIFY frames with the user's Lua script.
@@ -12,7 +16,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The Lua agent script.")
     var script: String
 
-    @Option(help: "Address to listen on (HOST:PORT).")
+    @Option(help: "Address to listen on: HOST:PORT (loopback by default) or unix:/path/to/socket.")
     var listen = ListenAddress(argument: "127.0.0.1:12345")!
 
     @Option(help: "Worker threads, each with its own Lua state.")
@@ -32,6 +36,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Flag(inversion: .prefixedNo, help: "Announce fragmentation (reassembly of fragmented NOTIFY frames).")
     var fragmentation = true
+
+    @OptionGroup(title: "Connection limits and shutdown")
+    var server: ServerOptions
 
     @OptionGroup(title: "Lua limits and failures")
     var lua: LuaOptions
@@ -70,8 +77,9 @@ struct ServeCommand: AsyncParsableCommand {
         background.start()
 
         let configuration = SpopServer.Configuration(
-            host: listen.host, port: listen.port, workers: workers,
-            capabilities: AgentCapabilities(maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation)
+            address: server.address(listen), workers: workers,
+            capabilities: AgentCapabilities(maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation),
+            limits: server.limits
         )
         let server = try SpopServer(configuration: configuration, logger: logger) { index in
             try LuaWorker(configuration: lua, workerIndex: index + 1, logger: logger)
@@ -84,6 +92,8 @@ struct ServeCommand: AsyncParsableCommand {
             services: [server, reloads],
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger
         )
+        let secondSignal = Task { await Self.exitOnSecondSignal(logger: logger) }
+        defer { secondSignal.cancel() }
         do {
             try await group.run()
         } catch {
@@ -91,6 +101,20 @@ struct ServeCommand: AsyncParsableCommand {
             throw error
         }
         await reloader.stopTasks()
+    }
+}
+
+extension ServeCommand {
+    /// The first SIGTERM/SIGINT drains (ServiceGroup); a second one means "now".
+    static func exitOnSecondSignal(logger: Logger) async {
+        var seen = 0
+        for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+            seen += 1
+            if seen >= 2 {
+                logger.warning("second \(signal): exiting without waiting for the drain")
+                Glibc.exit(1)
+            }
+        }
     }
 }
 

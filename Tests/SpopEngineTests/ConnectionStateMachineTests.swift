@@ -245,3 +245,18 @@ final class FrameReaderTests: XCTestCase {
         }
     }
 }
+
+final class ConnectionLifecycleTests: XCTestCase {
+    func testTimeoutAndDrainAnswerOnceThenStayClosed() throws {
+        var machine = ConnectionStateMachine(capabilities: .init())
+        XCTAssertEqual(machine.timedOut("no HAPROXY-HELLO within 5 s"), .disconnect(Disconnect(status: .timeout, message: "no HAPROXY-HELLO within 5 s"), peer: nil))
+        XCTAssertEqual(machine.drain(), .none(reason: nil))
+        XCTAssertEqual(machine.timedOut("again"), .none(reason: nil))
+
+        machine = ConnectionStateMachine(capabilities: .init())
+        _ = machine.frameReceived(try frame(Golden.haproxyHello))
+        XCTAssertTrue(machine.isRunning)
+        XCTAssertEqual(machine.drain(), .disconnect(Disconnect(status: .normal, message: "agent is shutting down"), peer: nil))
+        XCTAssertTrue(machine.isClosed)
+    }
+}

@@ -6,45 +6,6 @@ import XCTest
 
 /// The engine as a plain Swift library: a ClosureWorker answers over a real socket.
 final class SpopServerTests: XCTestCase {
-    private func withServer(
-        workers: Int = 2, _ worker: @escaping @Sendable () -> any SpoaWorker,
-        _ body: (Int) async throws -> Void
-    ) async throws {
-        let server = try SpopServer(
-            configuration: .init(host: "127.0.0.1", port: 0, workers: workers), logger: Logger(label: "test"),
-            makeWorker: { _ in worker() }
-        )
-        let channel = try await server.bind()
-        do {
-            try await body(channel.localAddress!.port!)
-        } catch {
-            try await channel.close()
-            try await server.shutdown()
-            throw error
-        }
-        try await channel.close()
-        try await server.shutdown()
-    }
-
-    /// Sends `bytes`, then reads until the agent closes or `frames` frames arrived.
-    private func exchange(port: Int, _ bytes: ByteBuffer, frames expected: Int) async throws -> [RawFrame] {
-        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-            }
-        return try await client.executeThenClose { inbound, outbound in
-            try await outbound.write(bytes)
-            var reader = FrameReader()
-            var frames: [RawFrame] = []
-            for try await chunk in inbound {
-                reader.append(chunk)
-                while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
-                if frames.count >= expected { break }
-            }
-            return frames
-        }
-    }
-
     func testClosureWorkerAnswersEveryPipelinedNotify() async throws {
         try await withServer({
             ClosureWorker { notify, connection, ack in
@@ -55,7 +16,7 @@ final class SpopServerTests: XCTestCase {
                     }
                 }
             }
-        }) { port in
+        }) { _, address in
             var bytes = ByteBuffer(hex: Golden.haproxyHello)
             for id in 0..<50 as Range<UInt64> {
                 NotifyFrame.write(
@@ -63,7 +24,7 @@ final class SpopServerTests: XCTestCase {
                     to: &bytes
                 )
             }
-            let frames = try await exchange(port: port, bytes, frames: 51)
+            let frames = try await TestClient.exchange(address, bytes, frames: 51)
             XCTAssertEqual(frames.first?.header.type, .agentHello)
             let acks = frames.dropFirst()
             XCTAssertEqual(acks.count, 50)
@@ -81,8 +42,8 @@ final class SpopServerTests: XCTestCase {
     }
 
     func testProtocolErrorIsAnsweredThenClosed() async throws {
-        try await withServer({ ClosureWorker { _, _, _ in } }) { port in
-            let frames = try await exchange(port: port, ByteBuffer(hex: "00 01 00 00"), frames: 2)
+        try await withServer({ ClosureWorker { _, _, _ in } }) { _, address in
+            let frames = try await TestClient.exchange(address, ByteBuffer(hex: "00 01 00 00"), frames: 2)
             XCTAssertEqual(frames.count, 1, "the agent closes after its DISCONNECT")
             XCTAssertEqual(frames.first?.header.type, .agentDisconnect)
             XCTAssertEqual(try Disconnect(frames[0]).status, .frameTooBig)
@@ -90,8 +51,8 @@ final class SpopServerTests: XCTestCase {
     }
 
     func testHealthCheckIsAnsweredThenClosed() async throws {
-        try await withServer({ ClosureWorker { _, _, _ in } }) { port in
-            let frames = try await exchange(port: port, ByteBuffer(hex: Golden.healthCheckHello), frames: 2)
+        try await withServer({ ClosureWorker { _, _, _ in } }) { _, address in
+            let frames = try await TestClient.exchange(address, ByteBuffer(hex: Golden.healthCheckHello), frames: 2)
             XCTAssertEqual(frames.count, 1)
             let hello = try AgentHello(frames[0])
             XCTAssertEqual(hello, AgentHello(maxFrameSize: 16380, capabilities: ["pipelining", "fragmentation"]))

@@ -2,8 +2,9 @@ import Logging
 import NIOCore
 
 /// Executes a `ConnectionStateMachine`'s actions on one channel; decides nothing itself.
-final class SpopChannelHandler: ChannelInboundHandler {
+final class SpopChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private var stateMachine: ConnectionStateMachine
@@ -14,8 +15,13 @@ final class SpopChannelHandler: ChannelInboundHandler {
     /// ACKs written during one read burst, written and flushed together.
     private var acks = AckBatch()
 
-    init(capabilities: AgentCapabilities, worker: any SpoaWorker, logger: Logger) {
+    private let limits: ServerLimits
+    private var timer: Scheduled<Void>?
+    private var readHeld = false
+
+    init(capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger) {
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
+        self.limits = limits
         self.worker = worker
         self.logger = logger
     }
@@ -24,11 +30,16 @@ final class SpopChannelHandler: ChannelInboundHandler {
         connection.remoteAddress = context.remoteAddress?.description
         logger[metadataKey: "peer"] = "\(connection.remoteAddress ?? "?")"
         logger.debug("connection opened")
+        arm(limits.helloTimeout, context: context) {
+            LimitCounters.helloTimeout.increment()
+            return "no HAPROXY-HELLO within \($0)"
+        }
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !stateMachine.isClosed else { return }
+        if stateMachine.isRunning { armIdleTimer(context: context) }
         frames.append(unwrapInboundIn(data))
         do {
             while !stateMachine.isClosed, let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) {
@@ -51,7 +62,33 @@ final class SpopChannelHandler: ChannelInboundHandler {
         return true
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ConnectionRegistry.DrainEvent else { return context.fireUserInboundEventTriggered(event) }
+        execute(stateMachine.drain(), context: context)
+    }
+
+    /// Backpressure: while ACKs above the write-buffer high-water mark wait for a slow
+    /// peer, reads are held, so no more NOTIFYs are taken in and nothing queues without bound.
+    func read(context: ChannelHandlerContext) {
+        guard context.channel.isWritable else {
+            if !readHeld { LimitCounters.pendingOutput.increment() }
+            readHeld = true
+            logger.debug("peer reads slowly, reading paused")
+            return
+        }
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, readHeld {
+            readHeld = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
         if !stateMachine.isClosed { logger.debug("connection closed by peer") }
         stateMachine.closed()
         context.fireChannelInactive()
@@ -75,6 +112,7 @@ final class SpopChannelHandler: ChannelInboundHandler {
                 connection.engineID = stateMachine.engineID
                 if let engineID = connection.engineID { logger[metadataKey: "engine-id"] = "\(engineID)" }
                 logger.debug("handshake done", metadata: ["max-frame-size": "\(hello.maxFrameSize)"])
+                armIdleTimer(context: context)
                 context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             }
 
@@ -88,10 +126,13 @@ final class SpopChannelHandler: ChannelInboundHandler {
             }
 
         case .disconnect(let reply, let peer):
+            timer?.cancel()
             if let peer {
                 logger.debug("HAProxy disconnects: status \(peer.status): \(peer.message)")
+            } else if reply.status == .normal {
+                logger.debug("disconnecting: \(reply.message)")
             } else {
-                logger.warning("protocol error, disconnecting: status \(reply.status): \(reply.message)")
+                logger.warning("disconnecting with status \(reply.status): \(reply.message)")
             }
             var buffer = context.channel.allocator.buffer(capacity: 64)
             reply.write(to: &buffer)
@@ -101,6 +142,25 @@ final class SpopChannelHandler: ChannelInboundHandler {
 
         case .none(let reason):
             if let reason { logger.debug("\(reason)") }
+        }
+    }
+
+    // MARK: timers
+
+    private func armIdleTimer(context: ChannelHandlerContext) {
+        guard limits.idleTimeout > .zero else { return }
+        arm(limits.idleTimeout, context: context) {
+            LimitCounters.idleTimeout.increment()
+            return "idle for \($0)"
+        }
+    }
+
+    /// One timer at a time: the hello timer, then the idle timer re-armed on each read.
+    private func arm(_ delay: TimeAmount, context: ChannelHandlerContext, reason: @escaping (String) -> String) {
+        timer?.cancel()
+        let seconds = "\(Double(delay.nanoseconds) / 1e9) s"
+        timer = context.eventLoop.scheduleTask(in: delay) {
+            self.execute(self.stateMachine.timedOut(reason(seconds)), context: context)
         }
     }
 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -9,24 +12,38 @@ import ServiceLifecycle
 /// that loop's worker: there is no hand-off between threads on the hot path.
 public final class SpopServer: Service, Sendable {
     public struct Configuration: Sendable {
-        public var host: String
-        public var port: Int
+        public var address: SpopListenAddress
         /// Event-loop threads, each with its own worker.
         public var workers: Int
         public var capabilities: AgentCapabilities
+        public var limits: ServerLimits
 
-        public init(host: String = "127.0.0.1", port: Int = 12345, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init()) {
-            self.host = host
-            self.port = port
+        public init(
+            address: SpopListenAddress, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
+            limits: ServerLimits = .init()
+        ) {
+            self.address = address
             self.workers = workers
             self.capabilities = capabilities
+            self.limits = limits
+        }
+
+        public init(
+            host: String = "127.0.0.1", port: Int = 12345, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
+            limits: ServerLimits = .init()
+        ) {
+            self.init(address: .tcp(host: host, port: port), workers: workers, capabilities: capabilities, limits: limits)
         }
     }
 
     public let configuration: Configuration
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
+    /// Accepts connections on its own thread, so a worker busy in a long handler
+    /// never stops new connections from being taken in.
+    private let acceptor: MultiThreadedEventLoopGroup
     private let workers: [NIOLoopBound<any SpoaWorker>]
+    private let connections: ConnectionRegistry
 
     /// Builds one worker per thread, on that thread; a failing factory fails the init.
     public init(
@@ -46,8 +63,13 @@ public final class SpopServer: Service, Sendable {
             throw error
         }
         self.group = group
+        self.acceptor = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.workers = workers
+        self.connections = ConnectionRegistry(maxConnections: configuration.limits.maxConnections)
     }
+
+    /// Connections open right now.
+    public var connectionCount: Int { connections.count }
 
     /// Runs `body` for every worker on that worker's own event-loop thread, between
     /// two frames (never while the worker handles one), and returns when all ran.
@@ -61,40 +83,95 @@ public final class SpopServer: Service, Sendable {
     /// Binds and returns the listening channel; `run()` does this and waits for shutdown.
     public func bind() async throws -> any Channel {
         let capabilities = configuration.capabilities
+        let limits = configuration.limits
         let logger = logger
         let workers = workers
-        return try await ServerBootstrap(group: group)
+        let connections = connections
+        let bootstrap = ServerBootstrap(group: acceptor, childGroup: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(
+                .writeBufferWaterMark, value: .init(low: limits.maxPendingOutput / 2, high: limits.maxPendingOutput)
+            )
             .childChannelInitializer { channel in
-                guard let worker = workers.first(where: { $0.eventLoop === channel.eventLoop }) else {
-                    return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
-                }
-                return channel.eventLoop.makeCompletedFuture {
+                channel.eventLoop.makeCompletedFuture {
+                    guard connections.admit(channel) else {
+                        LimitCounters.maxConnections.increment()
+                        logger.warning("connection refused: \(limits.maxConnections) connections open (--max-connections)")
+                        let refusal = ConnectionRefusal(reason: "connection limit \(limits.maxConnections) reached")
+                        return try channel.pipeline.syncOperations.addHandler(refusal)
+                    }
+                    guard let worker = workers.first(where: { $0.eventLoop === channel.eventLoop }) else {
+                        throw ChannelError.ioOnClosedChannel
+                    }
                     try channel.pipeline.syncOperations.addHandler(
-                        SpopChannelHandler(capabilities: capabilities, worker: worker.value, logger: logger)
+                        SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger)
                     )
                 }
             }
-            .bind(host: configuration.host, port: configuration.port)
-            .get()
+        switch configuration.address {
+        case .tcp(let host, let port):
+            return try await bootstrap.bind(host: host, port: port).get()
+        case .unix(let path, let mode):
+            let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            if let mode, chmod(path, mode) != 0 {
+                try? await channel.close()
+                throw SpopServerError("cannot set mode \(String(mode, radix: 8)) on \(path): errno \(errno)")
+            }
+            return channel
+        }
     }
 
     /// Serves until graceful shutdown (SIGTERM/SIGINT through a ServiceGroup) or cancellation.
     public func run() async throws {
         let channel = try await bind()
-        logger.info("listening on \(channel.localAddress?.description ?? "?") with \(workers.count) workers")
+        logger.info("listening on \(configuration.address) with \(workers.count) workers")
         try await withGracefulShutdownHandler {
             try await channel.closeFuture.get()
         } onGracefulShutdown: {
             channel.close(promise: nil)
         }
+        try await drainAndShutdown()
+    }
+
+    /// Stops after the listener closed: every connection gets AGENT-DISCONNECT 0
+    /// (its NOTIFYs are answered as they arrive, so nothing is in flight), bounded by
+    /// the drain timeout; then the threads stop.
+    public func drainAndShutdown() async throws {
+        let open = connections.count
+        if open > 0 { logger.info("draining \(open) connections") }
+        let cut = await connections.drain(timeout: configuration.limits.drainTimeout)
+        if cut > 0 {
+            LimitCounters.drainCut.increment(by: cut)
+            logger.warning("\(cut) connections did not close within the drain timeout and were cut")
+        }
+        if case .unix(let path, _) = configuration.address { unlink(path) }
         logger.info("stopped")
         try await shutdown()
     }
 
     public func shutdown() async throws {
+        try await acceptor.shutdownGracefully()
         try await group.shutdownGracefully()
     }
+}
+
+/// Where the agent listens: TCP (loopback by default) or a Unix domain socket.
+public enum SpopListenAddress: Sendable, Hashable, CustomStringConvertible {
+    case tcp(host: String, port: Int)
+    /// `mode` (e.g. 0o660) is applied to the socket file after binding.
+    case unix(path: String, mode: mode_t?)
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path, _): "unix:\(path)"
+        }
+    }
+}
+
+public struct SpopServerError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
 }

@@ -80,6 +80,25 @@ public struct ConnectionStateMachine {
         return fail(error)
     }
 
+    /// A hello or idle timer expired: AGENT-DISCONNECT status 2 with `reason`, then close.
+    public mutating func timedOut(_ reason: String) -> Action {
+        if case .closed = state { return .none(reason: nil) }
+        return fail(SpopProtocolError(.timeout, reason))
+    }
+
+    /// The agent is shutting down: work already received was answered (NOTIFYs are
+    /// handled as they arrive), so say goodbye with status 0 and close.
+    public mutating func drain() -> Action {
+        if case .closed = state { return .none(reason: nil) }
+        state = .closed
+        return .disconnect(Disconnect(status: .normal, message: "agent is shutting down"), peer: nil)
+    }
+
+    public var isRunning: Bool {
+        if case .running = state { return true }
+        return false
+    }
+
     /// The peer closed the TCP connection: in-flight work is dropped, nothing is sent.
     public mutating func closed() {
         state = .closed

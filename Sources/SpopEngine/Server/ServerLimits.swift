@@ -1,0 +1,29 @@
+import NIOCore
+
+/// Bounds that keep one bad peer from hurting the others. Each has a flag in the CLI.
+public struct ServerLimits: Hashable, Sendable {
+    /// Open connections at most; a connection over the limit gets AGENT-DISCONNECT 13 and is closed.
+    public var maxConnections: Int
+    /// A peer must complete HAPROXY-HELLO this soon after connecting (slowloris guard).
+    public var helloTimeout: TimeAmount
+    /// A handshaken connection with no frame in either direction for this long is closed
+    /// (status 2). Zero disables it; HAProxy's own `timeout idle` normally acts first.
+    public var idleTimeout: TimeAmount
+    /// Bytes of ACKs a connection may hold for a peer that does not read; above this
+    /// the agent stops reading that connection until the peer catches up (backpressure:
+    /// the frames in flight per connection are bounded, nothing queues without bound).
+    public var maxPendingOutput: Int
+    /// On SIGTERM/SIGINT, how long connections get to be told goodbye before being cut.
+    public var drainTimeout: TimeAmount
+
+    public init(
+        maxConnections: Int = 10_000, helloTimeout: TimeAmount = .seconds(5), idleTimeout: TimeAmount = .seconds(600),
+        maxPendingOutput: Int = 1 << 20, drainTimeout: TimeAmount = .seconds(5)
+    ) {
+        self.maxConnections = maxConnections
+        self.helloTimeout = helloTimeout
+        self.idleTimeout = idleTimeout
+        self.maxPendingOutput = maxPendingOutput
+        self.drainTimeout = drainTimeout
+    }
+}

@@ -1,0 +1,157 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+@testable import SpopEngine
+
+/// Each limit of ServerLimits, exercised over real sockets.
+final class ServerLimitTests: XCTestCase {
+    private let silent: @Sendable () -> any SpoaWorker = { ClosureWorker { _, _, _ in } }
+
+    private func status(of frames: [RawFrame]) throws -> SpopStatus? {
+        guard let last = frames.last, last.header.type == .agentDisconnect else { return nil }
+        return try Disconnect(last).status
+    }
+
+    func testConnectionsOverTheLimitAreRefusedWithStatus13() async throws {
+        try await withServer(limits: ServerLimits(maxConnections: 2), silent) { server, address in
+            let first = try await TestClient.connect(address)
+            let second = try await TestClient.connect(address)
+            while server.connectionCount < 2 { try await Task.sleep(nanoseconds: 1_000_000) }
+            let refused = try await TestClient.exchange(address, ByteBuffer(hex: Golden.haproxyHello), frames: 1)
+            let reply = try Disconnect(XCTUnwrap(refused.first))
+            XCTAssertEqual(reply.status, .resourceAllocation)
+            XCTAssertEqual(reply.message, "connection limit 2 reached")
+            try await first.channel.channel.close()
+            try await second.channel.channel.close()
+            while server.connectionCount > 0 { try await Task.sleep(nanoseconds: 1_000_000) }
+            // Below the limit again: served.
+            let served = try await TestClient.exchange(address, ByteBuffer(hex: Golden.healthCheckHello), frames: 1)
+            XCTAssertEqual(served.first?.header.type, .agentHello)
+        }
+    }
+
+    func testSilentPeerIsClosedAfterTheHelloTimeout() async throws {
+        try await withServer(limits: ServerLimits(helloTimeout: .milliseconds(200)), silent) { _, address in
+            let frames = try await TestClient.exchange(address, ByteBuffer(), frames: 2)
+            XCTAssertEqual(try status(of: frames), .timeout)
+            XCTAssertTrue(try Disconnect(frames[0]).message.hasPrefix("no HAPROXY-HELLO within 0.2 s"))
+        }
+    }
+
+    func testHelloSentByteByByteStillTimesOut() async throws {
+        try await withServer(limits: ServerLimits(helloTimeout: .milliseconds(300)), silent) { _, address in
+            let client = try await TestClient.connect(address)
+            let hello = ByteBuffer(hex: Golden.haproxyHello)
+            let frames: [RawFrame] = try await client.channel.executeThenClose { inbound, outbound in
+                let writer = Task {
+                    for index in 0..<hello.readableBytes {
+                        try await outbound.write(hello.getSlice(at: index, length: 1)!)
+                        try await Task.sleep(nanoseconds: 50_000_000)
+                    }
+                }
+                defer { writer.cancel() }
+                var reader = FrameReader()
+                var frames: [RawFrame] = []
+                for try await chunk in inbound {
+                    reader.append(chunk)
+                    while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
+                }
+                return frames
+            }
+            XCTAssertEqual(try status(of: frames), .timeout)
+        }
+    }
+
+    func testIdleConnectionIsClosedWithStatus2() async throws {
+        try await withServer(limits: ServerLimits(idleTimeout: .milliseconds(200)), silent) { _, address in
+            let frames = try await TestClient.exchange(address, ByteBuffer(hex: Golden.haproxyHello), frames: 3)
+            XCTAssertEqual(frames.map(\.header.type), [.agentHello, .agentDisconnect])
+            XCTAssertEqual(try status(of: frames), .timeout)
+            XCTAssertTrue(try Disconnect(frames[1]).message.contains("idle"))
+        }
+    }
+
+    /// A peer that sends NOTIFYs but never reads its ACKs: the agent stops taking
+    /// NOTIFYs in (bounded memory), and catches up once the peer reads.
+    func testSlowReaderGetsBackpressureNotUnboundedBuffering() async throws {
+        let handled = NIOLockedValueBox(0)
+        let worker: @Sendable () -> any SpoaWorker = {
+            ClosureWorker { _, _, ack in
+                handled.withLockedValue { $0 += 1 }
+                try? ack.setVar(.transaction, "pad", .string(String(repeating: "x", count: 4000)))
+            }
+        }
+        let total = 20_000
+        try await withServer(workers: 1, limits: ServerLimits(maxPendingOutput: 64 * 1024), worker) { _, address in
+            var bytes = ByteBuffer(hex: Golden.haproxyHello)
+            for id in 0..<UInt64(total) {
+                NotifyFrame.write(streamID: id, frameID: 1, messages: [("m", [])], to: &bytes)
+            }
+            let client = try await TestClient.connect(address)
+            try await client.channel.executeThenClose { inbound, outbound in
+                try await outbound.write(bytes)
+                // Not reading: the agent must stall far below `total` (4 KB ACKs; kernel buffers hold a few MB).
+                var previous = -1
+                while handled.withLockedValue({ $0 }) != previous {
+                    previous = handled.withLockedValue { $0 }
+                    try await Task.sleep(nanoseconds: 300_000_000)
+                }
+                XCTAssertLessThan(previous, total / 2, "the agent kept reading while its ACKs piled up")
+                // Reading resumes the flow: every NOTIFY gets its ACK.
+                var reader = FrameReader()
+                var acks = 0
+                for try await chunk in inbound {
+                    reader.append(chunk)
+                    while let frame = try reader.next(maxFrameSize: 1 << 20) {
+                        if frame.header.type == .ack { acks += 1 }
+                    }
+                    if acks == total { break }
+                }
+                XCTAssertEqual(acks, total)
+            }
+        }
+    }
+
+    func testDrainSaysGoodbyeWithStatus0() async throws {
+        let server = try SpopServer(
+            configuration: .init(host: "127.0.0.1", port: 0, workers: 1, limits: ServerLimits(drainTimeout: .seconds(5))),
+            logger: Logger(label: "test"), makeWorker: { _ in ClosureWorker { _, _, _ in } }
+        )
+        let listener = try await server.bind()
+        let client = try await TestClient.connect(listener.localAddress!)
+        try await client.channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(hex: Golden.haproxyHello))
+            var reader = FrameReader()
+            var frames: [RawFrame] = []
+            var iterator = inbound.makeAsyncIterator()
+            while frames.isEmpty, let chunk = try await iterator.next() {
+                reader.append(chunk)
+                while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
+            }
+            // What SIGTERM does: stop accepting, then drain.
+            try await listener.close()
+            async let drained: Void = server.drainAndShutdown()
+            while let chunk = try await iterator.next() {
+                reader.append(chunk)
+                while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
+            }
+            try await drained
+            XCTAssertEqual(frames.map(\.header.type), [.agentHello, .agentDisconnect])
+            XCTAssertEqual(try Disconnect(frames[1]), Disconnect(status: .normal, message: "agent is shutting down"))
+            XCTAssertEqual(server.connectionCount, 0)
+        }
+    }
+
+    func testUnixSocketWithMode() async throws {
+        let path = "/tmp/luaspoa-test-\(getpid()).sock"
+        try await withServer(address: .unix(path: path, mode: 0o660), silent) { _, address in
+            var info = stat()
+            XCTAssertEqual(stat(path, &info), 0)
+            XCTAssertEqual(info.st_mode & 0o777, 0o660)
+            let frames = try await TestClient.exchange(address, ByteBuffer(hex: Golden.healthCheckHello), frames: 1)
+            XCTAssertEqual(frames.first?.header.type, .agentHello)
+        }
+    }
+}

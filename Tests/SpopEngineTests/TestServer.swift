@@ -1,0 +1,55 @@
+import Logging
+import NIOCore
+import NIOPosix
+import XCTest
+@testable import SpopEngine
+
+/// Runs `body` against a real SpopServer on a loopback port (or a Unix socket).
+func withServer(
+    address: SpopListenAddress = .tcp(host: "127.0.0.1", port: 0), workers: Int = 2, limits: ServerLimits = .init(),
+    _ worker: @escaping @Sendable () -> any SpoaWorker,
+    _ body: (SpopServer, SocketAddress) async throws -> Void
+) async throws {
+    let server = try SpopServer(
+        configuration: .init(address: address, workers: workers, limits: limits), logger: Logger(label: "test"),
+        makeWorker: { _ in worker() }
+    )
+    let channel = try await server.bind()
+    do {
+        try await body(server, channel.localAddress!)
+    } catch {
+        try? await channel.close()
+        try await server.shutdown()
+        throw error
+    }
+    try await channel.close()
+    try await server.shutdown()
+}
+
+/// A raw SPOP peer playing HAProxy's side.
+struct TestClient {
+    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    static func connect(_ address: SocketAddress) async throws -> TestClient {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(to: address) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        return TestClient(channel: channel)
+    }
+
+    /// Sends `bytes`, then reads until the agent closes or `frames` frames arrived.
+    static func exchange(_ address: SocketAddress, _ bytes: ByteBuffer, frames expected: Int) async throws -> [RawFrame] {
+        try await connect(address).channel.executeThenClose { inbound, outbound in
+            if bytes.readableBytes > 0 { try await outbound.write(bytes) }
+            var reader = FrameReader()
+            var frames: [RawFrame] = []
+            for try await chunk in inbound {
+                reader.append(chunk)
+                while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
+                if frames.count >= expected { break }
+            }
+            return frames
+        }
+    }
+}
