@@ -254,6 +254,15 @@ luaspoa_dict *luaspoa_dict_find(const char *name, size_t len) {
 const char *luaspoa_dict_name(const luaspoa_dict *d) { return d->name; }
 int64_t luaspoa_dict_capacity(const luaspoa_dict *d) { return d->max_items; }
 
+/* The i-th declared dict, or NULL past the end (metrics walk them; dicts live
+ * as long as the process). */
+luaspoa_dict *luaspoa_dict_at(size_t i) {
+    pthread_mutex_lock(&registry_lock);
+    luaspoa_dict *d = i < registry_len ? registry[i] : NULL;
+    pthread_mutex_unlock(&registry_lock);
+    return d;
+}
+
 /* ---- operations ---------------------------------------------------------- */
 
 /* Locks the key's shard and finds its slot; *live is the entry if present and

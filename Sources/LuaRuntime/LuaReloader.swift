@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import SpopEngine
 
@@ -13,6 +14,8 @@ public actor LuaReloader {
     private let logger: Logger
     /// Successful reloads so far (`spoa.generation` of the running states).
     public private(set) var generation = 0
+    private let reloadsOK = Counter(label: "luaspoa_reloads_total", dimensions: [("result", "ok")])
+    private let reloadsFailed = Counter(label: "luaspoa_reloads_total", dimensions: [("result", "failed")])
 
     public init(configuration: LuaConfiguration, server: SpopServer, background: BackgroundTasks?, logger: Logger) {
         self.configuration = configuration
@@ -39,6 +42,7 @@ public actor LuaReloader {
             }
         } catch {
             logger.error("reload failed, generation \(generation) keeps serving: \(error)")
+            reloadsFailed.increment()
             return false
         }
         do {
@@ -54,6 +58,7 @@ public actor LuaReloader {
         background = newBackground
         newBackground.start()
         generation = next
+        reloadsOK.increment()
         logger.notice("reloaded \(configuration.scriptPath): generation \(next) serving on \(prepared.count) workers")
         return true
     }

@@ -23,9 +23,13 @@ public final class LuaWorker: SpoaWorker {
     public private(set) var generation = 0
 
     private(set) var state: LuaState
+    /// Per-message metrics; nil (no clock read) unless metrics are exported.
+    public var metrics: MessageMetrics?
     /// The last handler error ("file:line: message" and traceback), for tools.
     public private(set) var lastError: String?
-    private var logger: Logger
+    private(set) var logger: Logger
+    /// `--log-level debug` or finer: one line per message with its arguments and actions.
+    private let tracing: Bool
     private var errorLogs = ErrorLogLimiter()
     private let arguments: UnsafeMutablePointer<spoa_arg>
     private let errorBuffer: UnsafeMutablePointer<CChar>
@@ -49,6 +53,7 @@ public final class LuaWorker: SpoaWorker {
         let logger = Self.workerLogger(logger, configuration: configuration, workerIndex: workerIndex)
         self.workerIndex = workerIndex
         self.logger = logger
+        self.tracing = logger.logLevel <= .debug
         self.state = try LuaState(configuration: configuration, workerIndex: workerIndex, generation: 0, logger: logger)
         self.arguments = .allocate(capacity: 256)  // NB-ARGS is one byte
         self.errorBuffer = .allocate(capacity: LuaState.errorCapacity)
@@ -122,7 +127,9 @@ public final class LuaWorker: SpoaWorker {
             // alive and nobody mutates while the frame is handled.
             withExtendedLifetime(notify) {
                 for message in notify.messages {
+                    let mark = tracing ? ackPointer.pointee.mark : 0
                     dispatch(message)
+                    if tracing { trace(message, notify: notify, actions: ackPointer.pointee.actions(since: mark)) }
                 }
             }
         }
@@ -136,11 +143,13 @@ public final class LuaWorker: SpoaWorker {
         }
         state.bridge.currentMessage = message.name
         errorBuffer[0] = 0
+        let started = metrics == nil ? 0 : MessageMetrics.now()
         let status = message.name.withUnsafeReadableBytes { name in
             luaspoa_dispatch(
                 state.L, state.ctx, name.baseAddress?.assumingMemoryBound(to: CChar.self), name.count,
                 arguments, Int32(count), errorBuffer, LuaState.errorCapacity)
         }
+        metrics?.record(message.name, status: status, startedAt: started)
         switch Int(status) {
         case LUASPOA_ERROR, LUASPOA_TIMEOUT:
             handlerErrors += 1

@@ -23,18 +23,13 @@ struct EvalCommand: ParsableCommand {
     @Argument(help: "The Lua agent script.")
     var script: String
 
-    @Option(help: "The SPOE message name.")
-    var message: String
-
-    @Option(name: .customLong("arg"), parsing: .unconditionalSingleValue, help: ArgumentHelp(
-        "An argument, name=type:value (repeatable, sent in order).", valueName: "name=type:value"))
-    var arguments: [String] = []
+    @OptionGroup var message: MessageOptions
 
     @OptionGroup(title: "Lua limits and failures")
     var lua: LuaOptions
 
     func run() throws {
-        let arguments = try arguments.map(NotifyArgument.parse)
+        let messages = try message.parsed()
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let worker: LuaWorker
         do {
@@ -43,9 +38,9 @@ struct EvalCommand: ParsableCommand {
         } catch {
             throw ScriptError(message: "\(error)")
         }
-        let trip = try worker.roundTrip([(message, arguments.map { (name: $0.name, value: $0.value) })])
+        let trip = try worker.roundTrip(messages)
         if worker.unhandledMessages > 0 {
-            FileHandle.standardError.write(Data("no handler registered for message '\(message)'\n".utf8))
+            FileHandle.standardError.write(Data("no handler registered for message '\(message.message)'\n".utf8))
         }
         for action in trip.actions { print(action) }
         if trip.error != nil { throw ExitCode.failure }

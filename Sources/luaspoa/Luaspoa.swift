@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Luaspoa: AsyncParsableCommand {
@@ -14,13 +15,28 @@ struct Luaspoa: AsyncParsableCommand {
               luaspoa check agent.lua
               luaspoa eval agent.lua --message check-client-ip --arg ip=ipv4:192.0.2.10
               luaspoa test agent.lua agent_spec.lua
+              luaspoa send --to 127.0.0.1:12345 --message check-client-ip --arg ip=ipv4:192.0.2.10
+              luaspoa --config /etc/luaspoa/luaspoa.yaml
+              LUASPOA_WORKERS=4 luaspoa --script agent.lua --metrics 127.0.0.1:9100 --log-format json
               luaspoa bench --connect 127.0.0.1:12345 --connections 4 --in-flight 64 --expect sess.ip_score
             """,
         version: "0.1.0",
         subcommands: [
             ServeCommand.self, ReloadCommand.self, CheckCommand.self, EvalCommand.self, TestCommand.self,
-            BenchCommand.self,
+            BenchCommand.self, SendCommand.self,
         ],
         defaultSubcommand: ServeCommand.self
     )
+
+    /// Adds the serve options from `--config FILE` and `LUASPOA_*` before parsing.
+    static func main() async {
+        let arguments: [String]
+        do {
+            arguments = try ConfigurationSources().effectiveArguments(
+                Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment)
+        } catch {
+            exit(withError: error)
+        }
+        await main(arguments)
+    }
 }

@@ -28,6 +28,20 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "Log lines as text or json (one object per line).")
+    var logFormat: LogFormat = .text
+
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics and /health (off by default).",
+                               valueName: "host:port"))
+    var metrics: ListenAddress?
+
+    @Option(help: ArgumentHelp("YAML file of defaults for these options (flag > LUASPOA_* environment > file).",
+                               valueName: "file"))
+    var config: String?
+
+    @Flag(help: "Announce the async capability (HAProxy 2.6-3.0; see the README before enabling).")
+    var async = false
+
     @Option(help: "The SPOE agent's \"option var-prefix\": variable names are then checked against HAProxy's 63-byte limit.")
     var varPrefix: String?
 
@@ -58,12 +72,8 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        logFormat.bootstrap(level: logLevel)
+        let registry = metrics.map { _ in MetricsBootstrap.start() }
         let logger = Logger(label: "luaspoa")
         let lua = lua.configuration(script: script, workers: workers, varPrefix: varPrefix)
         // The background state (spoa.worker 0) loads first: a script that cannot
@@ -78,18 +88,26 @@ struct ServeCommand: AsyncParsableCommand {
 
         let configuration = SpopServer.Configuration(
             address: server.address(listen), workers: workers,
-            capabilities: AgentCapabilities(maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation),
+            capabilities: AgentCapabilities(maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation, async: async),
             limits: server.limits
         )
+        let withMetrics = registry != nil
         let server = try SpopServer(configuration: configuration, logger: logger) { index in
-            try LuaWorker(configuration: lua, workerIndex: index + 1, logger: logger)
+            let worker = try LuaWorker(configuration: lua, workerIndex: index + 1, logger: logger)
+            if withMetrics { worker.metrics = MessageMetrics() }
+            return worker
         }
         let reloader = LuaReloader(configuration: lua, server: server, background: background, logger: logger)
         let reloads = await ReloadService(reloader: reloader)
         let pidFile = try pidFile.map(PIDFile.init(creating:))
         defer { pidFile?.remove() }
+        var services: [any Service] = [server, reloads]
+        if let registry, let metrics {
+            services.append(MetricsEndpoint(address: metrics, registry: registry,
+                                            beforeScrape: MetricsBootstrap.refreshSharedDicts, logger: logger))
+        }
         let group = ServiceGroup(
-            services: [server, reloads],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger
         )
         let secondSignal = Task { await Self.exitOnSecondSignal(logger: logger) }

@@ -68,6 +68,7 @@ luaspoa_dict *luaspoa_dict_declare(const char *name, size_t len, int64_t max_ite
                                    int64_t *existing_max);
 luaspoa_dict *luaspoa_dict_find(const char *name, size_t len);
 const char *luaspoa_dict_name(const luaspoa_dict *d);
+luaspoa_dict *luaspoa_dict_at(size_t i);
 int64_t luaspoa_dict_capacity(const luaspoa_dict *d);
 
 /* get: LUASPOA_SD_OK or NOT_FOUND. With allow_stale, expired items not yet

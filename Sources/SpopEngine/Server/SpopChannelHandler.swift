@@ -14,22 +14,25 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private var connection = SpoaConnectionInfo()
     /// ACKs written during one read burst, written and flushed together.
     private var acks = AckBatch()
+    private var metrics: ConnectionMetrics
 
     private let limits: ServerLimits
     private var timer: Scheduled<Void>?
     private var readHeld = false
 
-    init(capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger) {
+    init(capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger, metrics: ServerMetrics) {
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
         self.limits = limits
         self.worker = worker
         self.logger = logger
+        self.metrics = ConnectionMetrics(metrics)
     }
 
     func channelActive(context: ChannelHandlerContext) {
         connection.remoteAddress = context.remoteAddress?.description
         logger[metadataKey: "peer"] = "\(connection.remoteAddress ?? "?")"
         logger.debug("connection opened")
+        metrics.opened()
         arm(limits.helloTimeout, context: context) {
             LimitCounters.helloTimeout.increment()
             return "no HAPROXY-HELLO within \($0)"
@@ -43,15 +46,18 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         frames.append(unwrapInboundIn(data))
         do {
             while !stateMachine.isClosed, let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) {
+                metrics.received(frame.header.type)
                 execute(stateMachine.frameReceived(frame), context: context)
             }
         } catch {
             execute(stateMachine.decodingFailed(error), context: context)
         }
+        metrics.readDone()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if writeOutgoing(context: context) { context.flush() }
+        metrics.flush()
         context.fireChannelReadComplete()
     }
 
@@ -89,13 +95,15 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
-        if !stateMachine.isClosed { logger.debug("connection closed by peer") }
+        if !stateMachine.isClosed { logger.info("connection closed by peer") }
         stateMachine.closed()
+        metrics.closed()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error: \(error)")
+        metrics.closing(.ioError)
         stateMachine.closed()
         context.close(promise: nil)
     }
@@ -105,19 +113,22 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         case .sendHello(let hello, let closeAfterWrite):
             var buffer = context.channel.allocator.buffer(capacity: 64)
             hello.write(to: &buffer)
+            metrics.sent(.agentHello)
             if closeAfterWrite {
                 logger.debug("health check answered")
+                metrics.closing(.healthCheck)
                 context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
             } else {
                 connection.engineID = stateMachine.engineID
                 if let engineID = connection.engineID { logger[metadataKey: "engine-id"] = "\(engineID)" }
-                logger.debug("handshake done", metadata: ["max-frame-size": "\(hello.maxFrameSize)"])
+                logger.info("connection established", metadata: ["max-frame-size": "\(hello.maxFrameSize)"])
                 armIdleTimer(context: context)
                 context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             }
 
         case .processNotify(let notify):
             let (worker, connection) = (worker, connection)
+            metrics.sent(.ack)
             acks.append(
                 streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: stateMachine.maxFrameSize,
                 allocator: context.channel.allocator
@@ -128,12 +139,13 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         case .disconnect(let reply, let peer):
             timer?.cancel()
             if let peer {
-                logger.debug("HAProxy disconnects: status \(peer.status): \(peer.message)")
+                logger.info("HAProxy disconnects: status \(peer.status): \(peer.message)")
             } else if reply.status == .normal {
                 logger.debug("disconnecting: \(reply.message)")
             } else {
                 logger.warning("disconnecting with status \(reply.status): \(reply.message)")
             }
+            metrics.disconnectSent(reply.status, answeringPeer: peer != nil)
             var buffer = context.channel.allocator.buffer(capacity: 64)
             reply.write(to: &buffer)
             _ = writeOutgoing(context: context)

@@ -44,6 +44,8 @@ public final class SpopServer: Service, Sendable {
     private let acceptor: MultiThreadedEventLoopGroup
     private let workers: [NIOLoopBound<any SpoaWorker>]
     private let connections: ConnectionRegistry
+    /// Made here, after `MetricsSystem.bootstrap`, once for all connections.
+    private let metrics = ServerMetrics()
 
     /// Builds one worker per thread, on that thread; a failing factory fails the init.
     public init(
@@ -88,6 +90,7 @@ public final class SpopServer: Service, Sendable {
         let workers = workers
         let connections = connections
         let bootstrap = ServerBootstrap(group: acceptor, childGroup: group)
+        let metrics = metrics
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -106,7 +109,7 @@ public final class SpopServer: Service, Sendable {
                         throw ChannelError.ioOnClosedChannel
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger)
+                        SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger, metrics: metrics)
                     )
                 }
             }

@@ -8,21 +8,26 @@ public struct AgentCapabilities: Hashable, Sendable {
     public var fragmentation: Bool
     /// Bound on a reassembled NOTIFY payload; a larger one is refused with status 3.
     public var maxReassembledSize: Int
+    /// ACKs may leave on any connection of the same engine-id (HAProxy 2.6 to 3.0;
+    /// off by default). This agent still answers on the NOTIFY's own connection,
+    /// which async allows; see the README.
+    public var async: Bool
 
     public static let defaultMaxFrameSize = 16380
 
     public init(
         maxFrameSize: Int = Self.defaultMaxFrameSize, pipelining: Bool = true, fragmentation: Bool = true,
-        maxReassembledSize: Int = 1 << 20
+        maxReassembledSize: Int = 1 << 20, async: Bool = false
     ) {
+        self.async = async
         self.maxFrameSize = maxFrameSize
         self.pipelining = pipelining
         self.fragmentation = fragmentation
         self.maxReassembledSize = maxReassembledSize
     }
 
-    /// The capability tokens of AGENT-HELLO. `async` is never offered (HAProxy 3.1+ dropped it).
+    /// The capability tokens of AGENT-HELLO. `async` only on request (HAProxy 3.1+ dropped it).
     var announced: [String] {
-        (pipelining ? ["pipelining"] : []) + (fragmentation ? ["fragmentation"] : [])
+        (pipelining ? ["pipelining"] : []) + (fragmentation ? ["fragmentation"] : []) + (async ? ["async"] : [])
     }
 }

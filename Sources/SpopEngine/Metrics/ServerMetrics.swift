@@ -1,0 +1,160 @@
+import CoreMetrics
+
+/// The engine's metric objects, made once per server from whatever `MetricsSystem`
+/// was bootstrapped (nothing is exported unless `--metrics` is on).
+///
+/// Handlers never create metrics: they count into a `ConnectionMetrics` and flush
+/// once per read burst, so the cost per frame is an integer increment.
+public final class ServerMetrics: Sendable {
+    let connectionsOpen = Meter(label: "luaspoa_connections_open")
+    let connectionsTotal = Counter(label: "luaspoa_connections_total")
+    let framesInFlight = Meter(label: "luaspoa_frames_in_flight")
+    let closedByReason: [CloseReason: Counter]
+    let received: [Counter]  // indexed by FrameKind.rawValue
+    let sent: [Counter?]  // agent frame types only
+    /// AGENT-DISCONNECT frames sent, by status code (0...13, then "other").
+    let disconnectsSent: [Counter]
+
+    public init() {
+        closedByReason = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
+            ($0, Counter(label: "luaspoa_connections_closed_total", dimensions: [("reason", $0.rawValue)]))
+        })
+        received = FrameKind.allCases.map { Counter(label: "luaspoa_frames_received_total", dimensions: [("type", $0.label)]) }
+        sent = FrameKind.allCases.map { kind in
+            [.agentHello, .agentDisconnect, .ack].contains(kind)
+                ? Counter(label: "luaspoa_frames_sent_total", dimensions: [("type", kind.label)]) : nil
+        }
+        disconnectsSent = (0...Self.lastKnownStatus + 1).map {
+            Counter(label: "luaspoa_agent_disconnects_total",
+                    dimensions: [("status", $0 > Self.lastKnownStatus ? "other" : "\($0)")])
+        }
+    }
+
+    static let lastKnownStatus = 13
+
+    /// Why a connection ended (the `reason` label).
+    public enum CloseReason: String, CaseIterable, Sendable {
+        case peerClosed = "peer_closed"
+        case haproxyDisconnect = "haproxy_disconnect"
+        case protocolError = "protocol_error"
+        case healthCheck = "health_check"
+        case ioError = "io_error"
+        /// The agent closed an idle or silent connection (status 2).
+        case timeout
+        /// The agent stopped or drained (status 0 without HAProxy asking).
+        case drain
+
+        /// The reason of an AGENT-DISCONNECT with `status`, sent on the agent's own
+        /// initiative or in answer to HAProxy's DISCONNECT.
+        init(agentDisconnect status: SpopStatus, answeringPeer: Bool) {
+            if answeringPeer { self = .haproxyDisconnect }
+            else if status == .normal { self = .drain }
+            else if status == .timeout { self = .timeout }
+            else { self = .protocolError }
+        }
+    }
+
+    /// Frame types as metric labels; unknown codes share one.
+    enum FrameKind: Int, CaseIterable {
+        case haproxyHello, haproxyDisconnect, notify, unset, agentHello, agentDisconnect, ack, unknown
+
+        init(_ type: FrameType?) {
+            switch type {
+            case .haproxyHello: self = .haproxyHello
+            case .haproxyDisconnect: self = .haproxyDisconnect
+            case .notify: self = .notify
+            case .unset: self = .unset
+            case .agentHello: self = .agentHello
+            case .agentDisconnect: self = .agentDisconnect
+            case .ack: self = .ack
+            case nil: self = .unknown
+            }
+        }
+
+        var label: String {
+            switch self {
+            case .haproxyHello: "haproxy-hello"
+            case .haproxyDisconnect: "haproxy-disconnect"
+            case .notify: "notify"
+            case .unset: "unset"
+            case .agentHello: "agent-hello"
+            case .agentDisconnect: "agent-disconnect"
+            case .ack: "ack"
+            case .unknown: "unknown"
+            }
+        }
+    }
+}
+
+/// One connection's counts between two flushes, and why it closed.
+struct ConnectionMetrics {
+    private let shared: ServerMetrics
+    private var received = [Int](repeating: 0, count: ServerMetrics.FrameKind.allCases.count)
+    private var sent = [Int](repeating: 0, count: ServerMetrics.FrameKind.allCases.count)
+    /// NOTIFY/UNSET frames decoded in this burst: counted as in flight from the end
+    /// of their read until the burst's ACKs are written.
+    private var unreported = 0, inFlight = 0
+    private var dirty = false
+    private var closeReason: ServerMetrics.CloseReason?
+
+    init(_ shared: ServerMetrics) { self.shared = shared }
+
+    func opened() {
+        shared.connectionsOpen.increment()
+        shared.connectionsTotal.increment()
+    }
+
+    mutating func received(_ type: FrameType?) {
+        received[ServerMetrics.FrameKind(type).rawValue] += 1
+        if type == .notify || type == .unset { unreported += 1 }
+        dirty = true
+    }
+
+    /// End of one read: its frames are now in flight.
+    mutating func readDone() {
+        guard unreported > 0 else { return }
+        shared.framesInFlight.increment(by: Double(unreported))
+        inFlight += unreported
+        unreported = 0
+    }
+
+    mutating func sent(_ type: FrameType) {
+        sent[ServerMetrics.FrameKind(type).rawValue] += 1
+        dirty = true
+    }
+
+    mutating func disconnectSent(_ status: SpopStatus, answeringPeer: Bool) {
+        sent(.agentDisconnect)
+        shared.disconnectsSent[min(Int(status.rawValue), ServerMetrics.lastKnownStatus + 1)].increment()
+        closeReason = closeReason ?? ServerMetrics.CloseReason(agentDisconnect: status, answeringPeer: answeringPeer)
+    }
+
+    mutating func closing(_ reason: ServerMetrics.CloseReason) {
+        closeReason = closeReason ?? reason
+    }
+
+    /// Hands the burst's counts to the shared counters (once per read burst).
+    mutating func flush() {
+        guard dirty else { return }
+        dirty = false
+        readDone()
+        if inFlight > 0 {
+            shared.framesInFlight.decrement(by: Double(inFlight))
+            inFlight = 0
+        }
+        for index in received.indices where received[index] > 0 {
+            shared.received[index].increment(by: Int64(received[index]))
+            received[index] = 0
+        }
+        for index in sent.indices where sent[index] > 0 {
+            shared.sent[index]?.increment(by: Int64(sent[index]))
+            sent[index] = 0
+        }
+    }
+
+    mutating func closed() {
+        flush()
+        shared.connectionsOpen.decrement()
+        shared.closedByReason[closeReason ?? .peerClosed]?.increment()
+    }
+}

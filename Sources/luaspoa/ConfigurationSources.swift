@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import Yams
+
+/// Settings of `luaspoa serve` from a YAML file (`--config FILE`) and `LUASPOA_*`
+/// environment variables, turned into command-line arguments placed before the
+/// real ones. Precedence: flag > environment > file > built-in default.
+///
+/// Keys are the long option names (`listen`, `lua-timeout`, or `lua_timeout`);
+/// `LUASPOA_LUA_TIMEOUT` sets `--lua-timeout`. A boolean sets `--x` / `--no-x`.
+struct ConfigurationSources {
+    /// Long option names `serve` accepts (taken from its own help, so never out of date).
+    let known: Set<String>
+
+    init(known: Set<String> = ConfigurationSources.serveOptions()) { self.known = known }
+
+    static func serveOptions() -> Set<String> {
+        let help = ServeCommand.helpMessage(includeHidden: true, columns: 10_000)
+        let pattern = /--([a-z][a-z0-9-]*)/
+        return Set(help.matches(of: pattern).map { String($0.output.1) })
+    }
+
+    static let environmentPrefix = "LUASPOA_"
+    static let configKey = "config"
+
+    /// The arguments to parse: `arguments` unchanged unless they run `serve`
+    /// (explicitly or as the default subcommand).
+    func effectiveArguments(_ arguments: [String], environment: [String: String],
+                            readFile: (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) }) throws -> [String] {
+        guard Self.runsServe(arguments) else { return arguments }
+        let explicit = Set(arguments.compactMap(optionName))
+        var layered: [(key: String, values: [String])] = []
+        if let path = Self.value(of: "--config", in: arguments) ?? environment[Self.environmentPrefix + "CONFIG"] {
+            let text: String
+            do { text = try readFile(path) } catch { throw ValidationError("--config \(path): cannot read: \(error.localizedDescription)") }
+            layered += try fileSettings(text, path: path)
+        }
+        layered += try environmentSettings(environment)
+        // Later entries win per key; an explicit flag (either polarity) beats both.
+        var byKey: [String: [String]] = [:]
+        var order: [String] = []
+        for (key, values) in layered {
+            if byKey[key] == nil { order.append(key) }
+            byKey[key] = values
+        }
+        let defaults = order.filter { !explicit.contains($0) }.flatMap { byKey[$0]! }
+        let insertAt = arguments.first == "serve" ? 1 : 0
+        return Array(arguments[..<insertAt]) + defaults + Array(arguments[insertAt...])
+    }
+
+    static func runsServe(_ arguments: [String]) -> Bool {
+        guard let first = arguments.first else { return true }
+        if first == "serve" { return true }
+        return first.hasPrefix("-") && !["-h", "--help", "--version", "--experimental-dump-help"].contains(first)
+    }
+
+    func fileSettings(_ text: String, path: String) throws -> [(key: String, values: [String])] {
+        let document: Any?
+        do { document = try Yams.load(yaml: text) } catch { throw ValidationError("\(path): not valid YAML: \(error)") }
+        guard let document else { return [] }
+        guard let mapping = document as? [String: Any] else {
+            throw ValidationError("\(path): expected a mapping of option names to values (e.g. \"listen: 0.0.0.0:12345\")")
+        }
+        return try mapping.keys.sorted().map { rawKey in
+            try setting(rawKey, mapping[rawKey]!, source: "\(path): \(rawKey)")
+        }
+    }
+
+    func environmentSettings(_ environment: [String: String]) throws -> [(key: String, values: [String])] {
+        try environment.keys.sorted().compactMap { name in
+            guard name.hasPrefix(Self.environmentPrefix), name != Self.environmentPrefix + "CONFIG" else { return nil }
+            let key = name.dropFirst(Self.environmentPrefix.count).lowercased()
+            let value = environment[name]!
+            let typed: Any = ["true", "false"].contains(value.lowercased()) ? (value.lowercased() == "true") : value
+            return try setting(key, typed, source: name)
+        }
+    }
+
+    /// One key's arguments; the key is normalised to its option name.
+    private func setting(_ rawKey: String, _ value: Any, source: String) throws -> (key: String, values: [String]) {
+        let key = rawKey.replacingOccurrences(of: "_", with: "-").lowercased()
+        guard known.contains(key), key != Self.configKey, !["help", "version"].contains(key) else {
+            throw ValidationError("\(source): no option --\(key) (known: \(known.filter { !$0.hasPrefix("no-") }.sorted().joined(separator: ", ")))")
+        }
+        switch value {
+        case let flag as Bool:
+            if flag { return (key, ["--\(key)"]) }
+            guard known.contains("no-\(key)") else { return (key, []) }
+            return (key, ["--no-\(key)"])
+        case let list as [Any]:
+            return (key, try list.flatMap { ["--\(key)", try scalar($0, source: source)] })
+        default:
+            return (key, ["--\(key)", try scalar(value, source: source)])
+        }
+    }
+
+    private func scalar(_ value: Any, source: String) throws -> String {
+        switch value {
+        case let text as String: return text
+        case let number as Int: return "\(number)"
+        case let number as Double: return "\(number)"
+        default: throw ValidationError("\(source): expected a string, number or boolean")
+        }
+    }
+
+    /// The option an argument names: "--lua-timeout=5" and "--no-pipelining" give "lua-timeout" and "pipelining".
+    private func optionName(_ argument: String) -> String? {
+        guard argument.hasPrefix("--") else { return nil }
+        var name = String(argument.dropFirst(2).prefix { $0 != "=" })
+        if name.hasPrefix("no-"), known.contains(String(name.dropFirst(3))) { name = String(name.dropFirst(3)) }
+        return name
+    }
+
+    private static func value(of option: String, in arguments: [String]) -> String? {
+        for (index, argument) in arguments.enumerated() {
+            if argument == option, index + 1 < arguments.count { return arguments[index + 1] }
+            if argument.hasPrefix(option + "=") { return String(argument.dropFirst(option.count + 1)) }
+        }
+        return nil
+    }
+}

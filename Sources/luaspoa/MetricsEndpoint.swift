@@ -1,0 +1,88 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// `--metrics HOST:PORT`: Prometheus text at `/metrics`, `ok` at `/health`, over
+/// plain NIO HTTP/1.1 on its own thread (scrapes never run on a worker's loop).
+struct MetricsEndpoint: Service {
+    let address: ListenAddress
+    let registry: PrometheusCollectorRegistry
+    /// Refreshes gauges that are read rather than counted (shared dict sizes).
+    let beforeScrape: @Sendable () -> Void
+    let logger: Logger
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let (registry, beforeScrape) = (registry, beforeScrape)
+        do {
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.pipeline.configureHTTPServerPipeline().flatMap {
+                        channel.pipeline.addHandler(MetricsHTTPHandler(registry: registry, beforeScrape: beforeScrape))
+                    }
+                }
+                .bind(host: address.host, port: address.port).get()
+            logger.info("metrics on http://\(address.host):\(channel.localAddress?.port ?? address.port)/metrics")
+            try await withGracefulShutdownHandler {
+                try await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                channel.close(promise: nil)
+            }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try await group.shutdownGracefully()
+    }
+}
+
+/// Answers one request per message: GET /metrics, GET /health, else 404 (405 for other methods).
+final class MetricsHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let registry: PrometheusCollectorRegistry
+    private let beforeScrape: @Sendable () -> Void
+    private var request: HTTPRequestHead?
+
+    init(registry: PrometheusCollectorRegistry, beforeScrape: @escaping @Sendable () -> Void) {
+        self.registry = registry
+        self.beforeScrape = beforeScrape
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): request = head
+        case .body: break
+        case .end:
+            guard let head = request else { return }
+            request = nil
+            let (status, type, body) = answer(head)
+            var headers = HTTPHeaders([("Content-Type", type), ("Content-Length", "\(body.utf8.count)")])
+            if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+            let keepAlive = head.isKeepAlive
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                if !keepAlive { context.close(promise: nil) }
+            }
+        }
+    }
+
+    private func answer(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String, String) {
+        guard head.method == .GET || head.method == .HEAD else { return (.methodNotAllowed, "text/plain", "GET only\n") }
+        switch head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri {
+        case "/metrics":
+            beforeScrape()
+            return (.ok, "text/plain; version=0.0.4; charset=utf-8", registry.emitToString())
+        case "/health", "/healthz":
+            return (.ok, "text/plain", "ok\n")
+        default:
+            return (.notFound, "text/plain", "not found: try /metrics or /health\n")
+        }
+    }
+}
