@@ -314,7 +314,8 @@ final class ManagedProcess {
     let process = Process()
     let logURL: URL
 
-    init(name: String, executable: String, arguments: [String], logDir: URL, cwd: URL? = nil) throws {
+    init(name: String, executable: String, arguments: [String], logDir: URL, cwd: URL? = nil,
+         environment: [String: String]? = nil) throws {
         self.name = name
         logURL = logDir.appendingPathComponent("\(name).log")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
@@ -325,6 +326,7 @@ final class ManagedProcess {
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
         if let cwd { process.currentDirectoryURL = cwd }
+        if let environment { process.environment = environment }
         try process.run()
     }
 

@@ -1,0 +1,157 @@
+// What an operator relies on: the metrics endpoint after real traffic, JSON log
+// lines, configuration file and environment precedence, `luaspoa send`, --async.
+
+import Foundation
+import XCTest
+
+final class OperationsTests: E2ETestCase {
+
+    static let script = """
+        local seen = spoa.shared.declare("seen", { max_items = 1000 })
+        spoa.register_message("ok", function(txn, msg)
+          seen:set(tostring(msg.args.n), true)
+          txn:set_var("txn.n", msg.args.n)
+        end)
+        spoa.register_message("fail", function(txn) error("broken on purpose") end)
+        """
+
+    func okMessage(_ n: Int) -> SpopMessage { SpopMessage(name: "ok", args: [("n", .int32(Int64(n)))]) }
+
+    /// Prometheus text as [series: value], e.g. `luaspoa_messages_total{message="ok"}`.
+    func scrape(_ port: UInt16) throws -> [String: Double] {
+        let response = try httpGet(port: port, "/metrics")
+        XCTAssertEqual(response.status, 200)
+        var series: [String: Double] = [:]
+        for line in String(decoding: response.body, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            series[String(line[..<space])] = value
+        }
+        return series
+    }
+
+    func testMetricsEndpointCountsTrafficErrorsDisconnectsAndDicts() throws {
+        let metricsPort = try freePort()
+        let (agent, port) = try startAgent(script: Self.script, extraArgs: ["--metrics", "127.0.0.1:\(metricsPort)", "--workers", "2"])
+        XCTAssertTrue(waitForPort(metricsPort, timeout: 20, while: { agent.isRunning }), agent.logTail())
+
+        // 12 good messages (4 frames of 3 in flight) and 2 failing ones on one connection.
+        let c = try TCPConn(port: port)
+        _ = try c.handshake()
+        var acks = 0
+        for frame in 0..<4 {
+            for i in 0..<3 { XCTAssertTrue(c.send(notifyFrame(streamID: UInt64(frame * 3 + i), frameID: 1, [okMessage(frame * 3 + i)]))) }
+            for _ in 0..<3 { if try c.expectFrame(timeout: 10, "ACK").type == SpopType.ack.rawValue { acks += 1 } }
+        }
+        for i in 0..<2 {
+            c.send(notifyFrame(streamID: UInt64(100 + i), frameID: 1, [SpopMessage(name: "fail", args: [])]))
+            if try c.expectFrame(timeout: 10, "ACK").type == SpopType.ack.rawValue { acks += 1 }
+        }
+        XCTAssertEqual(acks, 14)
+        c.send(haproxyDisconnect(status: 0, message: "bye"))
+        _ = try c.waitForClose(timeout: 10)
+
+        // A protocol error: a second HAPROXY-HELLO after the handshake is status 4.
+        let bad = try TCPConn(port: port)
+        _ = try bad.handshake()
+        bad.send(haproxyHello())
+        XCTAssertEqual(try bad.expectFrame(timeout: 10, "AGENT-DISCONNECT").type, SpopType.agentDisconnect.rawValue)
+        _ = try bad.waitForClose(timeout: 10)
+        // A health check.
+        let check = try TCPConn(port: port)
+        check.send(Golden.healthcheck11_9)
+        _ = try check.expectFrame(timeout: 10, "AGENT-HELLO")
+        _ = try check.waitForClose(timeout: 10)
+
+        // Closes are counted when the agent sees them: poll until all four are (the
+        // harness's port probe is the fourth: connected and closed without a frame).
+        var m = try scrape(metricsPort)
+        let deadline = nowSeconds() + 20
+        while m["luaspoa_connections_open"] != 0 || (m["luaspoa_connections_total"] ?? 0) < 4, nowSeconds() < deadline {
+            usleep(50_000)
+            m = try scrape(metricsPort)
+        }
+        XCTAssertEqual(m["luaspoa_connections_total"], 4)
+        XCTAssertEqual(m[#"luaspoa_connections_closed_total{reason="peer_closed"}"#], 1)
+        XCTAssertEqual(m["luaspoa_connections_open"], 0)
+        XCTAssertEqual(m[#"luaspoa_connections_closed_total{reason="haproxy_disconnect"}"#], 1)
+        XCTAssertEqual(m[#"luaspoa_connections_closed_total{reason="protocol_error"}"#], 1)
+        XCTAssertEqual(m[#"luaspoa_connections_closed_total{reason="health_check"}"#], 1)
+        XCTAssertEqual(m[#"luaspoa_frames_received_total{type="notify"}"#], 14)
+        XCTAssertEqual(m[#"luaspoa_frames_received_total{type="haproxy-hello"}"#], 4)
+        XCTAssertEqual(m[#"luaspoa_frames_sent_total{type="ack"}"#], 14)
+        XCTAssertEqual(m[#"luaspoa_frames_sent_total{type="agent-hello"}"#], 3)
+        XCTAssertEqual(m[#"luaspoa_agent_disconnects_total{status="0"}"#], 1)
+        XCTAssertEqual(m[#"luaspoa_agent_disconnects_total{status="4"}"#], 1)
+        XCTAssertEqual(m[#"luaspoa_messages_total{message="ok"}"#], 12)
+        XCTAssertEqual(m[#"luaspoa_messages_total{message="fail"}"#], 2)
+        XCTAssertEqual(m[#"luaspoa_lua_errors_total{message="fail"}"#], 2)
+        XCTAssertEqual(m[#"luaspoa_lua_errors_total{message="ok"}"#], 0)
+        XCTAssertEqual(m[#"luaspoa_handler_duration_seconds_count{message="ok"}"#], 12)
+        XCTAssertEqual(m[#"luaspoa_shared_dict_items{dict="seen"}"#], 12)
+        XCTAssertEqual(m[#"luaspoa_shared_dict_capacity{dict="seen"}"#], 1000)
+        XCTAssertEqual(m["luaspoa_frames_in_flight"], 0)
+
+        // Reloads: one good (SIGHUP), counted once it is installed.
+        kill(agent.process.processIdentifier, SIGHUP)
+        while m[#"luaspoa_reloads_total{result="ok"}"#] != 1, nowSeconds() < deadline + 20 {
+            usleep(50_000)
+            m = try scrape(metricsPort)
+        }
+        XCTAssertEqual(m[#"luaspoa_reloads_total{result="ok"}"#], 1, agent.logTail())
+        XCTAssertEqual(m[#"luaspoa_reloads_total{result="failed"}"#], 0)
+
+        let health = try httpGet(port: metricsPort, "/health")
+        XCTAssertEqual(health.status, 200)
+        XCTAssertEqual(String(decoding: health.body, as: UTF8.self), "ok\n")
+        XCTAssertEqual(try httpGet(port: metricsPort, "/nope").status, 404)
+    }
+
+    func testJSONLogLinesParseAndTraceMessagesOnlyAtDebug() throws {
+        let (debugAgent, debugPort) = try startAgent(script: Self.script, name: "debug",
+                                                     extraArgs: ["--log-format", "json", "--log-level", "debug"])
+        let c = try TCPConn(port: debugPort)
+        _ = try c.handshake()
+        c.send(notifyFrame(streamID: 7, frameID: 1, [okMessage(42)]))
+        _ = try c.expectFrame(timeout: 10, "ACK")
+        c.send(notifyFrame(streamID: 8, frameID: 1, [SpopMessage(name: "fail", args: [])]))
+        _ = try c.expectFrame(timeout: 10, "ACK")
+        c.shutdownAndClose()
+        XCTAssertEqual(debugAgent.stop(), 0)
+
+        let lines = debugAgent.log.split(separator: "\n")
+        var objects: [[String: Any]] = []
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            XCTAssertNotNil(object, "not a JSON object: \(line)")
+            if let object { objects.append(object) }
+        }
+        XCTAssertTrue(objects.allSatisfy { $0["time"] is String && $0["level"] is String && $0["message"] is String })
+        let trace = try XCTUnwrap(objects.first { $0["message"] as? String == "message ok" }, debugAgent.log)
+        XCTAssertEqual(trace["level"] as? String, "debug")
+        XCTAssertEqual(trace["args"] as? [String], ["n=int32:42"])
+        XCTAssertEqual(trace["actions"] as? [String], ["set-var(txn.n) int64:42"])
+        XCTAssertEqual(trace["stream-id"] as? String, "7")
+        let error = try XCTUnwrap(objects.first { $0["level"] as? String == "error" }, debugAgent.log)
+        XCTAssertEqual(error["lua.message"] as? String, "fail")
+        XCTAssertTrue((error["message"] as? String)?.contains("broken on purpose") == true, "\(error)")
+        XCTAssertTrue(objects.contains { $0["message"] as? String == "connection established" && $0["engine-id"] != nil })
+
+        // At the default level: connection events, no line per request.
+        let (infoAgent, infoPort) = try startAgent(script: Self.script, name: "info", extraArgs: ["--log-format", "json"])
+        let d = try TCPConn(port: infoPort)
+        _ = try d.handshake()
+        for i in 0..<50 {
+            d.send(notifyFrame(streamID: UInt64(i), frameID: 1, [okMessage(i)]))
+            _ = try d.expectFrame(timeout: 10, "ACK")
+        }
+        d.send(haproxyDisconnect(status: 0, message: "bye"))
+        _ = try d.waitForClose(timeout: 10)
+        XCTAssertEqual(infoAgent.stop(), 0)
+        let messages = try infoAgent.log.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])["message"] as? String
+        }
+        XCTAssertEqual(messages.filter { $0 == "connection established" }.count, 1, infoAgent.log)
+        XCTAssertEqual(messages.filter { $0?.hasPrefix("HAProxy disconnects") == true }.count, 1, infoAgent.log)
+        XCTAssertLessThan(messages.count, 10, "log lines per request at info:\n\(infoAgent.log)")
+    }
+}
