@@ -15,6 +15,7 @@ struct MetricsEndpoint: Service {
     let logger: Logger
 
     func run() async throws {
+        let (host, port) = try address.tcp()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let (registry, beforeScrape) = (registry, beforeScrape)
         do {
@@ -25,8 +26,8 @@ struct MetricsEndpoint: Service {
                         channel.pipeline.addHandler(MetricsHTTPHandler(registry: registry, beforeScrape: beforeScrape))
                     }
                 }
-                .bind(host: address.host, port: address.port).get()
-            logger.info("metrics on http://\(address.host):\(channel.localAddress?.port ?? address.port)/metrics")
+                .bind(host: host, port: port).get()
+            logger.info("metrics on http://\(host):\(channel.localAddress?.port ?? port)/metrics")
             try await withGracefulShutdownHandler {
                 try await channel.closeFuture.get()
             } onGracefulShutdown: {

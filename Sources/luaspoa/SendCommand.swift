@@ -17,7 +17,7 @@ struct SendCommand: AsyncParsableCommand {
             handshake or the frame (its AGENT-DISCONNECT is printed).
             """)
 
-    @Option(help: "The agent's address (HOST:PORT).")
+    @Option(help: "The agent's address (HOST:PORT or unix:PATH).")
     var to: ListenAddress
 
     @OptionGroup var message: MessageOptions
@@ -27,12 +27,14 @@ struct SendCommand: AsyncParsableCommand {
 
     func run() async throws {
         let messages = try message.parsed()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: to.host, port: to.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let wrap: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> = { channel in
+            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel(wrappingChannelSynchronously: channel) }
+        }
+        let channel = switch to.address {
+        case .tcp(let host, let port): try await bootstrap.connect(host: host, port: port, channelInitializer: wrap)
+        case .unix(let path, _): try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: wrap)
+        }
         try await channel.executeThenClose { inbound, outbound in
             var frames = SpopClientFrames(inbound: inbound.makeAsyncIterator())
             var out = ByteBuffer()

@@ -89,8 +89,8 @@ public final class SpopServer: Service, Sendable {
         let logger = logger
         let workers = workers
         let connections = connections
-        let bootstrap = ServerBootstrap(group: acceptor, childGroup: group)
         let metrics = metrics
+        let bootstrap = ServerBootstrap(group: acceptor, childGroup: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
