@@ -28,7 +28,7 @@ public final class LuaWorker: SpoaWorker {
     /// The last handler error ("file:line: message" and traceback), for tools.
     public private(set) var lastError: String?
     private(set) var logger: Logger
-    /// `--log-level debug` or finer: one line per message with its arguments and actions.
+    /// `--log-level trace`: one line per message with its arguments and actions.
     private let tracing: Bool
     private var errorLogs = ErrorLogLimiter()
     private let arguments: UnsafeMutablePointer<spoa_arg>
@@ -53,7 +53,7 @@ public final class LuaWorker: SpoaWorker {
         let logger = Self.workerLogger(logger, configuration: configuration, workerIndex: workerIndex)
         self.workerIndex = workerIndex
         self.logger = logger
-        self.tracing = logger.logLevel <= .debug
+        self.tracing = logger.logLevel <= .trace
         self.state = try LuaState(configuration: configuration, workerIndex: workerIndex, generation: 0, logger: logger)
         self.arguments = .allocate(capacity: 256)  // NB-ARGS is one byte
         self.errorBuffer = .allocate(capacity: LuaState.errorCapacity)

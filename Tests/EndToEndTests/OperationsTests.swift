@@ -106,9 +106,9 @@ final class OperationsTests: E2ETestCase {
         XCTAssertEqual(try httpGet(port: metricsPort, "/nope").status, 404)
     }
 
-    func testJSONLogLinesParseAndTraceMessagesOnlyAtDebug() throws {
+    func testJSONLogLinesParseAndTraceMessagesOnlyAtTrace() throws {
         let (debugAgent, debugPort) = try startAgent(script: Self.script, name: "debug",
-                                                     extraArgs: ["--log-format", "json", "--log-level", "debug"])
+                                                     extraArgs: ["--log-format", "json", "--log-level", "trace"])
         let c = try TCPConn(port: debugPort)
         _ = try c.handshake()
         c.send(notifyFrame(streamID: 7, frameID: 1, [okMessage(42)]))
@@ -127,7 +127,7 @@ final class OperationsTests: E2ETestCase {
         }
         XCTAssertTrue(objects.allSatisfy { $0["time"] is String && $0["level"] is String && $0["message"] is String })
         let trace = try XCTUnwrap(objects.first { $0["message"] as? String == "message ok" }, debugAgent.log)
-        XCTAssertEqual(trace["level"] as? String, "debug")
+        XCTAssertEqual(trace["level"] as? String, "trace")
         XCTAssertEqual(trace["args"] as? [String], ["n=int32:42"])
         XCTAssertEqual(trace["actions"] as? [String], ["set-var(txn.n) int64:42"])
         XCTAssertEqual(trace["stream-id"] as? String, "7")

@@ -1,0 +1,100 @@
+// `--config FILE` and LUASPOA_* precedence (flag > env > file), `luaspoa send`
+// against a live agent, and the --async announcement.
+
+import Foundation
+import XCTest
+
+final class ConfigAndSendTests: E2ETestCase {
+
+    /// Starts `luaspoa ARGS` with extra environment variables.
+    func run(_ args: [String], env: [String: String] = [:], name: String) throws -> ManagedProcess {
+        let bin = try XCTUnwrap(E2EPaths.agentBinary(), "luaspoa binary not found")
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LUASPOA_") || $0.key == "LUASPOA_BIN" }
+            .merging(env) { $1 }
+        let p = try ManagedProcess(name: name, executable: bin, arguments: args, logDir: tempDir, environment: environment)
+        children.append(p)
+        return p
+    }
+
+    func capabilities(_ port: UInt16) throws -> String? {
+        let c = try TCPConn(port: port)
+        defer { c.shutdownAndClose() }
+        return try c.handshake().kv()["capabilities"]?.stringValue
+    }
+
+    func testFileThenEnvironmentThenFlag() throws {
+        let (filePort, envPort, flagPort) = (try freePort(), try freePort(), try freePort())
+        let config = tempDir.appendingPathComponent("luaspoa.yaml")
+        try """
+            # every serve option by its long name
+            script: \(TestScripts.ipReputationPath)
+            listen: 127.0.0.1:\(filePort)
+            workers: 1
+            log_format: json     # underscores work too
+            pipelining: false
+            lua-timeout: 5000
+            """.write(to: config, atomically: true, encoding: .utf8)
+
+        // File only.
+        let fileOnly = try run(["--config", config.path], name: "file")
+        XCTAssertTrue(waitForPort(filePort, timeout: 20, while: { fileOnly.isRunning }), fileOnly.logTail())
+        XCTAssertEqual(try capabilities(filePort), "fragmentation", "pipelining: false from the file")
+        XCTAssertEqual(fileOnly.stop(), 0)
+        let first = try XCTUnwrap(fileOnly.log.split(separator: "\n").first)
+        XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any], "log_format json: \(first)")
+
+        // The environment beats the file (LUASPOA_CONFIG names the file, too).
+        let env = try run([], env: ["LUASPOA_CONFIG": config.path, "LUASPOA_LISTEN": "127.0.0.1:\(envPort)",
+                                    "LUASPOA_PIPELINING": "true"], name: "env")
+        XCTAssertTrue(waitForPort(envPort, timeout: 20, while: { env.isRunning }), env.logTail())
+        XCTAssertEqual(try capabilities(envPort), "pipelining,fragmentation")
+        XCTAssertEqual(env.stop(), 0)
+
+        // A flag beats both.
+        let flag = try run(["--config", config.path, "--listen", "127.0.0.1:\(flagPort)", "--no-fragmentation"],
+                           env: ["LUASPOA_LISTEN": "127.0.0.1:\(envPort)", "LUASPOA_FRAGMENTATION": "true"], name: "flag")
+        XCTAssertTrue(waitForPort(flagPort, timeout: 20, while: { flag.isRunning }), flag.logTail())
+        XCTAssertEqual(try capabilities(flagPort), "")
+        XCTAssertEqual(flag.stop(), 0)
+    }
+
+    func testUnknownKeysAndBadFilesAreRefusedByName() throws {
+        let config = tempDir.appendingPathComponent("bad.yaml")
+        try "script: x.lua\nlisten_port: 5\n".write(to: config, atomically: true, encoding: .utf8)
+        let bad = try run(["--config", config.path], name: "badkey")
+        XCTAssertNotEqual(bad.waitForExit(timeout: 20), 0)
+        XCTAssertTrue(bad.log.contains("bad.yaml: listen_port: no option --listen-port"), bad.log)
+
+        let env = try run(["--script", "x.lua"], env: ["LUASPOA_WORKERZ": "2"], name: "badenv")
+        XCTAssertNotEqual(env.waitForExit(timeout: 20), 0)
+        XCTAssertTrue(env.log.contains("LUASPOA_WORKERZ: no option --workerz"), env.log)
+
+        try "- a list\n".write(to: config, atomically: true, encoding: .utf8)
+        let list = try run(["--config", config.path], name: "list")
+        XCTAssertNotEqual(list.waitForExit(timeout: 20), 0)
+        XCTAssertTrue(list.log.contains("expected a mapping of option names"), list.log)
+    }
+
+    func testSendPrintsTheAckOfALiveAgent() throws {
+        let (_, port) = try startAgent(scriptPath: TestScripts.ipReputationPath)
+        let send = try run(["send", "--to", "127.0.0.1:\(port)", "--message", "check-client-ip", "--arg", "ip=ipv4:127.0.0.1"],
+                           name: "send")
+        XCTAssertEqual(send.waitForExit(timeout: 20), 0, send.log)
+        XCTAssertEqual(send.log.split(separator: "\n"), ["set-var(sess.ip_score) uint32:100", "set-var(txn.ip_family) string:\"ipv4\""])
+
+        let badArg = try run(["send", "--to", "127.0.0.1:\(port)", "--message", "m", "--arg", "ip=ipv4:300.1.1.1"], name: "badarg")
+        XCTAssertNotEqual(badArg.waitForExit(timeout: 20), 0)
+        XCTAssertTrue(badArg.log.contains("'300.1.1.1' is not a valid ipv4"), badArg.log)
+
+        let nobody = try run(["send", "--to", "127.0.0.1:\(try freePort())", "--message", "m"], name: "nobody")
+        XCTAssertEqual(nobody.waitForExit(timeout: 20), 1)
+        XCTAssertTrue(nobody.log.lowercased().contains("connection refused"), nobody.log)
+    }
+
+    func testAsyncIsAnnouncedOnlyWithTheFlag() throws {
+        let (_, plain) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "plain")
+        XCTAssertEqual(try capabilities(plain), "pipelining,fragmentation")
+        let (_, async) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "async", extraArgs: ["--async"])
+        XCTAssertEqual(try capabilities(async), "pipelining,fragmentation,async")
+    }
+}
