@@ -7,7 +7,7 @@ import NIOCore
 /// timeouts. Objects are made the first time a name is seen and cached by the
 /// name's bytes, so the hot path neither allocates nor builds a label.
 ///
-/// One instance per worker, used only on its thread. Only installed when metrics
+/// One instance per worker, used only on its thread, with its own series. Only installed when metrics
 /// are exported: without it a worker reads no clock.
 public final class MessageMetrics {
     struct Entry {
@@ -17,8 +17,8 @@ public final class MessageMetrics {
         let timeouts: Counter
         let unhandled: Counter
 
-        init(name: String) {
-            let dimensions = [("message", name)]
+        init(name: String, worker: String) {
+            let dimensions = [("message", name), ("worker", worker)]
             messages = Counter(label: "luaspoa_messages_total", dimensions: dimensions)
             latency = Timer(label: "luaspoa_handler_duration_seconds", dimensions: dimensions)
             errors = Counter(label: "luaspoa_lua_errors_total", dimensions: dimensions)
@@ -31,9 +31,14 @@ public final class MessageMetrics {
     /// grow the metrics without bound.
     static let maxNames = 64
     private var entries: [ByteBuffer: Entry] = [:]
-    private lazy var other = Entry(name: "other")
+    /// The last name seen: agents mostly get one message name, so this skips hashing.
+    private var last: (name: ByteBuffer, entry: Entry)?
+    private lazy var other = Entry(name: "other", worker: worker)
+    /// A label of its own per worker: two workers never touch the same counter or
+    /// histogram lock (sum by message in queries).
+    private let worker: String
 
-    public init() {}
+    public init(worker: Int) { self.worker = "\(worker)" }
 
     /// The clock the latency is measured with (monotonic nanoseconds).
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -54,10 +59,19 @@ public final class MessageMetrics {
     }
 
     private func entry(_ name: ByteBuffer) -> Entry {
-        if let entry = entries[name] { return entry }
-        guard entries.count < Self.maxNames else { return other }
-        let entry = Entry(name: String(buffer: name))
-        entries[name] = entry
-        return entry
+        if let last, last.name == name { return last.entry }
+        let found = lookup(name)
+        last = found
+        return found.entry
+    }
+
+    /// Keys are copies: a slice of the frame would keep its whole read buffer alive.
+    private func lookup(_ name: ByteBuffer) -> (name: ByteBuffer, entry: Entry) {
+        if let index = entries.index(forKey: name) { return (entries.keys[index], entries.values[index]) }
+        let key = ByteBuffer(bytes: name.readableBytesView)
+        guard entries.count < Self.maxNames else { return (key, other) }
+        let entry = Entry(name: String(buffer: name), worker: worker)
+        entries[key] = entry
+        return (key, entry)
     }
 }

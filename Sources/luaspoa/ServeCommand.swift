@@ -94,7 +94,7 @@ struct ServeCommand: AsyncParsableCommand {
         let withMetrics = registry != nil
         let server = try SpopServer(configuration: configuration, logger: logger) { index in
             let worker = try LuaWorker(configuration: lua, workerIndex: index + 1, logger: logger)
-            if withMetrics { worker.metrics = MessageMetrics() }
+            if withMetrics { worker.metrics = MessageMetrics(worker: index + 1) }
             return worker
         }
         let reloader = LuaReloader(configuration: lua, server: server, background: background, logger: logger)
