@@ -13,8 +13,6 @@
 
 #define LUASPOA_ADDR_MT "luaspoa.Addr"
 #define LUASPOA_TYPED_MT "luaspoa.Typed"
-#define LUASPOA_MSG_MT "luaspoa.Msg"
-#define LUASPOA_TXN_MT "luaspoa.Txn"
 #define LUASPOA_NET_MT "luaspoa.Net"
 
 /* Registry field holding the script's path (relative data files resolve from it). */
@@ -39,6 +37,16 @@ typedef struct luaspoa_budget {
     struct luaspoa_budget *next;  /* watchdog list */
 } luaspoa_budget;
 
+enum { LUASPOA_HANDLE_TXN = 0, LUASPOA_HANDLE_MSG = 1, LUASPOA_HANDLE_KINDS = 2 };
+
+/* A class metatable cached by luaspoa_udata.c. */
+typedef struct luaspoa_class_cache {
+    const char *name;
+    const void *mt;
+    int ref;
+} luaspoa_class_cache;
+#define LUASPOA_CLASS_CACHE 16
+
 /* Per-state runtime, reached through lua_getextraspace. Owned by the state. */
 typedef struct luaspoa_rt {
     luaspoa_ctx *ctx;
@@ -57,21 +65,31 @@ typedef struct luaspoa_rt {
     int opts_ref;                   /* registry ref: name -> { timeout_ms=, on_error= } */
     luaspoa_budget budget;
     const luaspoa_test_hooks *test; /* set only while luaspoa test runs a spec */
+    int handle_methods_ref[LUASPOA_HANDLE_KINDS]; /* registry refs: methods tables */
+    lua_CFunction handle_index[LUASPOA_HANDLE_KINDS];
+    int args_ref;                   /* registry ref: msg.args of dispatch args_gen */
+    uint64_t args_gen;
+    luaspoa_class_cache classes[LUASPOA_CLASS_CACHE];
+    int nclasses;
 } luaspoa_rt;
 
 static inline luaspoa_rt *luaspoa_rt_get(lua_State *L) {
     return *(luaspoa_rt **)lua_getextraspace(L);
 }
 
-/* Handle userdata (msg, txn): valid only during the dispatch that made it. */
-typedef struct luaspoa_handle {
-    uint64_t gen;
-} luaspoa_handle;
-
+/* luaspoa_handle.c: handles (txn, msg), valid only during the dispatch that made them. */
 /* Checks that the value at idx is a live handle of the given kind, or raises. */
-luaspoa_handle *luaspoa_check_handle(lua_State *L, int idx, const char *mt, const char *what);
-/* Pushes a new handle userdata bound to the current dispatch (nuv user values). */
-void luaspoa_push_handle(lua_State *L, const char *mt, int nuv);
+void luaspoa_check_handle(lua_State *L, int idx, int kind);
+/* Pushes the handle of the given kind bound to the current dispatch (no allocation). */
+void luaspoa_push_handle(lua_State *L, int kind);
+/* Registers a kind: its methods table (popped from the stack top) and its __index. */
+void luaspoa_new_handle_kind(lua_State *L, int kind, lua_CFunction index);
+void luaspoa_push_handle_methods(lua_State *L, int kind);
+
+/* luaspoa_udata.c: luaL_testudata, luaL_checkudata, luaL_setmetatable, cached per state. */
+void *luaspoa_testudata(lua_State *L, int idx, const char *tname);
+void *luaspoa_checkudata(lua_State *L, int idx, const char *tname);
+void luaspoa_setmetatable(lua_State *L, const char *tname);
 
 /* luaspoa_state.c */
 int luaspoa_msgh(lua_State *L);

@@ -35,7 +35,7 @@ static int resolve_key(lua_State *L, const luaspoa_rt *rt, int k) {
 }
 
 static int msg_type(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_MSG);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     int i = resolve_key(L, rt, 2);
     if (i < 0) {
@@ -47,7 +47,7 @@ static int msg_type(lua_State *L) {
 }
 
 static int msg_get(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_MSG);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     int i = resolve_key(L, rt, 2);
     if (i < 0) {
@@ -60,7 +60,7 @@ static int msg_get(lua_State *L) {
 }
 
 static int msg_argname(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_MSG);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     lua_Integer i = luaL_checkinteger(L, 2);
     if (i < 1 || i > rt->nargs) {
@@ -74,7 +74,7 @@ static int msg_argname(lua_State *L) {
 /* msg:all(name) -> array of the values of every argument with that name (NULLs
  * are skipped, as in msg.args; use msg:iter() to see them). */
 static int msg_all(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_MSG);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     size_t len;
     const char *name = luaL_checklstring(L, 2, &len);
@@ -93,7 +93,7 @@ static int msg_all(lua_State *L) {
 
 /* Iterator step: (msg, i) -> i + 1, name, value, type. */
 static int msg_iter_next(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_MSG);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     lua_Integer i = luaL_checkinteger(L, 2);
     if (i < 0 || i >= rt->nargs)
@@ -108,7 +108,7 @@ static int msg_iter_next(lua_State *L) {
 
 /* for i, name, value, type in msg:iter() do ... end (NULL: value nil, type "null") */
 static int msg_iter(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_MSG);
     lua_pushcfunction(L, msg_iter_next);
     lua_pushvalue(L, 1);
     lua_pushinteger(L, 0);
@@ -137,23 +137,26 @@ static void push_args_table(lua_State *L, const luaspoa_rt *rt) {
 }
 
 static int msg_index(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_MSG_MT, "msg");
+    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_MSG);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     size_t len;
     const char *key = luaL_checklstring(L, 2, &len);
     if (strcmp(key, "args") == 0) {
-        if (lua_getiuservalue(L, 1, 1) == LUA_TNIL) {
-            lua_pop(L, 1);
+        /* Built once per dispatch, on first use. */
+        if (rt->args_gen == rt->gen) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, rt->args_ref);
+        } else {
             push_args_table(L, rt);
             lua_pushvalue(L, -1);
-            lua_setiuservalue(L, 1, 1);
+            lua_rawseti(L, LUA_REGISTRYINDEX, rt->args_ref);
+            rt->args_gen = rt->gen;
         }
     } else if (strcmp(key, "name") == 0) {
         lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
     } else if (strcmp(key, "nargs") == 0) {
         lua_pushinteger(L, rt->nargs);
     } else {
-        lua_pushvalue(L, lua_upvalueindex(1)); /* methods */
+        luaspoa_push_handle_methods(L, LUASPOA_HANDLE_MSG);
         lua_pushvalue(L, 2);
         lua_rawget(L, -2);
     }
@@ -165,17 +168,12 @@ void luaspoa_open_msg(lua_State *L) {
         {"type", msg_type}, {"get", msg_get}, {"argname", msg_argname},
         {"all", msg_all}, {"iter", msg_iter}, {NULL, NULL},
     };
-    luaL_newmetatable(L, LUASPOA_MSG_MT);
     luaL_newlib(L, methods);
-    lua_pushcclosure(L, msg_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, "spoa.msg");
-    lua_setfield(L, -2, "__name");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 1);
+    luaspoa_new_handle_kind(L, LUASPOA_HANDLE_MSG, msg_index);
+    lua_pushboolean(L, 0); /* a slot for msg.args */
+    luaspoa_rt_get(L)->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 void luaspoa_push_msg(lua_State *L) {
-    luaspoa_push_handle(L, LUASPOA_MSG_MT, 1);
+    luaspoa_push_handle(L, LUASPOA_HANDLE_MSG);
 }

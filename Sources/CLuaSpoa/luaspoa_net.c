@@ -65,7 +65,7 @@ int luaspoa_parse_cidr(const char *s, size_t len, luaspoa_net *out, char *err, s
 void luaspoa_push_net(lua_State *L, const luaspoa_net *net) {
     luaspoa_net *n = lua_newuserdatauv(L, sizeof *n, 0);
     *n = *net;
-    luaL_setmetatable(L, LUASPOA_NET_MT);
+    luaspoa_setmetatable(L, LUASPOA_NET_MT);
 }
 
 void luaspoa_push_net_text(lua_State *L, const luaspoa_net *net) {
@@ -75,7 +75,7 @@ void luaspoa_push_net_text(lua_State *L, const luaspoa_net *net) {
 }
 
 static luaspoa_net *check_net(lua_State *L, int idx) {
-    return luaL_checkudata(L, idx, LUASPOA_NET_MT);
+    return luaspoa_checkudata(L, idx, LUASPOA_NET_MT);
 }
 
 static int net_tostring(lua_State *L) {
@@ -84,8 +84,8 @@ static int net_tostring(lua_State *L) {
 }
 
 static int net_eq(lua_State *L) {
-    luaspoa_net *a = luaL_testudata(L, 1, LUASPOA_NET_MT);
-    luaspoa_net *b = luaL_testudata(L, 2, LUASPOA_NET_MT);
+    luaspoa_net *a = luaspoa_testudata(L, 1, LUASPOA_NET_MT);
+    luaspoa_net *b = luaspoa_testudata(L, 2, LUASPOA_NET_MT);
     lua_pushboolean(L, a && b && a->family == b->family && a->bits == b->bits &&
                            memcmp(a->bytes, b->bytes, 16) == 0);
     return 1;
@@ -118,7 +118,7 @@ static int net_family(lua_State *L) {
 
 /* spoa.cidr(text) -> Net | nil, err */
 static int l_cidr(lua_State *L) {
-    if (luaL_testudata(L, 1, LUASPOA_NET_MT)) {
+    if (luaspoa_testudata(L, 1, LUASPOA_NET_MT)) {
         lua_settop(L, 1);
         return 1;
     }
@@ -137,7 +137,7 @@ static int l_cidr(lua_State *L) {
 
 /* The Net for argument idx (a Net, or CIDR text parsed once per state). */
 static const luaspoa_net *net_arg(lua_State *L, int idx) {
-    luaspoa_net *n = luaL_testudata(L, idx, LUASPOA_NET_MT);
+    luaspoa_net *n = luaspoa_testudata(L, idx, LUASPOA_NET_MT);
     if (n != NULL)
         return n;
     if (lua_type(L, idx) != LUA_TSTRING)

@@ -166,7 +166,7 @@ static void push_netset(lua_State *L, const ns_entry *entries, size_t n, const c
     s->t6 = (ns_table){n6, r + n4};
     memcpy((char *)(r + n4 + n6), pool, pool_len);
     s->pool = (const char *)(r + n4 + n6);
-    luaL_setmetatable(L, NETSET_MT);
+    luaspoa_setmetatable(L, NETSET_MT);
     lua_replace(L, -3); /* drop the two scratch range arrays */
     lua_pop(L, 1);
 }
@@ -191,7 +191,7 @@ static int l_netset_new(lua_State *L) {
         lua_geti(L, 2, i);
         ns_entry *e = &entries[i - 1];
         char err[200];
-        luaspoa_net *net = luaL_testudata(L, -1, LUASPOA_NET_MT);
+        luaspoa_net *net = luaspoa_testudata(L, -1, LUASPOA_NET_MT);
         int family;
         const uint8_t *ip = luaspoa_test_addr(L, -1, &family);
         if (net != NULL) {
@@ -315,7 +315,7 @@ static const ns_entry *ns_find(const luaspoa_netset *s, const luaspoa_addr *a) {
 }
 
 static const luaspoa_netset *check_netset(lua_State *L) {
-    return luaL_checkudata(L, 1, NETSET_MT);
+    return luaspoa_checkudata(L, 1, NETSET_MT);
 }
 
 static const ns_entry *find_arg(lua_State *L, const luaspoa_netset *s, const char *what) {

@@ -6,22 +6,6 @@
 
 #include "luaspoa_internal.h"
 
-/* ---- handles ------------------------------------------------------------ */
-
-luaspoa_handle *luaspoa_check_handle(lua_State *L, int idx, const char *mt, const char *what) {
-    luaspoa_handle *h = luaL_checkudata(L, idx, mt);
-    luaspoa_rt *rt = luaspoa_rt_get(L);
-    if (!rt->active || h->gen != rt->gen)
-        luaL_error(L, "%s used outside its handler", what);
-    return h;
-}
-
-void luaspoa_push_handle(lua_State *L, const char *mt, int nuv) {
-    luaspoa_handle *h = lua_newuserdatauv(L, sizeof *h, nuv);
-    h->gen = luaspoa_rt_get(L)->gen;
-    luaL_setmetatable(L, mt);
-}
-
 /* ---- variables ---------------------------------------------------------- */
 
 static const char *const scope_names[] = {"proc", "sess", "txn", "req", "res"};
@@ -127,7 +111,7 @@ typedef struct var_ref {
 /* The prologue of every txn:*_var method: argument 1 is a live txn, argument 2
  * a valid "scope.name" (raises with a clear message otherwise). */
 static var_ref check_var(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
+    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_TXN);
     var_ref v;
     size_t len;
     const char *var = luaL_checklstring(L, 2, &len);
@@ -189,7 +173,13 @@ static int txn_get_var(lua_State *L) {
 }
 
 static int txn_index(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_TXN_MT, "txn");
+    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_TXN);
+    /* Methods first: txn:set_var is the hot lookup. */
+    luaspoa_push_handle_methods(L, LUASPOA_HANDLE_TXN);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 2);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     const char *key = luaL_checkstring(L, 2);
     if (strcmp(key, "stream_id") == 0) {
@@ -204,9 +194,7 @@ static int txn_index(lua_State *L) {
     } else if (strcmp(key, "message") == 0) {
         lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
     } else {
-        lua_pushvalue(L, lua_upvalueindex(1)); /* methods */
-        lua_pushvalue(L, 2);
-        lua_rawget(L, -2);
+        lua_pushnil(L);
     }
     return 1;
 }
@@ -222,7 +210,6 @@ void luaspoa_open_txn(lua_State *L) {
         {"ipv4", LUASPOA_T_IPV4}, {"ipv6", LUASPOA_T_IPV6}, {"str", LUASPOA_T_STRING},
         {"bin", LUASPOA_T_BINARY},
     };
-    luaL_newmetatable(L, LUASPOA_TXN_MT);
     luaL_newlib(L, methods);
     for (size_t i = 0; i < sizeof typed / sizeof typed[0]; i++) {
         lua_pushinteger(L, typed[i].type);
@@ -230,15 +217,9 @@ void luaspoa_open_txn(lua_State *L) {
         lua_pushcclosure(L, txn_set_var_typed, 2);
         lua_setfield(L, -2, method + 4);
     }
-    lua_pushcclosure(L, txn_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, "spoa.txn");
-    lua_setfield(L, -2, "__name");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 1);
+    luaspoa_new_handle_kind(L, LUASPOA_HANDLE_TXN, txn_index);
 }
 
 void luaspoa_push_txn(lua_State *L) {
-    luaspoa_push_handle(L, LUASPOA_TXN_MT, 0);
+    luaspoa_push_handle(L, LUASPOA_HANDLE_TXN);
 }

@@ -50,7 +50,7 @@ static luaspoa_typed *push_typed(lua_State *L, uint8_t type, int nuv) {
     luaspoa_typed *t = lua_newuserdatauv(L, sizeof *t, nuv);
     memset(t, 0, sizeof *t);
     t->type = type;
-    luaL_setmetatable(L, LUASPOA_TYPED_MT);
+    luaspoa_setmetatable(L, LUASPOA_TYPED_MT);
     return t;
 }
 
@@ -151,7 +151,7 @@ static int l_wrapper(lua_State *L) {
 }
 
 static int typed_tostring(lua_State *L) {
-    luaspoa_typed *t = luaL_checkudata(L, 1, LUASPOA_TYPED_MT);
+    luaspoa_typed *t = luaspoa_checkudata(L, 1, LUASPOA_TYPED_MT);
     switch (t->type) {
     case LUASPOA_T_UNSET: lua_pushliteral(L, "spoa.unset"); break;
     case LUASPOA_T_NULL: lua_pushliteral(L, "spoa.null"); break;
@@ -202,7 +202,7 @@ int luaspoa_tovalue(lua_State *L, int idx, spoa_value *out, const char **err) {
             memcpy(out->v.ip, ip, 16);
             return LUASPOA_ACTION_SET;
         }
-        luaspoa_typed *t = luaL_testudata(L, idx, LUASPOA_TYPED_MT);
+        luaspoa_typed *t = luaspoa_testudata(L, idx, LUASPOA_TYPED_MT);
         if (t != NULL) {
             if (t->type == LUASPOA_T_UNSET)
                 return LUASPOA_ACTION_UNSET;
