@@ -100,17 +100,53 @@ static int push_option(lua_State *L, luaspoa_rt *rt, const char *field) {
     return type;
 }
 
-static int dispatch_body(lua_State *L) {
-    dispatch_params *p = lua_touserdata(L, SLOT_PARAMS);
-    luaspoa_rt *rt = luaspoa_rt_get(L);
+/* Handlers are registered only while the script loads, so the last message's
+ * handler and time budget can be remembered: a frame's messages usually all
+ * have the same name, and the lookup by name (two string interns, three table
+ * reads) was ~1,000 instructions per message (tools/dispatch-cost.c). */
+static int cached_handler(lua_State *L, luaspoa_rt *rt, uint32_t *ms) {
+    luaspoa_handler_cache *c = &rt->last_handler;
+    if (c->name_len != rt->msg_name_len || c->name_len == 0 ||
+        memcmp(c->name, rt->msg_name, c->name_len) != 0)
+        return 0;
+    lua_pushnil(L); /* SLOT_HANDLERS */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+    *ms = c->has_timeout ? c->timeout_ms : rt->ctx->timeout_ms;
+    return 1;
+}
+
+static int lookup_handler(lua_State *L, luaspoa_rt *rt, uint32_t *ms) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handlers_ref);
     lua_pushlstring(L, rt->msg_name, rt->msg_name_len);
     if (lua_rawget(L, SLOT_HANDLERS) != LUA_TFUNCTION)
         return 0;
-    p->found = 1;
     push_option(L, rt, "timeout_ms");
-    uint32_t ms = lua_isinteger(L, -1) ? (uint32_t)lua_tointeger(L, -1) : rt->ctx->timeout_ms;
+    int has_timeout = lua_isinteger(L, -1);
+    *ms = has_timeout ? (uint32_t)lua_tointeger(L, -1) : rt->ctx->timeout_ms;
     lua_pop(L, 1);
+    luaspoa_handler_cache *c = &rt->last_handler;
+    if (rt->msg_name_len <= sizeof c->name) {
+        if (c->ref == 0) {
+            lua_pushboolean(L, 0);
+            c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
+        lua_pushvalue(L, SLOT_HANDLER);
+        lua_rawseti(L, LUA_REGISTRYINDEX, c->ref);
+        memcpy(c->name, rt->msg_name, rt->msg_name_len);
+        c->name_len = rt->msg_name_len;
+        c->has_timeout = has_timeout;
+        c->timeout_ms = *ms;
+    }
+    return 1;
+}
+
+static int dispatch_body(lua_State *L) {
+    dispatch_params *p = lua_touserdata(L, SLOT_PARAMS);
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    uint32_t ms;
+    if (!cached_handler(L, rt, &ms) && !lookup_handler(L, rt, &ms))
+        return 0;
+    p->found = 1;
     lua_pushvalue(L, SLOT_HANDLER);
     luaspoa_push_txn(L);
     luaspoa_push_msg(L);

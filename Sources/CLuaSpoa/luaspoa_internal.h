@@ -47,6 +47,15 @@ typedef struct luaspoa_class_cache {
 } luaspoa_class_cache;
 #define LUASPOA_CLASS_CACHE 16
 
+/* The last dispatched message's handler (luaspoa_dispatch.c). */
+typedef struct luaspoa_handler_cache {
+    char name[64];
+    size_t name_len;                /* 0: empty */
+    int ref;                        /* registry slot holding the handler, 0: none yet */
+    int has_timeout;                /* the handler has its own timeout_ms */
+    uint32_t timeout_ms;
+} luaspoa_handler_cache;
+
 /* Per-state runtime, reached through lua_getextraspace. Owned by the state. */
 typedef struct luaspoa_rt {
     luaspoa_ctx *ctx;
@@ -71,6 +80,7 @@ typedef struct luaspoa_rt {
     uint64_t args_gen;
     luaspoa_class_cache classes[LUASPOA_CLASS_CACHE];
     int nclasses;
+    luaspoa_handler_cache last_handler;
 } luaspoa_rt;
 
 static inline luaspoa_rt *luaspoa_rt_get(lua_State *L) {

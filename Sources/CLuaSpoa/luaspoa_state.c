@@ -175,6 +175,7 @@ static void register_one(lua_State *L, luaspoa_rt *rt, int name_idx) {
     lua_pushvalue(L, 2);
     lua_rawset(L, -3);
     lua_pop(L, 1);
+    rt->last_handler.name_len = 0; /* the dispatch's cache of the last handler */
 }
 
 /* Validates the options table at index 3 and stores a normalized copy as
