@@ -14,12 +14,20 @@
  * The deadline is read from CLOCK_MONOTONIC_COARSE: 47 -> 54 ns per trivial
  * pcall, against 47 -> 91 ns with CLOCK_MONOTONIC (tools/hook-cost.c calls).
  * One clock resolution is added so a call is never cut early; it is stopped
- * at most WATCHDOG_TICK_MS + 2 resolutions (4 ms at HZ=250) late. */
+ * at most WATCHDOG_TICK_MS + 2 resolutions (4 ms at HZ=250) late.
+ *
+ * After WATCHDOG_IDLE_TICKS ticks without a call started in any state, the
+ * watchdog sleeps on a condition variable, so an idle agent uses no CPU; the
+ * next call to start wakes it (one mutex and signal, once per idle period). */
 #include <time.h>
 
 #include "luaspoa_internal.h"
 
 #define WATCHDOG_TICK_MS 5
+#define WATCHDOG_IDLE_TICKS 20
+
+static pthread_cond_t watch_wake = PTHREAD_COND_INITIALIZER;
+static _Atomic int watch_sleeping;
 
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
 static luaspoa_budget *watch_list;
@@ -55,23 +63,49 @@ static void on_hook(lua_State *L, lua_Debug *ar) {
     lua_error(L);
 }
 
+/* Arms the hook of every state past its deadline; returns the number of calls
+ * started so far in all states. Called with watch_lock held. */
+static uint64_t check_deadlines(int64_t now, int *running) {
+    uint64_t calls = 0;
+    *running = 0;
+    for (luaspoa_budget *b = watch_list; b; b = b->next) {
+        calls += atomic_load_explicit(&b->calls, memory_order_relaxed);
+        int64_t deadline = atomic_load(&b->deadline);
+        if (deadline != 0)
+            *running = 1;
+        if (deadline == 0 || now < deadline || atomic_load(&b->armed))
+            continue;
+        pthread_mutex_lock(&b->lock);
+        if (atomic_load(&b->deadline) == deadline) {
+            lua_sethook(b->running, on_hook, LUA_MASKCOUNT, 1);
+            atomic_store(&b->armed, 1);
+        }
+        pthread_mutex_unlock(&b->lock);
+    }
+    return calls;
+}
+
 static void *watchdog(void *arg) {
     (void)arg;
     struct timespec tick = {0, WATCHDOG_TICK_MS * 1000000L};
+    uint64_t last_calls = 0;
+    int idle_ticks = 0;
     for (;;) {
         nanosleep(&tick, NULL);
-        int64_t now = mono_ns();
         pthread_mutex_lock(&watch_lock);
-        for (luaspoa_budget *b = watch_list; b; b = b->next) {
-            int64_t deadline = atomic_load(&b->deadline);
-            if (deadline == 0 || now < deadline || atomic_load(&b->armed))
-                continue;
-            pthread_mutex_lock(&b->lock);
-            if (atomic_load(&b->deadline) == deadline) {
-                lua_sethook(b->running, on_hook, LUA_MASKCOUNT, 1);
-                atomic_store(&b->armed, 1);
-            }
-            pthread_mutex_unlock(&b->lock);
+        int running;
+        uint64_t calls = check_deadlines(mono_ns(), &running);
+        idle_ticks = (calls == last_calls && !running) ? idle_ticks + 1 : 0;
+        last_calls = calls;
+        if (idle_ticks >= WATCHDOG_IDLE_TICKS) {
+            /* A starter stores its deadline, then reads watch_sleeping; we set
+             * watch_sleeping, then read the deadlines: one of us sees the other. */
+            atomic_store(&watch_sleeping, 1);
+            check_deadlines(mono_ns(), &running);
+            while (!running && atomic_load(&watch_sleeping))
+                pthread_cond_wait(&watch_wake, &watch_lock);
+            atomic_store(&watch_sleeping, 0);
+            idle_ticks = 0;
         }
         pthread_mutex_unlock(&watch_lock);
     }
@@ -128,7 +162,15 @@ void luaspoa_budget_start(luaspoa_budget *b, uint32_t ms) {
     if (ms == 0)
         return;
     pthread_once(&watch_once, start_watchdog);
+    atomic_store_explicit(&b->calls, atomic_load_explicit(&b->calls, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     atomic_store(&b->deadline, mono_ns() + (int64_t)ms * 1000000 + clock_resolution_ns);
+    if (atomic_load(&watch_sleeping)) {
+        pthread_mutex_lock(&watch_lock);
+        atomic_store(&watch_sleeping, 0);
+        pthread_cond_signal(&watch_wake);
+        pthread_mutex_unlock(&watch_lock);
+    }
 }
 
 int luaspoa_budget_stop(luaspoa_budget *b) {

@@ -29,6 +29,7 @@
 typedef struct luaspoa_budget {
     _Atomic int64_t deadline;     /* monotonic ns of the running call, 0: none */
     _Atomic int armed;            /* the watchdog set the hook */
+    _Atomic uint64_t calls;       /* calls started (written by the state's thread only) */
     pthread_mutex_t lock;         /* orders hook changes against the watchdog */
     lua_State *main;              /* the state's main thread */
     lua_State *running;           /* thread to interrupt (main or a resumed coroutine) */
