@@ -24,7 +24,8 @@ int luaspoa_parse_var(const luaspoa_ctx *ctx, const char *var, size_t len, int *
     size_t slen = (size_t)(dot - var);
     *scope = -1;
     for (int s = 0; s < 5; s++)
-        if (strlen(scope_names[s]) == slen && memcmp(scope_names[s], var, slen) == 0)
+        if (scope_names[s][0] == var[0] && strlen(scope_names[s]) == slen &&
+            memcmp(scope_names[s], var, slen) == 0)
             *scope = s;
     if (*scope < 0) {
         snprintf(err, errcap, "invalid variable \"%.*s\": unknown scope \"%.*s\" "
