@@ -30,10 +30,11 @@ local PRIVATE_SCORE  = 90
 local REPUTATION = spoa.netset.load("ip_reputation.lst")
 
 -- FNV-1a, 32 bit: small, deterministic, and the same on every platform.
+local byte = string.byte
 local function fnv1a32(s)
   local h = 2166136261
   for i = 1, #s do
-    h = ((h ~ s:byte(i)) * 16777619) & 0xffffffff
+    h = ((h ~ byte(s, i)) * 16777619) & 0xffffffff
   end
   return h
 end
