@@ -204,6 +204,7 @@ int luaspoa_parse_var(const luaspoa_ctx *ctx, const char *var, size_t len, int *
 /* luaspoa_time.c, luaspoa_shared.c, luaspoa_map.c, luaspoa_lifecycle.c (spoa table at top) */
 void luaspoa_open_time(lua_State *L);
 void luaspoa_open_shared(lua_State *L);
+void luaspoa_open_txstore(lua_State *L);        /* spoa table at top */
 void luaspoa_open_map(lua_State *L);
 void luaspoa_open_lifecycle(lua_State *L);
 /* Runs the functions given to spoa.register_init, in order (inside a protected call). */

@@ -297,6 +297,7 @@ static int setup_body(lua_State *L) {
     luaspoa_open_values(L);
     luaspoa_open_time(L);
     luaspoa_open_shared(L);
+    luaspoa_open_txstore(L);
     luaspoa_open_map(L);
     luaspoa_open_lifecycle(L);
     luaspoa_open_net(L);
