@@ -80,7 +80,7 @@ struct ConfigurationSources {
     private func setting(_ rawKey: String, _ value: Any, source: String) throws -> (key: String, values: [String]) {
         let key = rawKey.replacingOccurrences(of: "_", with: "-").lowercased()
         guard known.contains(key), key != Self.configKey, !["help", "version"].contains(key) else {
-            throw ValidationError("\(source): no option --\(key) (known: \(known.filter { !$0.hasPrefix("no-") }.sorted().joined(separator: ", ")))")
+            throw ValidationError("\(source): no option --\(key) (known: \(known.filter { !$0.hasPrefix("no-") && !["help", "version", Self.configKey].contains($0) }.sorted().joined(separator: ", ")))")
         }
         switch value {
         case let flag as Bool:

@@ -11,7 +11,15 @@ import SpopEngine
 
 /// Serves SPOP on a TCP address, answering NOTIFY frames with the user's Lua script.
 struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the agent (the default command).")
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the agent (the default command).",
+        discussion: """
+            Every option can also come from a YAML file (--config FILE, or LUASPOA_CONFIG)
+            and from LUASPOA_<NAME> environment variables; a flag beats the environment,
+            which beats the file. Examples:
+              luaspoa --script agent.lua --metrics 127.0.0.1:9612 --log-format json
+              luaspoa --config /etc/luaspoa/luaspoa.yaml --workers 4
+              LUASPOA_LISTEN=0.0.0.0:12345 LUASPOA_LUA_TIMEOUT=50 luaspoa --config luaspoa.yaml
+            """)
 
     @Option(help: "The Lua agent script.")
     var script: String

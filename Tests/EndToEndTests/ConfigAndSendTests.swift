@@ -58,6 +58,20 @@ final class ConfigAndSendTests: E2ETestCase {
         XCTAssertEqual(flag.stop(), 0)
     }
 
+    /// The shipped /etc/luaspoa/luaspoa.yaml is valid: with only its paths overridden
+    /// by flags, the agent serves and exports metrics as configured.
+    func testShippedConfigurationFileStarts() throws {
+        let (port, metricsPort) = (try freePort(), try freePort())
+        let agent = try run(["--config", E2EPaths.repoFile("packaging/etc/luaspoa/luaspoa.yaml").path,
+                             "--script", TestScripts.ipReputationPath, "--listen", "127.0.0.1:\(port)",
+                             "--metrics", "127.0.0.1:\(metricsPort)",
+                             "--pid-file", tempDir.appendingPathComponent("luaspoa.pid").path], name: "shipped")
+        XCTAssertTrue(waitForPort(port, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        XCTAssertEqual(String(decoding: try httpGet(port: metricsPort, "/health").body, as: UTF8.self), "ok\n")
+        XCTAssertEqual(agent.stop(), 0)
+        XCTAssertTrue(agent.log.split(separator: "\n").allSatisfy { $0.hasPrefix("{\"time\":") }, "log-format json: \(agent.log)")
+    }
+
     func testUnknownKeysAndBadFilesAreRefusedByName() throws {
         let config = tempDir.appendingPathComponent("bad.yaml")
         try "script: x.lua\nlisten_port: 5\n".write(to: config, atomically: true, encoding: .utf8)
