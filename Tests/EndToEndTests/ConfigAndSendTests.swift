@@ -105,6 +105,12 @@ final class ConfigAndSendTests: E2ETestCase {
         XCTAssertTrue(nobody.log.lowercased().contains("connection refused"), nobody.log)
     }
 
+    func testVersionIsPrintedWithoutAScriptEvenWithConfigurationVariables() throws {
+        let version = try run(["--version"], env: ["LUASPOA_WORKERS": "2"], name: "version")
+        XCTAssertEqual(version.waitForExit(timeout: 20), 0, version.log)
+        XCTAssertNotNil(version.log.wholeMatch(of: /\d+\.\d+\.\d+\n/), version.log)
+    }
+
     func testAsyncIsAnnouncedOnlyWithTheFlag() throws {
         let (_, plain) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "plain")
         XCTAssertEqual(try capabilities(plain), "pipelining,fragmentation")
