@@ -3,9 +3,12 @@
  * fixed "check-client-ip" message (ip = 192.0.2.10), as LuaWorker.handle does.
  *   gcc -O2 -ISources/CLuaSpoa/include tools/dispatch-cost.c Sources/CLuaSpoa/luaspoa_[a-z]*.c \
  *       -llua5.4 -lm -lpthread -o /tmp/dispatch-cost
- *   valgrind --tool=callgrind /tmp/dispatch-cost scripts/ip_reputation.lua 10000
+ *   valgrind --tool=callgrind /tmp/dispatch-cost scripts/ip_reputation.lua 10000 3600000
  *   (instructions per dispatch = (Ir(N) - Ir(0)) / N; callgrind_annotate for hot spots)
- *   /tmp/dispatch-cost benchmarks/empty_handler.lua 1000000   # ns per dispatch */
+ *   /tmp/dispatch-cost benchmarks/empty_handler.lua 1000000   # ns per dispatch
+ * The optional third argument is the time budget in ms (default 100, as the
+ * agent's): give a large one under valgrind, which runs ~50x slower, or the
+ * run stops at the first "execution timeout". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +32,7 @@ static void log_line(void *ud, int level, const char *msg, size_t len) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s script.lua iterations\n", argv[0]);
+        fprintf(stderr, "usage: %s script.lua iterations [timeout_ms]\n", argv[0]);
         return 2;
     }
     long n = atol(argv[2]);
@@ -37,7 +40,7 @@ int main(int argc, char **argv) {
         .worker_index = 1, .worker_count = 1, .stream_id = 7, .frame_id = 42,
         .engine_id = "bench-engine", .engine_id_len = 12, .max_frame_size = 16380,
         .append_action = append_action, .ack_mark = ack_mark, .ack_rollback = ack_rollback,
-        .log = log_line, .timeout_ms = 100,
+        .log = log_line, .timeout_ms = argc > 3 ? (uint32_t)atol(argv[3]) : 100,
     };
     char err[2048];
     struct lua_State *L = luaspoa_newstate(&ctx, argv[1], 0, err, sizeof err);
