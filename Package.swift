@@ -76,6 +76,21 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // Fuzz entry points (frame decoder + state machine, Lua dispatch); see docs/fuzzing.md.
+        .target(
+            name: "SpopFuzzTargets",
+            dependencies: [
+                "SpopEngine", "LuaRuntime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // libFuzzer binary with -sanitize=fuzzer -D FUZZING; a corpus replayer otherwise.
+        .executableTarget(name: "SpopFuzz", dependencies: ["SpopFuzzTargets"]),
+        .testTarget(
+            name: "FuzzCorpusTests",
+            dependencies: ["SpopFuzzTargets"]
+        ),
         .testTarget(
             name: "SpopEngineTests",
             dependencies: [
