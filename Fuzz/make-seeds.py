@@ -20,7 +20,7 @@ def write(directory, name, data):
     with open(os.path.join(HERE, "corpus", directory, name), "wb") as f:
         f.write(data)
 
-WHOLE, AUTO_HELLO, NO_FRAGMENTATION = 0x00, 0x01, 0x80
+WHOLE, AUTO_HELLO, DRAIN, TIMER, NO_FRAGMENTATION = 0x00, 0x01, 0x20, 0x40, 0x80
 def chunked(n): return (n & 0x0f) << 1
 
 notifies = g["notifyCheckClientIP"] + g["notifyEveryArgumentForm"]
@@ -33,6 +33,8 @@ write("frames", "fragment-abort", bytes([AUTO_HELLO]) + g["fragmentFirst"] + g["
 write("frames", "fragments-unannounced", bytes([AUTO_HELLO | NO_FRAGMENTATION]) + g["fragmentFirst"] + g["fragmentLast"])
 write("frames", "agent-frames-skipped", bytes([AUTO_HELLO]) + g["agentHello"] + g["ackScore75"] + g["ackUnsetScore"]
       + g["emptyAck"] + g["agentDisconnectNormal"] + g["notifyCheckClientIP"])
+write("frames", "drain-mid-fragment", bytes([AUTO_HELLO | DRAIN]) + g["notifyCheckClientIP"] + g["fragmentFirst"])
+write("frames", "timer-before-hello", bytes([TIMER]) + g["haproxyHello"][:20])
 write("frames", "disconnect", bytes([AUTO_HELLO]) + g["haproxyDisconnectTimeout"])
 # The whole input is also decoded as a LIST-OF-ACTIONS: ACK payloads without header.
 actions = b"".join(g[n][11:] for n in ("ackScore75", "ackScoreMinus1", "ackUnsetScore"))

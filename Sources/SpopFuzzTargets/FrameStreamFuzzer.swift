@@ -9,6 +9,7 @@ import SpopEngine
 /// - bit 0: the stream starts with a valid HAPROXY-HELLO (so mutations explore the
 ///   running state instead of dying at the handshake);
 /// - bits 1-4: read-chunk size (0: all at once, n: n bytes per read), as TCP may split;
+/// - bit 5: the agent drains at the end (shutdown); bit 6: a hello/idle timer fires;
 /// - bit 7: fragmentation not announced.
 ///
 /// A crash, a precondition failure or a sanitizer report is a finding; so is a
@@ -30,6 +31,8 @@ public enum FrameStreamFuzzer {
             connection.receive(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: stream[offset..<end])))
             offset = end
         }
+        if mode & 0x20 != 0 { connection.end(connection.machine.drain()) }
+        if mode & 0x40 != 0 { connection.end(connection.machine.timedOut("fuzz timer")) }
         // The whole input as an ACK's LIST-OF-ACTIONS (what `luaspoa bench` and tests decode).
         ActionListCheck.roundTrip(ByteBuffer(bytes: stream))
     }
@@ -88,6 +91,13 @@ public enum FrameStreamFuzzer {
             case .none:
                 break
             }
+        }
+
+        /// A drain or a timer: whatever the state, the connection ends closed.
+        mutating func end(_ action: ConnectionStateMachine.Action) {
+            precondition(machine.isClosed && !machine.isRunning, "still open after drain/timeout")
+            if case .disconnect = action { precondition(!done, "DISCONNECT sent twice") }
+            done = true
         }
 
         /// Every frame also goes through the other decoders, whatever its type.
