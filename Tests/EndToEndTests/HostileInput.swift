@@ -135,3 +135,9 @@ func residentKilobytes(pid: Int32) -> Int? {
 func openFileDescriptors(pid: Int32) -> Int? {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
 }
+
+/// True when the process runs with ASan's or TSan's runtime (`swift test --sanitize=...`).
+func isSanitizerBuild(pid: Int32) -> Bool {
+    guard let maps = try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8) else { return false }
+    return maps.contains("libclang_rt.asan") || maps.contains("libclang_rt.tsan")
+}

@@ -107,8 +107,10 @@ final class HostileInputTests: E2ETestCase {
         let fds = try XCTUnwrap(openFileDescriptors(pid: pid))
         print("hostile connections: \(connections); agent RSS \(baselineRSS) kB -> \(rss) kB (+\(rss - baselineRSS) kB), "
               + "after each round: \(perRound.map(String.init).joined(separator: " ")) kB; open fds \(baselineFDs) -> \(fds)")
-        XCTAssertLessThan(rss, baselineRSS + 20 * 1024, "RSS grew by \(rss - baselineRSS) kB over \(connections) hostile connections")
         XCTAssertLessThanOrEqual(fds, baselineFDs, "descriptors leaked: \(baselineFDs) -> \(fds)")
+        // A sanitizer build holds freed memory in quarantine on purpose: RSS says nothing there.
+        guard !isSanitizerBuild(pid: pid) else { return }
+        XCTAssertLessThan(rss, baselineRSS + 20 * 1024, "RSS grew by \(rss - baselineRSS) kB over \(connections) hostile connections")
     }
 
     /// Waits (up to 30 s) until the agent has at most `limit` descriptors open.
