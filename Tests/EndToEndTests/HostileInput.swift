@@ -11,16 +11,7 @@ struct HostileCase {
     var status: UInt64?
 }
 
-/// A small deterministic generator (SplitMix64): the same garbage on every run.
-struct SeededBytes {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
     mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) } }
 }
 
@@ -99,7 +90,7 @@ enum HostileInput {
 
     /// Random bytes with no HELLO, and random bytes right after a valid HELLO.
     static func garbage(count: Int, seed: UInt64) -> [HostileCase] {
-        var random = SeededBytes(state: seed)
+        var random = SplitMix64(seed: seed)
         return (0..<count).map { index in
             let noise = random.bytes(Int(random.next() % 512) + 1)
             let afterHello = index % 2 == 1
