@@ -67,6 +67,8 @@ final class ConfigAndSendTests: E2ETestCase {
                              "--metrics", "127.0.0.1:\(metricsPort)",
                              "--pid-file", tempDir.appendingPathComponent("luaspoa.pid").path], name: "shipped")
         XCTAssertTrue(waitForPort(port, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        // The metrics listener opens independently of the SPOP one: wait for it too.
+        XCTAssertTrue(waitForPort(metricsPort, timeout: 20, while: { agent.isRunning }), agent.logTail())
         XCTAssertEqual(String(decoding: try httpGet(port: metricsPort, "/health").body, as: UTF8.self), "ok\n")
         XCTAssertEqual(agent.stop(), 0)
         XCTAssertTrue(agent.log.split(separator: "\n").allSatisfy { $0.hasPrefix("{\"time\":") }, "log-format json: \(agent.log)")
