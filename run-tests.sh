@@ -14,9 +14,10 @@ ensure_deps
 
 swift build --build-tests
 # The end-to-end tests start the real agent binary; make sure it is built and
-# tell them where it is.
+# tell them where it is (E2E_*, not LUASPOA_*: the agent reads every LUASPOA_*
+# variable as one of its options and refuses unknown ones).
 swift build --product luaspoa
-LUASPOA_BIN="$(swift build --show-bin-path)/luaspoa"
-export LUASPOA_BIN
+E2E_LUASPOA_BIN="$(swift build --show-bin-path)/luaspoa"
+export E2E_LUASPOA_BIN
 
 swift test "$@"

@@ -11,7 +11,7 @@ final class CLITests: E2ETestCase {
 
     func agentBinary() throws -> String {
         guard let b = E2EPaths.agentBinary() else {
-            XCTFail("luaspoa binary not found (swift build --product luaspoa, or set LUASPOA_BIN)")
+            XCTFail("luaspoa binary not found (swift build --product luaspoa, or set E2E_LUASPOA_BIN)")
             throw WireError("no agent binary")
         }
         return b

@@ -9,7 +9,7 @@ final class ConfigAndSendTests: E2ETestCase {
     /// Starts `luaspoa ARGS` with extra environment variables.
     func run(_ args: [String], env: [String: String] = [:], name: String) throws -> ManagedProcess {
         let bin = try XCTUnwrap(E2EPaths.agentBinary(), "luaspoa binary not found")
-        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LUASPOA_") || $0.key == "LUASPOA_BIN" }
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LUASPOA_") }
             .merging(env) { $1 }
         let p = try ManagedProcess(name: name, executable: bin, arguments: args, logDir: tempDir, environment: environment)
         children.append(p)

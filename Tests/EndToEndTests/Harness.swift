@@ -17,11 +17,11 @@ enum E2EPaths {
 
     static func repoFile(_ relative: String) -> URL { packageRoot.appendingPathComponent(relative) }
 
-    /// The agent binary: $LUASPOA_BIN, next to the running test bundle (any
+    /// The agent binary: $E2E_LUASPOA_BIN, next to the running test bundle (any
     /// --scratch-path), then .build/debug and .build/release of the package.
     static func agentBinary() -> String? {
         var candidates: [String] = []
-        if let env = ProcessInfo.processInfo.environment["LUASPOA_BIN"], !env.isEmpty {
+        if let env = ProcessInfo.processInfo.environment["E2E_LUASPOA_BIN"], !env.isEmpty {
             candidates.append(env)
         }
         // The xctest executable (Linux) or bundle (macOS) lives in the bin path.
@@ -422,7 +422,7 @@ class E2ETestCase: XCTestCase {
                     generousTimeBudget: Bool = true,
                     file: StaticString = #filePath, line: UInt = #line) throws -> (ManagedProcess, UInt16) {
         guard let bin = E2EPaths.agentBinary() else {
-            XCTFail("luaspoa binary not found (build it with `swift build --product luaspoa`, or set LUASPOA_BIN)", file: file, line: line)
+            XCTFail("luaspoa binary not found (build it with `swift build --product luaspoa`, or set E2E_LUASPOA_BIN)", file: file, line: line)
             throw WireError("no agent binary")
         }
         let port = try freePort()
