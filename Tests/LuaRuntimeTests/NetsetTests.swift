@@ -252,7 +252,7 @@ final class NetsetTests: XCTestCase {
                 out[#out + 1] = select(2, SET:lookup(spoa.addr_from_bytes(raw:sub(i, i + 15)))) or "-"
               end
               return { ["txn.r"] = table.concat(out, " ") }
-            end)
+            end, { timeout_ms = 600000 })  -- thousands of lookups: not a request's budget
             """)
         let actions = try SpoaAction.decodeList(harness.ackPayload([("q", [("q", .binary(ByteBuffer(bytes: packed)))])], maxFrameSize: 1 << 20))
         guard case .setVar(_, _, let value)? = actions.first, let text = value.text else { return XCTFail("\(actions)") }
