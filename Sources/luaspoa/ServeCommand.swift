@@ -59,6 +59,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Announce fragmentation (reassembly of fragmented NOTIFY frames).")
     var fragmentation = true
 
+    @Option(help: ArgumentHelp("Largest reassembled fragmented NOTIFY; a larger one gets status 3 (too big).", valueName: "bytes"))
+    var maxNotifySize = AgentCapabilities().maxReassembledSize
+
     @OptionGroup(title: "Connection limits and shutdown")
     var server: ServerOptions
 
@@ -74,6 +77,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-frame-size must be between 256 and 16777215, got \(maxFrameSize)")
         }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        guard maxNotifySize >= maxFrameSize else {
+            throw ValidationError("--max-notify-size must be at least --max-frame-size (\(maxFrameSize)), got \(maxNotifySize)")
+        }
         if let varPrefix, varPrefix.isEmpty || !varPrefix.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }) {
             throw ValidationError("--var-prefix must be non-empty and use only A-Z a-z 0-9 . _, got \"\(varPrefix)\"")
         }
@@ -96,7 +102,9 @@ struct ServeCommand: AsyncParsableCommand {
 
         let configuration = SpopServer.Configuration(
             address: server.address(listen), workers: workers,
-            capabilities: AgentCapabilities(maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation, async: async),
+            capabilities: AgentCapabilities(
+                maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation,
+                maxReassembledSize: maxNotifySize, async: async),
             limits: server.limits
         )
         let withMetrics = registry != nil

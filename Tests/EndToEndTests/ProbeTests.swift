@@ -396,6 +396,23 @@ final class ProbeTests: E2ETestCase {
 
     // MARK: error statuses
 
+    /// --max-notify-size bounds reassembly: the fragment that crosses it gets status 3.
+    func testMaxNotifySizeRefusesALargerFragmentedNotify() throws {
+        let (_, p2) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "agent-mns",
+                                     extraArgs: ["--max-notify-size", "20000"])
+        let c = try TCPConn(port: p2)
+        _ = try c.handshake(Golden.hello11_1)
+        let s = String(repeating: "x", count: 30_000)
+        let payload = messagesPayload([SpopMessage(name: "big", args: [("big", .str(s))])])
+        c.send(spopFrame(type: SpopType.notify.rawValue, flags: 0, streamID: 9, frameID: 1, payload: Array(payload[0..<10_000])))
+        c.send(spopFrame(type: SpopType.unset.rawValue, flags: 0, streamID: 9, frameID: 1, payload: Array(payload[10_000..<20_000])))
+        c.send(spopFrame(type: SpopType.unset.rawValue, flags: SpopFlags.fin, streamID: 9, frameID: 1,
+                         payload: Array(payload[20_000...])))
+        assertDisconnect(c, status: 3, "reassembled NOTIFY over --max-notify-size")
+        // The agent goes on serving.
+        XCTAssertEqual(try TCPConn(port: p2).handshake(Golden.hello11_1).type, SpopType.agentHello.rawValue)
+    }
+
     func testStatus3FrameTooBigBeforeBody() throws {
         // After the handshake: LEN 16381 > negotiated 16380, body never sent.
         let c = try connected()
