@@ -71,6 +71,23 @@ final class CLITests: E2ETestCase {
         XCTAssertEqual(status, 0, "SIGTERM should exit 0:\n\(agent.logTail())")
     }
 
+    /// The first SIGTERM drains (bounded by --drain-timeout); a second one exits at once.
+    func testSecondSignalExitsWithoutWaitingForTheDrain() throws {
+        let (agent, port) = try startAgent(
+            script: #"spoa.register_message("spin", function() while true do end end)"#, name: "second-signal",
+            extraArgs: ["--workers", "1", "--lua-timeout", "0", "--drain-timeout", "60"], generousTimeBudget: false)
+        let stuck = try TCPConn(port: port)
+        _ = try stuck.handshake()
+        // NOTIFY "spin" (no arguments): its worker never returns, so the drain cannot finish.
+        XCTAssertTrue(stuck.send([0, 0, 0, 0x0d, 3, 0, 0, 0, 1, 1, 1, 4, 0x73, 0x70, 0x69, 0x6e, 0]))
+        usleep(300_000)
+        kill(agent.process.processIdentifier, SIGTERM)
+        XCTAssertNil(agent.waitForExit(timeout: 1.5), "the drain should still be waiting:\n\(agent.logTail())")
+        kill(agent.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(agent.waitForExit(timeout: 10), 1, "a second signal should exit at once:\n\(agent.logTail())")
+        XCTAssertTrue(agent.log.contains("exiting without waiting for the drain"), agent.logTail())
+    }
+
     func testSigintStopsCleanly() throws {
         let (agent, port) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "int",
                                            extraArgs: ["--log-level", "error"])
