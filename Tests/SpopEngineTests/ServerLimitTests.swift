@@ -52,12 +52,9 @@ final class ServerLimitTests: XCTestCase {
                     }
                 }
                 defer { writer.cancel() }
-                var reader = FrameReader()
+                var stream = FrameStream(inbound)
                 var frames: [RawFrame] = []
-                for try await chunk in inbound {
-                    reader.append(chunk)
-                    while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
-                }
+                try await stream.read(into: &frames)
                 return frames
             }
             XCTAssertEqual(try status(of: frames), .timeout)
@@ -123,20 +120,13 @@ final class ServerLimitTests: XCTestCase {
         let client = try await TestClient.connect(listener.localAddress!)
         try await client.channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(hex: Golden.haproxyHello))
-            var reader = FrameReader()
+            var stream = FrameStream(inbound)
             var frames: [RawFrame] = []
-            var iterator = inbound.makeAsyncIterator()
-            while frames.isEmpty, let chunk = try await iterator.next() {
-                reader.append(chunk)
-                while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
-            }
+            try await stream.read(into: &frames) { !$0.isEmpty }
             // What SIGTERM does: stop accepting, then drain.
             try await listener.close()
             async let drained: Void = server.drainAndShutdown()
-            while let chunk = try await iterator.next() {
-                reader.append(chunk)
-                while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
-            }
+            try await stream.read(into: &frames)
             try await drained
             XCTAssertEqual(frames.map(\.header.type), [.agentHello, .agentDisconnect])
             XCTAssertEqual(try Disconnect(frames[1]), Disconnect(status: .normal, message: "agent is shutting down"))

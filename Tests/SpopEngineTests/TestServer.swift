@@ -42,14 +42,26 @@ struct TestClient {
     static func exchange(_ address: SocketAddress, _ bytes: ByteBuffer, frames expected: Int) async throws -> [RawFrame] {
         try await connect(address).channel.executeThenClose { inbound, outbound in
             if bytes.readableBytes > 0 { try await outbound.write(bytes) }
-            var reader = FrameReader()
+            var stream = FrameStream(inbound)
             var frames: [RawFrame] = []
-            for try await chunk in inbound {
-                reader.append(chunk)
-                while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
-                if frames.count >= expected { break }
-            }
+            try await stream.read(into: &frames) { $0.count >= expected }
             return frames
+        }
+    }
+}
+
+/// The agent's replies cut into frames, read as far as a test needs.
+struct FrameStream {
+    private var chunks: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    private var reader = FrameReader()
+
+    init(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) { chunks = inbound.makeAsyncIterator() }
+
+    /// Appends frames until `done(frames)` holds or the agent closes.
+    mutating func read(into frames: inout [RawFrame], until done: ([RawFrame]) -> Bool = { _ in false }) async throws {
+        while !done(frames), let chunk = try await chunks.next() {
+            reader.append(chunk)
+            while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
         }
     }
 }
