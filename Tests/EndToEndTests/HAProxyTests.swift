@@ -6,90 +6,26 @@ import XCTest
 
 final class HAProxyTests: E2ETestCase {
 
-    struct Ports { var web: UInt16; var app: UInt16; var agent: UInt16 }
+    typealias Ports = ProxySetup
 
-    // MARK: config generation
+    // MARK: config generation (2.6: agents backend in mode tcp)
 
-    /// A generated haproxy.cfg with the same shape as haproxy/haproxy.cfg: fe_web
-    /// (SPOE filter, response headers from variables) -> be_app -> fe_app (200).
     func generatedConfig(_ p: Ports, bufsize: Int? = nil, headers: [String],
                          check: String = "check inter 2s", extra: String = "") -> String {
-        """
-        global
-            log stdout format raw local0 info
-            default-path config
-        \(bufsize.map { "    tune.bufsize \($0)" } ?? "")
-
-        defaults
-            mode http
-            log global
-            timeout connect 5s
-            timeout client  30s
-            timeout server  30s
-
-        frontend fe_web
-            bind 127.0.0.1:\(p.web)
-            filter spoe engine e2e config e2e-spoe.conf
-            http-response set-header X-SPOE-Error %[var(txn.e2e.err)] if { var(txn.e2e.err) -m found }
-        \(headers.map { "    " + $0 }.joined(separator: "\n"))
-            default_backend be_app
-
-        backend be_app
-            server app1 127.0.0.1:\(p.app)
-
-        frontend fe_app
-            bind 127.0.0.1:\(p.app)
-            http-request return status 200 content-type text/plain string ok
-
-        backend be_agents
-            mode tcp
-            option spop-check
-            timeout connect 5s
-            timeout server  2m
-            server a1 127.0.0.1:\(p.agent) \(check)
-
-        \(extra)
-        """
+        p.haproxyConfig(headers: headers, check: check, global: bufsize.map { "tune.bufsize \($0)" } ?? "", extra: extra)
     }
 
-    /// `http-response set-header X-V-<name> <value>` only when txn.e2e.<name> exists,
-    /// so an absent header means an absent variable.
     func varHeaders(_ names: [String], scope: String = "txn", converters: [String: String] = [:]) -> [String] {
-        names.map { n in
-            "http-response set-header X-V-\(n) \"%[var(\(scope).e2e.\(n))\(converters[n] ?? "")]\" if { var(\(scope).e2e.\(n)) -m found }"
-        }
+        ProxySetup.varHeaders(names, scope: scope, converters: converters)
     }
 
     func spoeConfig(messages: [(name: String, args: String)], maxFrameSize: Int? = nil,
                     idleTimeout: String = "1m") -> String {
-        var s = """
-        [e2e]
-        spoe-agent e2e-agent
-            messages \(messages.map(\.name).joined(separator: " "))
-            use-backend be_agents
-            option var-prefix e2e
-            option force-set-var
-            option set-on-error err
-            timeout hello      5s
-            timeout idle       \(idleTimeout)
-            timeout processing 5s
-
-        """
-        if let maxFrameSize { s += "    max-frame-size \(maxFrameSize)\n" }
-        for m in messages {
-            s += """
-
-            spoe-message \(m.name)
-                args \(m.args)
-                event on-frontend-http-request
-
-            """
-        }
-        return s
+        ProxySetup.spoeConfig(messages: messages, maxFrameSize: maxFrameSize, idleTimeout: idleTimeout)
     }
 
     func ports(agent: UInt16) throws -> Ports {
-        Ports(web: try freePort(), app: try freePort(), agent: agent)
+        try ProxySetup(agent: agent)
     }
 
     func assertHeader(_ r: HTTPResponse, _ name: String, _ expected: String?,
@@ -227,30 +163,11 @@ final class HAProxyTests: E2ETestCase {
         let env = ProcessInfo.processInfo.environment
         let total = env["E2E_LOAD_REQUESTS"].flatMap { Int($0) } ?? 2000
         let connections = env["E2E_LOAD_CONNECTIONS"].flatMap { Int($0) } ?? 32
-        let results = LoadResults()
-        let webPort = p.web
-        let start = nowSeconds()
-        DispatchQueue.concurrentPerform(iterations: connections) { worker in
-            var conn: HTTPConn?
-            var i = worker
-            while i < total {
-                do {
-                    if conn == nil { conn = try HTTPConn(port: webPort) }
-                    let r = try conn!.get("/load/\(i)", timeout: 15)
-                    if r.status == 200, r.header("X-IP-Score") == "100", r.header("X-SPOE-Error") == nil {
-                        results.ok()
-                    } else {
-                        results.fail("request \(i): status \(r.status) headers \(r.headers)")
-                    }
-                    if r.header("connection")?.lowercased() == "close" { conn = nil }
-                } catch {
-                    results.fail("request \(i): \(error)")
-                    conn = nil
-                }
-                i += connections
-            }
-        }
-        let elapsed = nowSeconds() - start
+        let (results, elapsed) = httpLoad(port: p.web, total: total, connections: connections,
+                                          request: { ("/load/\($0)", []) },
+                                          accept: { _, r in
+                                              r.status == 200 && r.header("X-IP-Score") == "100" && r.header("X-SPOE-Error") == nil
+                                          })
         let (ok, failures, samples) = results.snapshot()
         print("E2E load: \(total) requests over \(connections) connections: \(ok) ok, \(failures) failed, "
               + String(format: "%.2fs, %.0f req/s", elapsed, Double(total) / elapsed))
@@ -275,30 +192,12 @@ final class HAProxyTests: E2ETestCase {
         let haproxy = try startHAProxy(config: generatedConfig(p, headers: varHeaders(["slow", "a1_v"])),
                                        files: ["e2e-spoe.conf": spoe], waitPort: p.web)
         let total = 1000, connections = 64
-        let results = LoadResults()
-        let webPort = p.web
-        let start = nowSeconds()
-        DispatchQueue.concurrentPerform(iterations: connections) { worker in
-            var conn: HTTPConn?
-            var i = worker
-            while i < total {
-                do {
-                    if conn == nil { conn = try HTTPConn(port: webPort) }
-                    let r = try conn!.get("/slow/\(i)", headers: [("X-N", "req-\(i)")], timeout: 20)
-                    if r.status == 200, r.header("X-V-slow") == "1", r.header("X-V-a1_v") == "req-\(i)",
-                       r.header("X-SPOE-Error") == nil {
-                        results.ok()
-                    } else {
-                        results.fail("request \(i): status \(r.status) headers \(r.headers)")
-                    }
-                } catch {
-                    results.fail("request \(i): \(error)")
-                    conn = nil
-                }
-                i += connections
-            }
-        }
-        let elapsed = nowSeconds() - start
+        let (results, elapsed) = httpLoad(port: p.web, total: total, connections: connections, timeout: 20,
+                                          request: { ("/slow/\($0)", [("X-N", "req-\($0)")]) },
+                                          accept: { i, r in
+                                              r.status == 200 && r.header("X-V-slow") == "1" && r.header("X-V-a1_v") == "req-\(i)"
+                                                  && r.header("X-SPOE-Error") == nil
+                                          })
         let (ok, failures, samples) = results.snapshot()
         let st = tap.snapshot()
         print("E2E slow load: \(total) requests over \(connections) connections, 2 ms handler: \(ok) ok, \(failures) failed, "
@@ -389,29 +288,19 @@ final class HAProxyTests: E2ETestCase {
         let tap = try startTap(agentPort: agentPort)
         let statsPort = try freePort()
         let p = try ports(agent: tap.port)
-        let stats = """
-        frontend stats
-            bind 127.0.0.1:\(statsPort)
-            stats enable
-            stats uri /stats
-        """
         let haproxy = try startHAProxy(config: generatedConfig(p, headers: varHeaders(["ok"]),
-                                                               check: "check inter 200ms fall 1 rise 1", extra: stats),
+                                                               check: "check inter 200ms fall 1 rise 1",
+                                                               extra: statsFrontend(port: statsPort)),
                                        files: ["e2e-spoe.conf": spoeConfig(messages: [("ok", "src")])], waitPort: p.web)
         let deadline = nowSeconds() + 5
         while nowSeconds() < deadline && tap.snapshot().healthCheckHellos < 3 { usleep(100_000) }
         XCTAssertGreaterThanOrEqual(tap.snapshot().healthCheckHellos, 3, "HAProxy sent no spop-check probes")
-        let csv = String(decoding: try httpGet(port: statsPort, "/stats;csv").body, as: UTF8.self)
-        let lines = csv.split(separator: "\n").map(String.init)
-        guard let header = lines.first, let row = lines.first(where: { $0.hasPrefix("be_agents,a1,") }) else {
-            XCTFail("no be_agents/a1 row in stats:\n\(csv)\n\(haproxy.logTail())")
+        guard let row = try haproxyServerStats(statsPort: statsPort, backend: "be_agents", server: "a1") else {
+            XCTFail("no be_agents/a1 row in stats\n\(haproxy.logTail())")
             return
         }
-        let cols = header.trimmingCharacters(in: CharacterSet(charactersIn: "# ")).split(separator: ",", omittingEmptySubsequences: false)
-        let vals = row.split(separator: ",", omittingEmptySubsequences: false)
-        func col(_ n: String) -> String? { cols.firstIndex(of: Substring(n)).flatMap { $0 < vals.count ? String(vals[$0]) : nil } }
-        XCTAssertEqual(col("status"), "UP", "\(row)\n\(agent.logTail())")
-        XCTAssertEqual(col("check_status"), "L7OK", row)
+        XCTAssertEqual(row["status"], "UP", "\(row)\n\(agent.logTail())")
+        XCTAssertEqual(row["check_status"], "L7OK", "\(row)")
         XCTAssertEqual(try httpGet(port: p.web).header("X-V-ok"), "1")
     }
 }

@@ -39,7 +39,10 @@ enum E2EPaths {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
+    /// $E2E_HAPROXY_CMD (e.g. a tools/haproxy-chroot.sh launcher running 3.2) or
+    /// the haproxy on PATH / in the sbin directories.
     static func haproxyBinary() -> String? {
+        if let cmd = ProcessInfo.processInfo.environment["E2E_HAPROXY_CMD"], !cmd.isEmpty { return cmd }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         let dirs = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/local/sbin", "/sbin"]
         return dirs.map { $0 + "/haproxy" }.first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -393,14 +396,19 @@ class E2ETestCase: XCTestCase {
     }
 
     override func tearDown() {
-        for c in children.reversed() { c.stop() }
-        children.removeAll()
-        for t in taps { t.stop() }
-        taps.removeAll()
+        stopChildren()
         if let tempDir, ProcessInfo.processInfo.environment["E2E_KEEP_TMP"] == nil {
             try? FileManager.default.removeItem(at: tempDir)
         }
         super.tearDown()
+    }
+
+    /// Stop the processes and taps started so far (newest first).
+    func stopChildren() {
+        for c in children.reversed() { c.stop() }
+        children.removeAll()
+        for t in taps { t.stop() }
+        taps.removeAll()
     }
 
     /// Start luaspoa with the given Lua source (written to a temp file) and wait until it listens.
@@ -459,9 +467,10 @@ class E2ETestCase: XCTestCase {
     }
 
     /// Write `cfg` (and the other files) into the temp dir, start `haproxy -f cfg -db`, wait for `waitPort`.
-    func startHAProxy(config cfg: String, files: [String: String] = [:], waitPort: UInt16,
+    /// `binary` picks another HAProxy (the HAProxy3 tests' chroot launchers).
+    func startHAProxy(config cfg: String, files: [String: String] = [:], waitPort: UInt16, binary: String? = nil,
                       file: StaticString = #filePath, line: UInt = #line) throws -> ManagedProcess {
-        let bin = try requireHAProxy()
+        let bin = try binary ?? requireHAProxy()
         for (n, content) in files {
             try content.write(to: tempDir.appendingPathComponent(n), atomically: true, encoding: .utf8)
         }

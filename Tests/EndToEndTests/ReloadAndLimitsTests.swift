@@ -13,54 +13,11 @@ final class ReloadAndLimitsTests: E2ETestCase {
     /// fe_web (SPOE filter; X-V-<name> headers from txn.e2e.<name>) -> fe_app (200).
     func startProxy(agentPort: UInt16, vars: [String], message: String = "check",
                     processing: String = "5s") throws -> UInt16 {
-        let web = try freePort(), app = try freePort()
-        let headers = vars.map {
-            "    http-response set-header X-V-\($0) \"%[var(txn.e2e.\($0))]\" if { var(txn.e2e.\($0)) -m found }"
-        }.joined(separator: "\n")
-        let cfg = """
-            global
-                log stdout format raw local0 info
-            defaults
-                mode http
-                log global
-                timeout connect 5s
-                timeout client  30s
-                timeout server  30s
-            frontend fe_web
-                bind 127.0.0.1:\(web)
-                filter spoe engine e2e config e2e-spoe.conf
-                http-response set-header X-SPOE-Error %[var(txn.e2e.err)] if { var(txn.e2e.err) -m found }
-            \(headers)
-                default_backend be_app
-            backend be_app
-                server app1 127.0.0.1:\(app)
-            frontend fe_app
-                bind 127.0.0.1:\(app)
-                http-request return status 200 content-type text/plain string ok
-            backend be_agents
-                mode tcp
-                timeout connect 5s
-                timeout server  2m
-                server a1 127.0.0.1:\(agentPort)
-            """
-        let spoe = """
-            [e2e]
-            spoe-agent e2e-agent
-                messages \(message)
-                use-backend be_agents
-                option var-prefix e2e
-                option force-set-var
-                option set-on-error err
-                timeout hello      5s
-                timeout idle       1m
-                timeout processing \(processing)
-            spoe-message \(message)
-                args ip=src
-                event on-frontend-http-request
-
-            """
-        _ = try startHAProxy(config: cfg, files: ["e2e-spoe.conf": spoe], waitPort: web)
-        return web
+        let setup = try ProxySetup(agent: agentPort)
+        let cfg = setup.haproxyConfig(headers: ProxySetup.varHeaders(vars), check: "")
+        let spoe = ProxySetup.spoeConfig(messages: [(message, "ip=src")], processing: processing)
+        _ = try startHAProxy(config: cfg, files: ["e2e-spoe.conf": spoe], waitPort: setup.web)
+        return setup.web
     }
 
     static func versioned(_ version: String) -> String {

@@ -19,6 +19,10 @@ final class SpopTap: @unchecked Sendable {
         var haproxyDisconnectStatuses: [Int64] = []
         var agentDisconnectStatuses: [Int64] = []
         var healthCheckHellos = 0
+        var notifyStreamIDs: Set<UInt64> = []  // HAProxy 3.1+: odd
+        var notifyStreams: Set<[UInt64]> = []  // [tap connection, stream-id]
+        var notifyFrameIDs: Set<UInt64> = []   // HAProxy 3.1+: always 1
+        var closedConnections = 0              // relayed connections that ended
     }
 
     let port: UInt16
@@ -80,7 +84,11 @@ final class SpopTap: @unchecked Sendable {
             id += 1
             let cid = id
             let pair = FDPair(a: fd, b: up)
-            Thread { [self] in pump(from: fd, to: up, conn: cid, upstream: true); pair.done() }.start()
+            Thread { [self] in
+                pump(from: fd, to: up, conn: cid, upstream: true)
+                pair.done()
+                lock.lock(); stats.closedConnections += 1; lock.unlock()
+            }.start()
             Thread { [self] in pump(from: up, to: fd, conn: cid, upstream: false); pair.done() }.start()
         }
     }
@@ -118,6 +126,9 @@ final class SpopTap: @unchecked Sendable {
         stats.framesByType[f.type, default: 0] += 1
         switch f.type {
         case SpopType.notify.rawValue:
+            stats.notifyStreamIDs.insert(f.streamID)
+            stats.notifyStreams.insert([UInt64(conn), f.streamID])
+            stats.notifyFrameIDs.insert(f.frameID)
             if f.flags & SpopFlags.fin == 0 { stats.notifyWithoutFin += 1 } else { inFlight[conn, default: 0] += 1 }
         case SpopType.unset.rawValue:
             stats.unsetFrames += 1

@@ -19,21 +19,16 @@ final class TxStoreEndToEndTests: E2ETestCase {
             .replacingOccurrences(of: "\nglobal\n", with: "\nglobal\n    nbthread 2\n")
         let haproxy = try startHAProxy(config: cfg, files: ["spoe-txstore.conf": spoe], waitPort: web)
 
-        let results = LoadResults()
-        DispatchQueue.concurrentPerform(iterations: 8) { client in
-            guard let conn = try? HTTPConn(port: web) else { return results.fail("client \(client): no connection") }
-            for n in 0..<50 {
-                let path = "/c\(client)/r\(n)"
-                guard let r = try? conn.get(path, timeout: 15) else { return results.fail("\(path): no response") }
-                if r.header("X-Req-Path") == path, r.header("X-SPOE-Error") == nil {
-                    results.ok()
-                } else {
-                    results.fail("\(path): \(r.headers)")
-                }
-            }
-        }
+        let results = Self.correlatedLoad(web: web)
         let (ok, failed, samples) = results.snapshot()
         XCTAssertEqual(ok, 400, "first failures: \(samples.prefix(3))\n\(haproxy.logTail(10))\n\(agent.problems())")
         XCTAssertEqual(failed, 0)
+    }
+
+    /// 400 requests over 8 connections, each with its own path: ok when the
+    /// response carries that path back (X-Req-Path, set from the request event).
+    static func correlatedLoad(web: UInt16) -> LoadResults {
+        httpLoad(port: web, total: 400, connections: 8, request: { ("/c\($0 % 8)/r\($0)", []) },
+                 accept: { i, r in r.header("X-Req-Path") == "/c\(i % 8)/r\(i)" && r.header("X-SPOE-Error") == nil }).results
     }
 }
