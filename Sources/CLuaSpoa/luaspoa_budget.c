@@ -1,20 +1,37 @@
-/* Time budget per handler call (lua-api.md §5.2 option b).
+/* Time budget per handler call (lua-api.md §5.2 option b), in CPU time.
  *
  * An always-on count hook makes every VM instruction take the slow dispatch
  * path (measured with tools/hook-cost.c under callgrind: +27% instructions on a
  * handler-like workload, x2.07 on a pure arithmetic loop). Instead, a call only
- * stores its deadline; one watchdog thread for the process wakes every
- * WATCHDOG_TICK_MS and, for a state whose deadline has passed, sets a count
+ * stores its number, its thread's CPU clock id (pthread_getcpuclockid: no
+ * syscall) and a wall deadline; one watchdog thread for the process wakes every
+ * WATCHDOG_TICK_MS and, for a state whose call has used its budget, sets a count
  * hook on the Lua thread that is running (lua_sethook may be called from
  * another thread: lua.c does it from a signal handler). The hook then raises
  * "execution timeout" at every instruction until the call ends, so a script
  * cannot swallow it with pcall. Long C calls (string.rep) are not interrupted;
  * the memory limit bounds them.
  *
+ * Why CPU time: a wall-clock budget cut a one-line handler in a 10-minute soak
+ * on an overloaded host (load average > 10): its thread was descheduled for
+ * more than 100 ms (docs/reliability.md). The watchdog reads the thread's CPU
+ * clock (one clock_gettime, a syscall) when it first sees a call, and again
+ * only once the wall deadline has passed (CPU time cannot run ahead of wall
+ * time); the call is cut when the CPU time since that sighting reaches the
+ * budget, otherwise it is checked again when it could have used the rest. A
+ * descheduled or blocked handler is never cut; a spinning one is cut after its
+ * budget plus at most one tick of CPU before the sighting. The per-call cost
+ * stays what it was: no syscall per call.
+ *
  * The deadline is read from CLOCK_MONOTONIC_COARSE: 47 -> 54 ns per trivial
  * pcall, against 47 -> 91 ns with CLOCK_MONOTONIC (tools/hook-cost.c calls).
- * One clock resolution is added so a call is never cut early; it is stopped
- * at most WATCHDOG_TICK_MS + 2 resolutions (4 ms at HZ=250) late.
+ * One clock resolution is added so it never passes early.
+ *
+ * A call is identified by its number: the watchdog samples the CPU clock, then
+ * checks that the same call is still running (so the thread was alive and
+ * running it: a finished thread's id may be reused), and arms the hook for that
+ * number only; a hook that fires in a later call (the watchdog armed it while
+ * the call ended) disarms itself.
  *
  * After WATCHDOG_IDLE_TICKS ticks without a call started in any state, the
  * watchdog sleeps on a condition variable, so an idle agent uses no CPU; the
@@ -34,21 +51,35 @@ static luaspoa_budget *watch_list;
 static pthread_once_t watch_once = PTHREAD_ONCE_INIT;
 static int64_t clock_resolution_ns;
 
+static int64_t ts_ns(const struct timespec *ts) {
+    return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
 static int64_t mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return ts_ns(&ts);
+}
+
+/* Sets the hook of L to nothing; forgets the arming if it was for another call
+ * than the running one. */
+static void disarm_stale(lua_State *L, luaspoa_budget *b) {
+    pthread_mutex_lock(&b->lock);
+    uint64_t armed = atomic_load(&b->armed);
+    if (atomic_load(&b->deadline) == 0 || armed != atomic_load(&b->calls)) {
+        lua_sethook(L, NULL, 0, 0);
+        if (armed != 0 && armed != atomic_load(&b->calls))
+            atomic_store(&b->armed, 0);
+    }
+    pthread_mutex_unlock(&b->lock);
 }
 
 static void on_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     luaspoa_budget *b = &luaspoa_rt_get(L)->budget;
-    int64_t deadline = atomic_load(&b->deadline);
-    if (deadline == 0 || mono_ns() < deadline) {
-        /* Armed for a call that has ended since: disarm this thread. */
-        pthread_mutex_lock(&b->lock);
-        lua_sethook(L, NULL, 0, 0);
-        pthread_mutex_unlock(&b->lock);
+    if (atomic_load(&b->deadline) == 0 || atomic_load(&b->armed) != atomic_load(&b->calls)) {
+        /* Armed for a call that has ended since. */
+        disarm_stale(L, b);
         return;
     }
     b->raised = 1;
@@ -58,29 +89,65 @@ static void on_hook(lua_State *L, lua_Debug *ar) {
         lua_pushfstring(L, "%s:%d: ", where.short_src, where.currentline);
     else
         lua_pushliteral(L, "");
-    lua_pushfstring(L, "execution timeout (%d ms)", (int)b->limit_ms);
+    lua_pushfstring(L, "execution timeout (%d ms)", (int)atomic_load(&b->limit_ms));
     lua_concat(L, 2);
     lua_error(L);
 }
 
-/* Arms the hook of every state past its deadline; returns the number of calls
- * started so far in all states. Called with watch_lock held. */
-static uint64_t check_deadlines(int64_t now, int *running) {
+/* CPU time of the thread running `call`, read while that call runs (so the
+ * thread exists and is that one); 0 if the call ended meanwhile. */
+static int call_cpu_ns(luaspoa_budget *b, uint64_t call, int64_t deadline, int64_t *out) {
+    struct timespec ts;
+    if (clock_gettime(atomic_load(&b->cpu_clock), &ts) != 0)
+        return 0;
+    *out = ts_ns(&ts);
+    return atomic_load(&b->calls) == call && atomic_load(&b->deadline) == deadline;
+}
+
+static void arm(luaspoa_budget *b, uint64_t call, int64_t deadline) {
+    pthread_mutex_lock(&b->lock);
+    if (atomic_load(&b->calls) == call && atomic_load(&b->deadline) == deadline) {
+        atomic_store(&b->armed, call);
+        lua_sethook(b->running, on_hook, LUA_MASKCOUNT, 1);
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* One state at one tick (watch_lock held): first sighting of a call, or a
+ * check of its CPU time once it could have used its budget. */
+static void check_budget(luaspoa_budget *b, int64_t now) {
+    uint64_t call = atomic_load(&b->calls);
+    int64_t deadline = atomic_load(&b->deadline);
+    if (deadline == 0 || atomic_load(&b->armed) == call)
+        return;
+    int64_t cpu;
+    if (b->seen_call != call) {
+        if (call_cpu_ns(b, call, deadline, &cpu)) {
+            b->seen_call = call;
+            b->seen_cpu = cpu;
+            b->next_check = deadline;
+        }
+        return;
+    }
+    if (now < b->next_check || !call_cpu_ns(b, call, deadline, &cpu))
+        return;
+    int64_t left = (int64_t)atomic_load(&b->limit_ms) * 1000000 - (cpu - b->seen_cpu);
+    if (left > 0)
+        b->next_check = now + left; /* descheduled or blocked: not its fault */
+    else
+        arm(b, call, deadline);
+}
+
+/* Checks every state; returns the number of calls started so far in all
+ * states. Called with watch_lock held. */
+static uint64_t check_budgets(int64_t now, int *running) {
     uint64_t calls = 0;
     *running = 0;
     for (luaspoa_budget *b = watch_list; b; b = b->next) {
         calls += atomic_load_explicit(&b->calls, memory_order_relaxed);
-        int64_t deadline = atomic_load(&b->deadline);
-        if (deadline != 0)
+        if (atomic_load(&b->deadline) != 0)
             *running = 1;
-        if (deadline == 0 || now < deadline || atomic_load(&b->armed))
-            continue;
-        pthread_mutex_lock(&b->lock);
-        if (atomic_load(&b->deadline) == deadline) {
-            lua_sethook(b->running, on_hook, LUA_MASKCOUNT, 1);
-            atomic_store(&b->armed, 1);
-        }
-        pthread_mutex_unlock(&b->lock);
+        check_budget(b, now);
     }
     return calls;
 }
@@ -94,14 +161,14 @@ static void *watchdog(void *arg) {
         nanosleep(&tick, NULL);
         pthread_mutex_lock(&watch_lock);
         int running;
-        uint64_t calls = check_deadlines(mono_ns(), &running);
+        uint64_t calls = check_budgets(mono_ns(), &running);
         idle_ticks = (calls == last_calls && !running) ? idle_ticks + 1 : 0;
         last_calls = calls;
         if (idle_ticks >= WATCHDOG_IDLE_TICKS) {
             /* A starter stores its deadline, then reads watch_sleeping; we set
              * watch_sleeping, then read the deadlines: one of us sees the other. */
             atomic_store(&watch_sleeping, 1);
-            check_deadlines(mono_ns(), &running);
+            check_budgets(mono_ns(), &running);
             while (!running && atomic_load(&watch_sleeping))
                 pthread_cond_wait(&watch_wake, &watch_lock);
             atomic_store(&watch_sleeping, 0);
@@ -115,7 +182,7 @@ static void *watchdog(void *arg) {
 static void start_watchdog(void) {
     struct timespec res;
     clock_getres(CLOCK_MONOTONIC_COARSE, &res);
-    clock_resolution_ns = (int64_t)res.tv_sec * 1000000000 + res.tv_nsec;
+    clock_resolution_ns = ts_ns(&res);
     pthread_t thread;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -127,6 +194,7 @@ static void start_watchdog(void) {
 void luaspoa_budget_init(lua_State *L, luaspoa_budget *b) {
     pthread_mutex_init(&b->lock, NULL);
     b->main = b->running = L;
+    b->seen_call = 0;
     pthread_mutex_lock(&watch_lock);
     b->next = watch_list;
     watch_list = b;
@@ -158,12 +226,16 @@ void luaspoa_budget_start(luaspoa_budget *b, uint32_t ms) {
     if (atomic_load(&b->armed))
         disarm(b);
     b->raised = 0;
-    b->limit_ms = ms;
+    atomic_store_explicit(&b->limit_ms, ms, memory_order_relaxed);
     if (ms == 0)
         return;
     pthread_once(&watch_once, start_watchdog);
+    clockid_t cpu_clock;
+    if (pthread_getcpuclockid(pthread_self(), &cpu_clock) == 0)
+        atomic_store_explicit(&b->cpu_clock, cpu_clock, memory_order_relaxed);
     atomic_store_explicit(&b->calls, atomic_load_explicit(&b->calls, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    /* The store that publishes the call: the watchdog reads the rest after it. */
     atomic_store(&b->deadline, mono_ns() + (int64_t)ms * 1000000 + clock_resolution_ns);
     if (atomic_load(&watch_sleeping)) {
         pthread_mutex_lock(&watch_lock);

@@ -22,19 +22,28 @@
 #define LUASPOA_T_UNSET 0xFF
 
 /*
- * Time budget of one state (luaspoa_budget.c). The fast path only stores a
- * deadline; a watchdog thread arms a count hook on the running Lua thread once
- * the deadline has passed, so no hook slows the VM while calls are on time.
+ * Time budget of one state (luaspoa_budget.c), in CPU time of the thread that
+ * runs the call. The fast path only stores the call's number, its thread's CPU
+ * clock and a wall deadline (before which it cannot have used its budget); the
+ * watchdog thread measures the CPU time and arms a count hook on the running
+ * Lua thread once the budget is used, so no hook slows the VM while calls are
+ * within it.
  */
 typedef struct luaspoa_budget {
-    _Atomic int64_t deadline;     /* monotonic ns of the running call, 0: none */
-    _Atomic int armed;            /* the watchdog set the hook */
-    _Atomic uint64_t calls;       /* calls started (written by the state's thread only) */
+    _Atomic int64_t deadline;     /* monotonic ns, start + budget; 0: no call running */
+    _Atomic uint64_t calls;       /* calls started = number of the running one (state's thread writes) */
+    _Atomic clockid_t cpu_clock;  /* CPU-time clock of the thread running the call */
+    _Atomic uint32_t limit_ms;    /* budget of the running call */
+    _Atomic uint64_t armed;       /* number of the call the watchdog set the hook for, 0: none */
     pthread_mutex_t lock;         /* orders hook changes against the watchdog */
     lua_State *main;              /* the state's main thread */
     lua_State *running;           /* thread to interrupt (main or a resumed coroutine) */
-    uint32_t limit_ms;            /* budget of the running call, for the message */
     int raised;                   /* the hook raised "execution timeout" in this call */
+    /* The watchdog's own (under its list lock): CPU time is counted from its
+     * first sighting of a call. */
+    uint64_t seen_call;           /* call being measured */
+    int64_t seen_cpu;             /* its thread's CPU ns at the sighting */
+    int64_t next_check;           /* monotonic ns before which it cannot have used its budget */
     struct luaspoa_budget *next;  /* watchdog list */
 } luaspoa_budget;
 
@@ -115,7 +124,7 @@ void luaspoa_open_sandbox(lua_State *L);          /* libraries of a handler stat
 void luaspoa_budget_init(lua_State *L, luaspoa_budget *b);
 void luaspoa_budget_release(luaspoa_budget *b);   /* before lua_close */
 void luaspoa_budget_start(luaspoa_budget *b, uint32_t ms);
-/* Ends the call's budget; returns 1 if the call was stopped by its deadline. */
+/* Ends the call's budget; returns 1 if the call was stopped for using it up. */
 int luaspoa_budget_stop(luaspoa_budget *b);
 /* Replaces coroutine.resume/wrap so the watchdog interrupts the running coroutine. */
 void luaspoa_budget_wrap_coroutines(lua_State *L);

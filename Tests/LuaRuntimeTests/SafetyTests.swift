@@ -81,6 +81,33 @@ final class SafetyTests: XCTestCase {
         XCTAssertTrue(errors.first?.message.contains("execution timeout (15 ms)") ?? false, "\(errors)")
     }
 
+    /// The budget is the worker thread's CPU time: a handler that waits (here in
+    /// os.execute, as a descheduled thread would) longer than its budget is not
+    /// cut; one that spins, before or after waiting, still is.
+    func testBudgetCountsCPUTimeNotTimeSpentWaiting() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("waits", function(txn)
+              os.execute("sleep 0.3")
+              txn:set_var("txn.waited", true)
+            end)
+            spoa.register_message("spins", function() while true do end end)
+            spoa.register_message("waits_then_spins", function()
+              os.execute("sleep 0.3")
+              while true do end
+            end)
+            """, logs: logs) {
+            $0.timeoutMilliseconds = 40
+            $0.unsafeLibraries = true  // os.execute: the sandbox has no way to wait
+        }
+        XCTAssertEqual(try setVars(worker, "waits"), ["txn.waited": .bool(true)], "\(errors)")
+        XCTAssertEqual(worker.handlerTimeouts, 0)
+        XCTAssertEqual(try setVars(worker, "spins"), [:])
+        XCTAssertEqual(try setVars(worker, "waits_then_spins"), [:])
+        XCTAssertEqual(worker.handlerTimeouts, 2)
+        XCTAssertTrue(errors.allSatisfy { $0.message.contains("execution timeout (40 ms)") }, "\(errors)")
+        XCTAssertEqual(try setVars(worker, "waits"), ["txn.waited": .bool(true)], "after timeouts too")
+    }
+
     func testBadOptionsFailTheLoadWithFileAndLine() throws {
         for (options, expected) in [
             ("{ timeout_ms = 0 }", "timeout_ms must be an integer"),
