@@ -166,8 +166,8 @@ missing=$(non2xx "${reports[@]}")
 errors=$(sockerr "${reports[@]}")
 reload_ok=$(grep -ci "reloaded " "$out/agent.log" || true)
 reload_failed=$(grep -ciE "reload failed|reload interrupted" "$out/agent.log" || true)
-# A handler over its time budget answers without the variable (on a starved machine
-# the wall-clock budget can expire even for a trivial handler): count them apart.
+# A handler over its time budget answers without the variable (the budget is CPU
+# time, so only a handler that really spins should hit it): count them apart.
 handler_timeouts=$(grep -c "execution timeout" "$out/agent.log" || true)
 # Memory and descriptors after the warm-up (a sixth of the run, at most a minute:
 # buffer pools and Lua states grow first).
