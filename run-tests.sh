@@ -3,6 +3,7 @@
 #
 #   ./run-tests.sh                        # everything
 #   ./run-tests.sh --filter EndToEndTests # extra arguments go to `swift test`
+#   FUZZ_SECONDS=0 ./run-tests.sh         # without the short fuzz run
 #
 # On a fresh Debian 12 machine it installs what it needs first (liblua5.4-dev,
 # pkg-config, haproxy: the end-to-end tests drive a real HAProxy).
@@ -21,3 +22,11 @@ E2E_LUASPOA_BIN="$(swift build --show-bin-path)/luaspoa"
 export E2E_LUASPOA_BIN
 
 swift test "$@"
+
+# A short real fuzz run after the tests (docs/fuzzing.md): libFuzzer on both
+# targets, FUZZ_SECONDS each (default 30; 0 skips it), in its own instrumented
+# build (.build-fuzz). A crash, sanitizer report or broken invariant fails the run.
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+if [[ "$FUZZ_SECONDS" != 0 ]]; then
+    SECONDS_PER_TARGET=$FUZZ_SECONDS Fuzz/run.sh
+fi
