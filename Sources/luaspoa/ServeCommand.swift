@@ -47,8 +47,15 @@ struct ServeCommand: AsyncParsableCommand {
                                valueName: "file"))
     var config: String?
 
-    @Flag(help: "Announce the async capability (HAProxy 2.6-3.0; see the README before enabling).")
+    @Flag(help: ArgumentHelp(
+        "Announce the async capability (HAProxy 2.6-3.0): an ACK may then leave on another connection of the same engine-id (see --async-ack and the README).",
+        discussion: "Proven with real HAProxy 2.6 under load; HAProxy 3.1+ never negotiates it."))
     var async = false
+
+    @Option(help: ArgumentHelp(
+        "With --async, where ACKs leave: own = on the NOTIFY's connection, and on the sibling of the same engine-id with the least pending output when that connection is not writable or is closing; spread = round-robin over all the engine's connections (a distribution/testing mode).",
+        valueName: "own|spread"))
+    var asyncAck: AsyncAckMode = .own
 
     @Option(help: "The SPOE agent's \"option var-prefix\": variable names are then checked against HAProxy's 63-byte limit.")
     var varPrefix: String?
@@ -76,6 +83,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (256...0xFF_FFFF).contains(maxFrameSize) else {
             throw ValidationError("--max-frame-size must be between 256 and 16777215, got \(maxFrameSize)")
         }
+        if asyncAck == .spread, !async { throw ValidationError("--async-ack spread needs --async") }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         guard maxNotifySize >= maxFrameSize else {
             throw ValidationError("--max-notify-size must be at least --max-frame-size (\(maxFrameSize)), got \(maxNotifySize)")
@@ -100,13 +108,14 @@ struct ServeCommand: AsyncParsableCommand {
         }
         background.start()
 
-        let configuration = SpopServer.Configuration(
+        var configuration = SpopServer.Configuration(
             address: server.address(listen), workers: workers,
             capabilities: AgentCapabilities(
                 maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation,
                 maxReassembledSize: maxNotifySize, async: async),
             limits: server.limits
         )
+        configuration.asyncAck = asyncAck
         let withMetrics = registry != nil
         let server = try SpopServer(configuration: configuration, logger: logger) { index in
             let worker = try LuaWorker(configuration: lua, workerIndex: index + 1, logger: logger)
@@ -159,3 +168,4 @@ struct ScriptError: Error, CustomStringConvertible {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension AsyncAckMode: ExpressibleByArgument {}

@@ -7,11 +7,14 @@ import XCTest
 /// Runs `body` against a real SpopServer on a loopback port (or a Unix socket).
 func withServer(
     address: SpopListenAddress = .tcp(host: "127.0.0.1", port: 0), workers: Int = 2, limits: ServerLimits = .init(),
+    capabilities: AgentCapabilities = .init(), asyncAck: AsyncAckMode = .own,
     _ worker: @escaping @Sendable () -> any SpoaWorker,
     _ body: (SpopServer, SocketAddress) async throws -> Void
 ) async throws {
+    var configuration = SpopServer.Configuration(address: address, workers: workers, capabilities: capabilities, limits: limits)
+    configuration.asyncAck = asyncAck
     let server = try SpopServer(
-        configuration: .init(address: address, workers: workers, limits: limits), logger: Logger(label: "test"),
+        configuration: configuration, logger: Logger(label: "test"),
         makeWorker: { _ in worker() }
     )
     let channel = try await server.bind()

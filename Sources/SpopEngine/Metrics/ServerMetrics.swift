@@ -14,6 +14,10 @@ public final class ServerMetrics: Sendable {
     let sent: [Counter?]  // agent frame types only
     /// AGENT-DISCONNECT frames sent, by status code (0...13, then "other").
     let disconnectsSent: [Counter]
+    /// ACK frames written on a sibling connection of the same engine-id (`async`), by reason.
+    let acksRerouted: [AckRouting.Reason: Counter]
+    /// ACK frames of a failed connection that no sibling could take.
+    let acksRerouteFailed = Counter(label: "luaspoa_acks_reroute_failed_total")
 
     public init() {
         closedByReason = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
@@ -24,6 +28,9 @@ public final class ServerMetrics: Sendable {
             [.agentHello, .agentDisconnect, .ack].contains(kind)
                 ? Counter(label: "luaspoa_frames_sent_total", dimensions: [("type", kind.label)]) : nil
         }
+        acksRerouted = Dictionary(uniqueKeysWithValues: AckRouting.Reason.allCases.map {
+            ($0, Counter(label: "luaspoa_acks_rerouted_total", dimensions: [("reason", $0.rawValue)]))
+        })
         disconnectsSent = (0...Self.lastKnownStatus + 1).map {
             Counter(label: "luaspoa_agent_disconnects_total",
                     dimensions: [("status", $0 > Self.lastKnownStatus ? "other" : "\($0)")])

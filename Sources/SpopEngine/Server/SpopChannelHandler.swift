@@ -20,7 +20,15 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private var timer: Scheduled<Void>?
     private var readHeld = false
 
-    init(capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger, metrics: ServerMetrics) {
+    /// Set once `async` is negotiated: decides on which connection of the engine ACKs leave.
+    private let asyncAcks: AsyncAckRouting?
+    private var ackRouter: ConnectionAckRouter?
+
+    init(
+        capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger, metrics: ServerMetrics,
+        asyncAcks: AsyncAckRouting? = nil
+    ) {
+        self.asyncAcks = asyncAcks
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
         self.limits = limits
         self.worker = worker
@@ -64,6 +72,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// Queues the burst's ACKs (before any other frame, to keep the order); true if there were any.
     private func writeOutgoing(context: ChannelHandlerContext) -> Bool {
         guard let buffer = acks.drain() else { return false }
+        if let ackRouter { return ackRouter.write(buffer, context: context) }
         context.write(wrapOutboundOut(buffer), promise: nil)
         return true
     }
@@ -94,6 +103,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        ackRouter?.connectionLost(pending: acks.drain())
         timer?.cancel()
         if !stateMachine.isClosed { logger.info("connection closed by peer") }
         stateMachine.closed()
@@ -122,6 +132,10 @@ final class SpopChannelHandler: ChannelDuplexHandler {
                 connection.engineID = stateMachine.engineID
                 if let engineID = connection.engineID { logger[metadataKey: "engine-id"] = "\(engineID)" }
                 logger.info("connection established", metadata: ["max-frame-size": "\(hello.maxFrameSize)"])
+                if let asyncAcks, stateMachine.asyncNegotiated, let engineID = connection.engineID {
+                    ackRouter = ConnectionAckRouter(
+                        routing: asyncAcks, engineID: engineID, channel: context.channel, maxFrameSize: Int(hello.maxFrameSize))
+                }
                 armIdleTimer(context: context)
                 context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             }
@@ -148,7 +162,10 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             metrics.disconnectSent(reply.status, answeringPeer: peer != nil)
             var buffer = context.channel.allocator.buffer(capacity: 64)
             reply.write(to: &buffer)
+            // After HAProxy's DISCONNECT it ignores ACKs here: with async they go to a sibling.
+            if peer != nil { ackRouter?.markClosing() }
             _ = writeOutgoing(context: context)
+            ackRouter?.markClosing()
             // Peers may already have closed their side: a failed last write is expected.
             context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
 

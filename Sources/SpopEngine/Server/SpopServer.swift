@@ -17,6 +17,8 @@ public final class SpopServer: Service, Sendable {
         public var workers: Int
         public var capabilities: AgentCapabilities
         public var limits: ServerLimits
+        /// Where ACKs leave when `async` is negotiated (only with `capabilities.async`).
+        public var asyncAck: AsyncAckMode = .own
 
         public init(
             address: SpopListenAddress, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
@@ -90,6 +92,8 @@ public final class SpopServer: Service, Sendable {
         let workers = workers
         let connections = connections
         let metrics = metrics
+        let asyncAcks = capabilities.async
+            ? AsyncAckRouting(mode: configuration.asyncAck, metrics: metrics, logger: logger) : nil
         let bootstrap = ServerBootstrap(group: acceptor, childGroup: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -109,7 +113,8 @@ public final class SpopServer: Service, Sendable {
                         throw ChannelError.ioOnClosedChannel
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger, metrics: metrics)
+                        SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger,
+                                           metrics: metrics, asyncAcks: asyncAcks)
                     )
                 }
             }

@@ -27,6 +27,8 @@ public struct ConnectionStateMachine {
     struct Session {
         var maxFrameSize: Int
         var engineID: String?
+        /// Both sides announced `async`: this connection's ACKs may leave on a sibling.
+        var async = false
         var fragment: PartialNotify?
     }
 
@@ -50,6 +52,12 @@ public struct ConnectionStateMachine {
     public var engineID: String? {
         if case .running(let session) = state { return session.engineID }
         return nil
+    }
+
+    /// `async` was negotiated (HAProxy offered it and the agent announced it).
+    public var asyncNegotiated: Bool {
+        if case .running(let session) = state { return session.async }
+        return false
     }
 
     public var isClosed: Bool {
@@ -128,7 +136,8 @@ public struct ConnectionStateMachine {
             state = .closed
             return .sendHello(reply, closeAfterWrite: true)
         }
-        state = .running(Session(maxFrameSize: negotiated, engineID: hello.engineID))
+        let async = capabilities.async && hello.capabilities.contains("async")
+        state = .running(Session(maxFrameSize: negotiated, engineID: hello.engineID, async: async))
         return .sendHello(reply, closeAfterWrite: false)
     }
 

@@ -1,0 +1,122 @@
+import Logging
+import NIOCore
+
+/// Server-wide part of `async` ACK routing: the engine registry, the mode and the
+/// counters. Made once by `SpopServer` when `async` is announced.
+struct AsyncAckRouting: Sendable {
+    let registry = AsyncEngineRegistry()
+    let mode: AsyncAckMode
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    /// Hands `frames` to `sibling`; if that fails too, tries the next sibling not yet tried.
+    func send(_ frames: [ByteBuffer], from own: AckPeer, to sibling: AckPeer, reason: AckRouting.Reason, tried: Set<Int>) {
+        sibling.deliver(frames) { written in
+            guard let failed = written else {
+                metrics.acksRerouted[reason]?.increment(by: Int64(frames.count))
+                return
+            }
+            rescue(failed, from: own, tried: tried.union([sibling.id]))
+        }
+    }
+
+    /// ACK frames whose write failed on the connections in `tried`: another sibling
+    /// of the engine gets them, or they are lost as without `async` (and counted).
+    func rescue(_ frames: [ByteBuffer], from own: AckPeer, tried: Set<Int>) {
+        let (peers, _) = registry.siblings(of: own)
+        let target = AckRouting.rescue(own: own.candidate, siblings: peers.values.map(\.candidate), failed: tried)
+        guard let target, let sibling = peers[target] else {
+            metrics.acksRerouteFailed.increment(by: Int64(frames.count))
+            logger.debug("\(frames.count) ACKs lost: their connection failed and no sibling of engine \(own.engineID) could take them")
+            return
+        }
+        send(frames, from: own, to: sibling, reason: .writeFailed, tried: tried)
+    }
+}
+
+/// Executes `AckRouting` for one connection, on its event loop: writes the ACK bytes
+/// of a read burst on the own channel or hands them to siblings of the same engine.
+final class ConnectionAckRouter {
+    private let routing: AsyncAckRouting
+    private let peer: AckPeer
+
+    init(routing: AsyncAckRouting, engineID: String, channel: any Channel, maxFrameSize: Int) {
+        self.routing = routing
+        self.peer = routing.registry.register(engineID: engineID, channel: channel, maxFrameSize: maxFrameSize)
+        channel.closeFuture.whenComplete { [peer] _ in
+            peer.markClosing()
+            routing.registry.unregister(peer)
+        }
+    }
+
+    /// Writes a burst's ACK frames where the decision says; true if some were
+    /// written on `context` (the caller flushes).
+    func write(_ batch: ByteBuffer, context: ChannelHandlerContext) -> Bool {
+        let own = peer.candidate
+        if routing.mode == .own, !own.isClosing, own.isWritable {
+            writeOwn([batch], context: context)
+            return true
+        }
+        let frames = AckFrames.split(batch)
+        let (peers, turn) = routing.registry.siblings(of: peer, advancingTurnBy: routing.mode == .spread ? frames.count : 0)
+        let siblings = peers.values.map(\.candidate)
+        var mine: [ByteBuffer] = []
+        var theirs: [Int: [ByteBuffer]] = [:]
+        for (index, frame) in frames.enumerated() {
+            switch AckRouting.decide(mode: routing.mode, own: own, siblings: siblings, turn: turn &+ index) {
+            case .own: mine.append(frame)
+            case .sibling(let id): theirs[id, default: []].append(frame)
+            }
+        }
+        let reason = AckRouting.reason(own: own)
+        if reason != .spread, !theirs.isEmpty {
+            routing.logger.debug("\(frames.count) ACKs go to a sibling connection (own connection \(reason.rawValue))")
+        }
+        for (id, frames) in theirs {
+            guard let sibling = peers[id] else { continue }
+            routing.send(frames, from: peer, to: sibling, reason: reason, tried: [peer.id])
+        }
+        guard !mine.isEmpty else { return false }
+        writeOwn(mine, context: context)
+        return true
+    }
+
+    /// The connection sends or received a DISCONNECT: HAProxy ignores ACKs on it from now on.
+    func markClosing() { peer.markClosing() }
+
+    /// ACKs decoded but not written when the connection went away go to a sibling.
+    func connectionLost(pending: ByteBuffer?) {
+        peer.markClosing()
+        guard let pending else { return }
+        routing.rescue(AckFrames.split(pending), from: peer, tried: [peer.id])
+    }
+
+    private func writeOwn(_ frames: [ByteBuffer], context: ChannelHandlerContext) {
+        let bytes = frames.reduce(0) { $0 + $1.readableBytes }
+        peer.addPending(bytes)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        for frame in frames.dropLast() { context.write(NIOAny(frame), promise: nil) }
+        context.write(NIOAny(frames[frames.count - 1]), promise: promise)
+        promise.futureResult.whenComplete { [peer, routing] result in
+            peer.addPending(-bytes)
+            if case .failure = result {
+                peer.markClosing()
+                routing.rescue(frames.flatMap(AckFrames.split), from: peer, tried: [peer.id])
+            }
+        }
+    }
+}
+
+/// Cuts a buffer of back-to-back frames (4-byte length prefix each) into one slice per frame.
+enum AckFrames {
+    static func split(_ buffer: ByteBuffer) -> [ByteBuffer] {
+        var rest = buffer
+        var frames: [ByteBuffer] = []
+        while let length = rest.getInteger(at: rest.readerIndex, as: UInt32.self),
+              let frame = rest.readSlice(length: 4 + Int(length)) {
+            frames.append(frame)
+        }
+        if rest.readableBytes > 0 { frames.append(rest) }  // never for AckBatch output; kept whole
+        return frames
+    }
+}

@@ -1,0 +1,108 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// One established connection that negotiated `async`, as seen from other threads.
+///
+/// Its handler runs on `channel.eventLoop`; other loops only read the lock-protected
+/// counters and hand buffers to that loop (`deliver`), never touch the handler.
+final class AckPeer: Sendable {
+    let id: Int
+    let engineID: String
+    let channel: any Channel
+    let maxFrameSize: Int
+
+    private struct State {
+        var pendingBytes = 0
+        var isClosing = false
+    }
+    private let state = NIOLockedValueBox(State())
+
+    init(id: Int, engineID: String, channel: any Channel, maxFrameSize: Int) {
+        self.id = id
+        self.engineID = engineID
+        self.channel = channel
+        self.maxFrameSize = maxFrameSize
+    }
+
+    var candidate: AckRouting.Candidate {
+        let (pending, closing) = state.withLockedValue { ($0.pendingBytes, $0.isClosing) }
+        return .init(id: id, isWritable: channel.isWritable, isClosing: closing || !channel.isActive,
+                     pendingBytes: pending, maxFrameSize: maxFrameSize)
+    }
+
+    /// Set on the peer's own loop when it sends or receives a DISCONNECT or loses its socket.
+    func markClosing() { state.withLockedValue { $0.isClosing = true } }
+
+    var isClosing: Bool { state.withLockedValue { $0.isClosing } }
+
+    func addPending(_ bytes: Int) { state.withLockedValue { $0.pendingBytes += bytes } }
+
+    /// Writes `frames` on this connection from its own loop, then calls `done` with
+    /// nil, or with the frames if the connection closed meanwhile or the write failed.
+    func deliver(_ frames: [ByteBuffer], done: @escaping @Sendable (_ failed: [ByteBuffer]?) -> Void) {
+        let bytes = frames.reduce(0) { $0 + $1.readableBytes }
+        addPending(bytes)
+        channel.eventLoop.execute { [self] in
+            guard !isClosing, channel.isActive else {
+                addPending(-bytes)
+                return done(frames)
+            }
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            for frame in frames.dropLast() { channel.write(frame, promise: nil) }
+            channel.writeAndFlush(frames[frames.count - 1], promise: promise)
+            promise.futureResult.whenComplete { result in
+                self.addPending(-bytes)
+                if case .failure = result { done(frames) } else { done(nil) }
+            }
+        }
+    }
+}
+
+/// The established `async` connections by engine-id (HAProxy 2.6 announces one
+/// engine-id per thread and matches an ACK on any connection of that engine).
+/// Shared by every event loop: the lock is taken when a connection comes or goes
+/// and when an ACK is routed, never on the own-connection fast path.
+final class AsyncEngineRegistry: Sendable {
+    private struct Engine {
+        var peers: [Int: AckPeer] = [:]
+        /// Round-robin position for `--async-ack spread`.
+        var turn = 0
+    }
+    private struct State {
+        var engines: [String: Engine] = [:]
+        var nextID = 0
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func register(engineID: String, channel: any Channel, maxFrameSize: Int) -> AckPeer {
+        state.withLockedValue { state in
+            state.nextID += 1
+            let peer = AckPeer(id: state.nextID, engineID: engineID, channel: channel, maxFrameSize: maxFrameSize)
+            state.engines[engineID, default: Engine()].peers[peer.id] = peer
+            return peer
+        }
+    }
+
+    func unregister(_ peer: AckPeer) {
+        state.withLockedValue { state in
+            state.engines[peer.engineID]?.peers[peer.id] = nil
+            if state.engines[peer.engineID]?.peers.isEmpty == true { state.engines[peer.engineID] = nil }
+        }
+    }
+
+    /// The other connections of `peer`'s engine, and the engine's round-robin turn,
+    /// which then moves on by `advancingTurnBy` (one per ACK spread).
+    func siblings(of peer: AckPeer, advancingTurnBy steps: Int = 0) -> (peers: [Int: AckPeer], turn: Int) {
+        state.withLockedValue { state in
+            guard let engine = state.engines[peer.engineID] else { return ([:], 0) }
+            if steps > 0 { state.engines[peer.engineID]?.turn &+= steps }
+            let turn = engine.turn
+            var others = engine.peers
+            others[peer.id] = nil
+            return (others, turn)
+        }
+    }
+
+    /// Connections registered for `engineID` (tests and logs).
+    func count(engineID: String) -> Int { state.withLockedValue { $0.engines[engineID]?.peers.count ?? 0 } }
+}

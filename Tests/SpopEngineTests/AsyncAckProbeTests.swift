@@ -1,0 +1,159 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+@testable import SpopEngine
+
+/// `async` ACK routing over real sockets: raw SPOP connections play HAProxy 2.6's
+/// threads (one engine-id each) and count on which connection every ACK arrives.
+final class AsyncAckProbeTests: XCTestCase {
+    static let engine = "5c6e0b0a-33d1-4c4e-9d5e-0a1b2c3d4e5f"
+    static let asyncAgent = AgentCapabilities(async: true)
+
+    /// Answers every NOTIFY with txn.n = its stream-id, so an ACK proves whose it is.
+    static let worker: @Sendable () -> any SpoaWorker = {
+        ClosureWorker { notify, _, ack in try? ack.setVar(.transaction, "n", .uint64(notify.streamID)) }
+    }
+
+    func testSpreadSendsAcksOfOneConnectionOnItsSiblingOfTheSameEngine() async throws {
+        try await withServer(capabilities: Self.asyncAgent, asyncAck: .spread, Self.worker) { _, address in
+            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            try await a.notify(streamIDs: 0..<40)
+            let acks = try await ProbePeer.acks(40, on: [a, b])
+            XCTAssertGreaterThan(acks[1].count, 0, "no ACK left on the sibling")
+            XCTAssertGreaterThan(acks[0].count, 0, "spread leaves the own connection out")
+            XCTAssertEqual((acks[0] + acks[1]).sorted(), Array(0..<40), "every NOTIFY gets exactly one ACK")
+        }
+    }
+
+    func testWithoutAsyncNegotiatedOrAnotherEngineAcksStayOnTheirConnection() async throws {
+        try await withServer(capabilities: Self.asyncAgent, asyncAck: .spread, Self.worker) { _, address in
+            // HAProxy did not offer async here: no ACK may leave this connection.
+            let plain = try await ProbePeer.connect(address, engineID: Self.engine, async: false)
+            // Async, but another engine (another HAProxy thread): not a sibling.
+            let other = try await ProbePeer.connect(address, engineID: "other-engine", async: true)
+            // Same engine and async: a sibling for `other`'s engine never, for `plain` neither.
+            let same = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            try await plain.notify(streamIDs: 0..<20)
+            try await other.notify(streamIDs: 100..<120)
+            let acks = try await ProbePeer.acks(40, on: [plain, other, same])
+            XCTAssertEqual(acks[0], Array(0..<20))
+            XCTAssertEqual(acks[1], Array(100..<120))
+            XCTAssertEqual(acks[2], [])
+        }
+    }
+
+    func testAgentWithoutAsyncNeverReroutesEvenIfHAProxyOffersIt() async throws {
+        try await withServer(Self.worker) { _, address in
+            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            try await a.notify(streamIDs: 0..<20)
+            let acks = try await ProbePeer.acks(20, on: [a, b])
+            XCTAssertEqual(acks[0], Array(0..<20))
+            XCTAssertEqual(acks[1], [])
+        }
+    }
+
+    /// Own mode: NOTIFYs read in the same burst as HAProxy's DISCONNECT would be
+    /// answered on a connection HAProxy no longer reads ACKs from; a sibling takes them.
+    func testOwnModeMovesAcksOfAConnectionHAProxyDisconnectsToASibling() async throws {
+        try await withServer(capabilities: Self.asyncAgent, asyncAck: .own, Self.worker) { _, address in
+            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            try await a.notify(streamIDs: 0..<10, thenDisconnect: true)
+            let acks = try await ProbePeer.acks(10, on: [a, b])
+            XCTAssertEqual(acks[1], Array(0..<10))
+            XCTAssertEqual(acks[0], [])
+            XCTAssertEqual(a.frames().last?.header.type, .agentDisconnect)
+        }
+    }
+
+    func testOwnModeKeepsAcksOnAHealthyConnection() async throws {
+        try await withServer(capabilities: Self.asyncAgent, asyncAck: .own, Self.worker) { _, address in
+            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            try await a.notify(streamIDs: 0..<30)
+            let acks = try await ProbePeer.acks(30, on: [a, b])
+            XCTAssertEqual(acks[0], Array(0..<30))
+            XCTAssertEqual(acks[1], [])
+        }
+    }
+}
+
+/// One raw SPOP connection playing an HAProxy thread; records every frame the agent sends.
+final class ProbePeer: Sendable {
+    let channel: any Channel
+    private let received: NIOLockedValueBox<[RawFrame]>
+
+    private init(channel: any Channel, received: NIOLockedValueBox<[RawFrame]>) {
+        self.channel = channel
+        self.received = received
+    }
+
+    /// Connects and completes the handshake (so the agent has registered the connection).
+    static func connect(_ address: SocketAddress, engineID: String, async: Bool) async throws -> ProbePeer {
+        let received = NIOLockedValueBox<[RawFrame]>([])
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(received)) }
+            }
+            .connect(to: address).get()
+        let peer = ProbePeer(channel: channel, received: received)
+        var hello = ByteBuffer()
+        HaproxyHello(capabilities: async ? ["pipelining", "async"] : ["pipelining"], engineID: engineID).write(to: &hello)
+        try await channel.writeAndFlush(hello)
+        try await waitUntil { peer.frames().contains { $0.header.type == .agentHello } }
+        return peer
+    }
+
+    func notify(streamIDs: Range<UInt64>, thenDisconnect: Bool = false) async throws {
+        var bytes = ByteBuffer()
+        for id in streamIDs {
+            NotifyFrame.write(streamID: id, frameID: 1, messages: [("m", [("ip", .ipv4(IPv4Address(10, 0, 0, 1)))])], to: &bytes)
+        }
+        if thenDisconnect { Disconnect(status: .normal, message: "idle").write(as: .haproxyDisconnect, to: &bytes) }
+        try await channel.writeAndFlush(bytes)
+    }
+
+    func frames() -> [RawFrame] { received.withLockedValue { $0 } }
+
+    /// The stream-ids of the ACKs received so far, checked against their txn.n.
+    func ackedStreamIDs() -> [UInt64] {
+        frames().filter { $0.header.type == .ack }.map { ack in
+            let actions = try? SpoaAction.decodeList(ack.payload)
+            XCTAssertEqual(actions, [.setVar(.transaction, "n", .uint64(ack.header.streamID))])
+            return ack.header.streamID
+        }
+    }
+
+    /// Waits until `count` ACKs arrived over `peers`, then returns each peer's stream-ids, sorted.
+    static func acks(_ count: Int, on peers: [ProbePeer]) async throws -> [[UInt64]] {
+        try await waitUntil { peers.map { $0.ackedStreamIDs().count }.reduce(0, +) >= count }
+        return peers.map { $0.ackedStreamIDs().sorted() }
+    }
+
+    /// Polls `condition`; the 30 s bound only keeps a broken agent from hanging the suite.
+    private static func waitUntil(_ condition: () -> Bool) async throws {
+        let deadline = NIODeadline.now() + .seconds(30)
+        while !condition() {
+            guard NIODeadline.now() < deadline else { throw ChannelError.connectTimeout(.seconds(30)) }
+            try await Task.sleep(nanoseconds: 5_000_000)
+        }
+    }
+
+    private final class Recorder: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        private let received: NIOLockedValueBox<[RawFrame]>
+        private var reader = FrameReader()
+
+        init(_ received: NIOLockedValueBox<[RawFrame]>) { self.received = received }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            reader.append(unwrapInboundIn(data))
+            while let frame = try? reader.next(maxFrameSize: 1 << 20) {
+                received.withLockedValue { $0.append(frame) }
+            }
+        }
+    }
+}
