@@ -305,6 +305,18 @@ final class HTTPConn {
 }
 
 /// One request on a fresh connection.
+/// The agent's Prometheus text at /metrics as [series: value], e.g. `luaspoa_messages_total{message="ok"}`.
+func prometheusSeries(port: UInt16) throws -> [String: Double] {
+    let response = try httpGet(port: port, "/metrics")
+    guard response.status == 200 else { throw WireError("/metrics answered \(response.status)") }
+    var series: [String: Double] = [:]
+    for line in String(decoding: response.body, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+        guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+        series[String(line[..<space])] = value
+    }
+    return series
+}
+
 func httpGet(port: UInt16, _ path: String = "/", headers: [(String, String)] = [], timeout: Double = 10) throws -> HTTPResponse {
     try HTTPConn(port: port).get(path, headers: headers, timeout: timeout)
 }

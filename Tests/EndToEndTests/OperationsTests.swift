@@ -17,17 +17,7 @@ final class OperationsTests: E2ETestCase {
 
     func okMessage(_ n: Int) -> SpopMessage { SpopMessage(name: "ok", args: [("n", .int32(Int64(n)))]) }
 
-    /// Prometheus text as [series: value], e.g. `luaspoa_messages_total{message="ok"}`.
-    func scrape(_ port: UInt16) throws -> [String: Double] {
-        let response = try httpGet(port: port, "/metrics")
-        XCTAssertEqual(response.status, 200)
-        var series: [String: Double] = [:]
-        for line in String(decoding: response.body, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
-            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
-            series[String(line[..<space])] = value
-        }
-        return series
-    }
+    func scrape(_ port: UInt16) throws -> [String: Double] { try prometheusSeries(port: port) }
 
     /// The sum over workers of one per-message series, e.g. total(m, "luaspoa_messages_total", "ok").
     func total(_ m: [String: Double], _ name: String, _ message: String) -> Double? {

@@ -15,6 +15,10 @@ final class SpopTap: @unchecked Sendable {
         var notifyWithoutFin = 0          // first fragments
         var unsetFrames = 0               // continuation fragments (incl. aborts)
         var acks = 0
+        /// ACKs that came back on another connection than their NOTIFY (async).
+        var acksOnOtherConnection = 0
+        /// Connections each engine-id opened (HAPROXY-HELLO engine-id -> count).
+        var connectionsByEngine: [String: Int] = [:]
         var maxInFlightPerConnection = 0  // complete NOTIFYs not yet ACKed on one connection
         var haproxyDisconnectStatuses: [Int64] = []
         var agentDisconnectStatuses: [Int64] = []
@@ -31,6 +35,8 @@ final class SpopTap: @unchecked Sendable {
     private let lock = NSLock()
     private var stats = Stats()
     private var inFlight: [Int: Int] = [:]
+    /// stream-id/frame-id of each unanswered NOTIFY -> the connection that carried it.
+    private var notifyConnection: [[UInt64]: Int] = [:]
     private var stopped = false
 
     init(upstreamPort: UInt16) throws {
@@ -130,18 +136,23 @@ final class SpopTap: @unchecked Sendable {
             stats.notifyStreams.insert([UInt64(conn), f.streamID])
             stats.notifyFrameIDs.insert(f.frameID)
             if f.flags & SpopFlags.fin == 0 { stats.notifyWithoutFin += 1 } else { inFlight[conn, default: 0] += 1 }
+            notifyConnection[[f.streamID, f.frameID]] = conn
         case SpopType.unset.rawValue:
             stats.unsetFrames += 1
             if f.flags == SpopFlags.fin { inFlight[conn, default: 0] += 1 }
         case SpopType.ack.rawValue:
             stats.acks += 1
-            inFlight[conn, default: 0] -= 1
+            let origin = notifyConnection.removeValue(forKey: [f.streamID, f.frameID]) ?? conn
+            inFlight[origin, default: 0] -= 1
+            if origin != conn { stats.acksOnOtherConnection += 1 }
         case SpopType.haproxyDisconnect.rawValue:
             stats.haproxyDisconnectStatuses.append((try? f.kv())?["status-code"]?.intValue ?? -1)
         case SpopType.agentDisconnect.rawValue:
             stats.agentDisconnectStatuses.append((try? f.kv())?["status-code"]?.intValue ?? -1)
         case SpopType.haproxyHello.rawValue:
-            if (try? f.kv())?["healthcheck"] == .bool(true) { stats.healthCheckHellos += 1 }
+            let kv = try? f.kv()
+            if kv?["healthcheck"] == .bool(true) { stats.healthCheckHellos += 1 }
+            if let engine = kv?["engine-id"]?.stringValue { stats.connectionsByEngine[engine, default: 0] += 1 }
         default:
             break
         }
