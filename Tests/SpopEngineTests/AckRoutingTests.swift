@@ -43,6 +43,13 @@ final class AckRoutingTests: XCTestCase {
         }
     }
 
+    func testAnUnwritableConnectionMayReadOnOnlyWhileASiblingCanTakeItsAcks() {
+        let blocked = C(id: 5, isWritable: false)
+        XCTAssertTrue(AckRouting.canOffload(own: blocked, siblings: [C(id: 1, isWritable: false), C(id: 2)]))
+        XCTAssertFalse(AckRouting.canOffload(own: blocked, siblings: [C(id: 1, isWritable: false), C(id: 2, isClosing: true)]))
+        XCTAssertFalse(AckRouting.canOffload(own: blocked, siblings: []))
+    }
+
     func testTiesGoToTheLowerIDSoTheChoiceIsStable() {
         let blocked = C(id: 5, isWritable: false)
         XCTAssertEqual(AckRouting.decide(mode: .own, own: blocked, siblings: [C(id: 7), C(id: 3), C(id: 6)], turn: 0), .sibling(id: 3))

@@ -69,6 +69,36 @@ final class AsyncAckProbeTests: XCTestCase {
         }
     }
 
+    /// Own mode: a connection whose peer stops reading goes above the high-water mark;
+    /// instead of holding its reads, the agent answers its NOTIFYs on the sibling.
+    func testOwnModeAnswersOnASiblingWhileTheOwnConnectionIsNotWritable() async throws {
+        let bigAck: @Sendable () -> any SpoaWorker = {
+            ClosureWorker { notify, _, ack in
+                try? ack.setVar(.transaction, "n", .uint64(notify.streamID))
+                try? ack.setVar(.transaction, "pad", .string(String(repeating: "x", count: 12_000)))
+            }
+        }
+        let limits = ServerLimits(maxPendingOutput: 4096)
+        try await withServer(limits: limits, capabilities: Self.asyncAgent, asyncAck: .own, bigAck) { _, address in
+            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true, smallReceiveBuffer: true)
+            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            try await a.channel.setOption(.autoRead, value: false)  // HAProxy's thread stops reading this one
+            // ~5 MB of ACKs first: more than the kernel buffers of the stalled connection hold;
+            // then small batches, read in later bursts, until one is answered on the sibling.
+            try await a.notify(streamIDs: 0..<400)
+            var sent: UInt64 = 400
+            while b.ackedStreamIDs(checking: false).isEmpty, sent < 4000 {
+                try await a.notify(streamIDs: sent..<sent + 10)
+                sent += 10
+                try await Task.sleep(nanoseconds: 1_000_000)
+            }
+            try await a.channel.setOption(.autoRead, value: true)
+            let acks = try await ProbePeer.acks(Int(sent), on: [a, b], checking: false)
+            XCTAssertGreaterThan(acks[1].count, 0, "no ACK left on the sibling while the own connection was stalled")
+            XCTAssertEqual((acks[0] + acks[1]).sorted(), Array(0..<sent), "every NOTIFY gets exactly one ACK")
+        }
+    }
+
     func testOwnModeKeepsAcksOnAHealthyConnection() async throws {
         try await withServer(capabilities: Self.asyncAgent, asyncAck: .own, Self.worker) { _, address in
             let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
@@ -92,9 +122,10 @@ final class ProbePeer: Sendable {
     }
 
     /// Connects and completes the handshake (so the agent has registered the connection).
-    static func connect(_ address: SocketAddress, engineID: String, async: Bool) async throws -> ProbePeer {
+    static func connect(_ address: SocketAddress, engineID: String, async: Bool, smallReceiveBuffer: Bool = false) async throws -> ProbePeer {
         let received = NIOLockedValueBox<[RawFrame]>([])
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_rcvbuf), value: smallReceiveBuffer ? 4096 : 128 * 1024)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(received)) }
             }
@@ -118,23 +149,24 @@ final class ProbePeer: Sendable {
 
     func frames() -> [RawFrame] { received.withLockedValue { $0 } }
 
-    /// The stream-ids of the ACKs received so far, checked against their txn.n.
-    func ackedStreamIDs() -> [UInt64] {
+    /// The stream-ids of the ACKs received so far, by default checked against their txn.n.
+    func ackedStreamIDs(checking: Bool = true) -> [UInt64] {
         frames().filter { $0.header.type == .ack }.map { ack in
-            let actions = try? SpoaAction.decodeList(ack.payload)
-            XCTAssertEqual(actions, [.setVar(.transaction, "n", .uint64(ack.header.streamID))])
+            if checking {
+                XCTAssertEqual(try? SpoaAction.decodeList(ack.payload), [.setVar(.transaction, "n", .uint64(ack.header.streamID))])
+            }
             return ack.header.streamID
         }
     }
 
     /// Waits until `count` ACKs arrived over `peers`, then returns each peer's stream-ids, sorted.
-    static func acks(_ count: Int, on peers: [ProbePeer]) async throws -> [[UInt64]] {
-        try await waitUntil { peers.map { $0.ackedStreamIDs().count }.reduce(0, +) >= count }
-        return peers.map { $0.ackedStreamIDs().sorted() }
+    static func acks(_ count: Int, on peers: [ProbePeer], checking: Bool = true) async throws -> [[UInt64]] {
+        try await waitUntil { peers.map { $0.ackedStreamIDs(checking: false).count }.reduce(0, +) >= count }
+        return peers.map { $0.ackedStreamIDs(checking: checking).sorted() }
     }
 
     /// Polls `condition`; the 30 s bound only keeps a broken agent from hanging the suite.
-    private static func waitUntil(_ condition: () -> Bool) async throws {
+    static func waitUntil(_ condition: () -> Bool) async throws {
         let deadline = NIODeadline.now() + .seconds(30)
         while !condition() {
             guard NIODeadline.now() < deadline else { throw ChannelError.connectTimeout(.seconds(30)) }

@@ -77,6 +77,12 @@ public enum AckRouting {
         leastLoaded(usable(siblings, for: own).filter { !failed.contains($0.id) })?.id
     }
 
+    /// True when some sibling could take `own`'s ACKs: an unwritable connection may
+    /// then go on reading NOTIFYs instead of holding reads for backpressure.
+    public static func canOffload(own: Candidate, siblings: [Candidate]) -> Bool {
+        !usable(siblings, for: own).isEmpty
+    }
+
     /// Open, writable siblings that accept frames as large as `own`'s.
     private static func usable(_ siblings: [Candidate], for own: Candidate) -> [Candidate] {
         siblings.filter { $0.id != own.id && $0.canTake && $0.maxFrameSize >= own.maxFrameSize }

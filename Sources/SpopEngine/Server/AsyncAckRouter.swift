@@ -6,6 +6,8 @@ import NIOCore
 struct AsyncAckRouting: Sendable {
     let registry = AsyncEngineRegistry()
     let mode: AsyncAckMode
+    /// `--max-pending-output`, the write-buffer high-water mark of every connection.
+    let maxPendingOutput: Int
     let metrics: ServerMetrics
     let logger: Logger
 
@@ -42,7 +44,8 @@ final class ConnectionAckRouter {
 
     init(routing: AsyncAckRouting, engineID: String, channel: any Channel, maxFrameSize: Int) {
         self.routing = routing
-        self.peer = routing.registry.register(engineID: engineID, channel: channel, maxFrameSize: maxFrameSize)
+        self.peer = routing.registry.register(engineID: engineID, channel: channel, maxFrameSize: maxFrameSize,
+                                              maxPendingOutput: routing.maxPendingOutput)
         channel.closeFuture.whenComplete { [peer] _ in
             peer.markClosing()
             routing.registry.unregister(peer)
@@ -79,6 +82,12 @@ final class ConnectionAckRouter {
         guard !mine.isEmpty else { return false }
         writeOwn(mine, context: context)
         return true
+    }
+
+    /// A sibling could take this connection's ACKs while it is not writable itself.
+    var siblingCanTakeAcks: Bool {
+        let (peers, _) = routing.registry.siblings(of: peer)
+        return AckRouting.canOffload(own: peer.candidate, siblings: peers.values.map(\.candidate))
     }
 
     /// The connection sends or received a DISCONNECT: HAProxy ignores ACKs on it from now on.

@@ -10,6 +10,9 @@ final class AckPeer: Sendable {
     let engineID: String
     let channel: any Channel
     let maxFrameSize: Int
+    /// The write-buffer high-water mark: ACKs handed over but not yet written count
+    /// against it at once, before the channel's own writability flips.
+    let maxPendingOutput: Int
 
     private struct State {
         var pendingBytes = 0
@@ -17,16 +20,17 @@ final class AckPeer: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    init(id: Int, engineID: String, channel: any Channel, maxFrameSize: Int) {
+    init(id: Int, engineID: String, channel: any Channel, maxFrameSize: Int, maxPendingOutput: Int) {
         self.id = id
         self.engineID = engineID
         self.channel = channel
         self.maxFrameSize = maxFrameSize
+        self.maxPendingOutput = maxPendingOutput
     }
 
     var candidate: AckRouting.Candidate {
         let (pending, closing) = state.withLockedValue { ($0.pendingBytes, $0.isClosing) }
-        return .init(id: id, isWritable: channel.isWritable, isClosing: closing || !channel.isActive,
+        return .init(id: id, isWritable: channel.isWritable && pending < maxPendingOutput, isClosing: closing || !channel.isActive,
                      pendingBytes: pending, maxFrameSize: maxFrameSize)
     }
 
@@ -74,10 +78,11 @@ final class AsyncEngineRegistry: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    func register(engineID: String, channel: any Channel, maxFrameSize: Int) -> AckPeer {
+    func register(engineID: String, channel: any Channel, maxFrameSize: Int, maxPendingOutput: Int) -> AckPeer {
         state.withLockedValue { state in
             state.nextID += 1
-            let peer = AckPeer(id: state.nextID, engineID: engineID, channel: channel, maxFrameSize: maxFrameSize)
+            let peer = AckPeer(id: state.nextID, engineID: engineID, channel: channel, maxFrameSize: maxFrameSize,
+                               maxPendingOutput: maxPendingOutput)
             state.engines[engineID, default: Engine()].peers[peer.id] = peer
             return peer
         }

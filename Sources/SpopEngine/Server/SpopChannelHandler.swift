@@ -84,8 +84,9 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     /// Backpressure: while ACKs above the write-buffer high-water mark wait for a slow
     /// peer, reads are held, so no more NOTIFYs are taken in and nothing queues without bound.
+    /// With `async`, reading goes on while a sibling can take the ACKs (its own mark bounds them).
     func read(context: ChannelHandlerContext) {
-        guard context.channel.isWritable else {
+        guard context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true else {
             if !readHeld { LimitCounters.pendingOutput.increment() }
             readHeld = true
             logger.debug("peer reads slowly, reading paused")

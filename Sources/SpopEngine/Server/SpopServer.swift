@@ -93,7 +93,8 @@ public final class SpopServer: Service, Sendable {
         let connections = connections
         let metrics = metrics
         let asyncAcks = capabilities.async
-            ? AsyncAckRouting(mode: configuration.asyncAck, metrics: metrics, logger: logger) : nil
+            ? AsyncAckRouting(mode: configuration.asyncAck, maxPendingOutput: limits.maxPendingOutput, metrics: metrics, logger: logger)
+            : nil
         let bootstrap = ServerBootstrap(group: acceptor, childGroup: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
