@@ -49,7 +49,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Flag(help: ArgumentHelp(
         "Announce the async capability (HAProxy 2.6-3.0): an ACK may then leave on another connection of the same engine-id (see --async-ack and the README).",
-        discussion: "Proven with real HAProxy 2.6 under load; HAProxy 3.1+ never negotiates it."))
+        discussion: "HAProxy 2.6 taking ACKs on sibling connections is proven under load (--async-ack spread); 3.1+ never negotiates async."))
     var async = false
 
     @Option(help: ArgumentHelp(

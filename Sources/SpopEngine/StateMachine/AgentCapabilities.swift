@@ -9,8 +9,7 @@ public struct AgentCapabilities: Hashable, Sendable {
     /// Bound on a reassembled NOTIFY payload; a larger one is refused with status 3.
     public var maxReassembledSize: Int
     /// ACKs may leave on any connection of the same engine-id (HAProxy 2.6 to 3.0;
-    /// off by default). This agent still answers on the NOTIFY's own connection,
-    /// which async allows; see the README.
+    /// off by default). Where they go is `SpopServer.Configuration.asyncAck`.
     public var async: Bool
 
     public static let defaultMaxFrameSize = 16380
