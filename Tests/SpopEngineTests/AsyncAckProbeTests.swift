@@ -15,10 +15,21 @@ final class AsyncAckProbeTests: XCTestCase {
         ClosureWorker { notify, _, ack in try? ack.setVar(.transaction, "n", .uint64(notify.streamID)) }
     }
 
-    func testSpreadSendsAcksOfOneConnectionOnItsSiblingOfTheSameEngine() async throws {
-        try await withServer(capabilities: Self.asyncAgent, asyncAck: .spread, Self.worker) { _, address in
-            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+    /// Two connections of one engine that both negotiated async, against a real server.
+    func withSiblings(
+        _ mode: AsyncAckMode, agent: AgentCapabilities = asyncAgent, limits: ServerLimits = .init(),
+        worker: @escaping @Sendable () -> any SpoaWorker = worker, stalledFirst: Bool = false,
+        _ body: (ProbePeer, ProbePeer) async throws -> Void
+    ) async throws {
+        try await withServer(limits: limits, capabilities: agent, asyncAck: mode, worker) { _, address in
+            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true, smallReceiveBuffer: stalledFirst)
             let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            try await body(a, b)
+        }
+    }
+
+    func testSpreadSendsAcksOfOneConnectionOnItsSiblingOfTheSameEngine() async throws {
+        try await withSiblings(.spread) { a, b in
             try await a.notify(streamIDs: 0..<40)
             let acks = try await ProbePeer.acks(40, on: [a, b])
             XCTAssertGreaterThan(acks[1].count, 0, "no ACK left on the sibling")
@@ -45,9 +56,7 @@ final class AsyncAckProbeTests: XCTestCase {
     }
 
     func testAgentWithoutAsyncNeverReroutesEvenIfHAProxyOffersIt() async throws {
-        try await withServer(Self.worker) { _, address in
-            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
-            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+        try await withSiblings(.own, agent: .init()) { a, b in
             try await a.notify(streamIDs: 0..<20)
             let acks = try await ProbePeer.acks(20, on: [a, b])
             XCTAssertEqual(acks[0], Array(0..<20))
@@ -58,9 +67,7 @@ final class AsyncAckProbeTests: XCTestCase {
     /// Own mode: NOTIFYs read in the same burst as HAProxy's DISCONNECT would be
     /// answered on a connection HAProxy no longer reads ACKs from; a sibling takes them.
     func testOwnModeMovesAcksOfAConnectionHAProxyDisconnectsToASibling() async throws {
-        try await withServer(capabilities: Self.asyncAgent, asyncAck: .own, Self.worker) { _, address in
-            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
-            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+        try await withSiblings(.own) { a, b in
             try await a.notify(streamIDs: 0..<10, thenDisconnect: true)
             let acks = try await ProbePeer.acks(10, on: [a, b])
             XCTAssertEqual(acks[1], Array(0..<10))
@@ -79,9 +86,7 @@ final class AsyncAckProbeTests: XCTestCase {
             }
         }
         let limits = ServerLimits(maxPendingOutput: 4096)
-        try await withServer(limits: limits, capabilities: Self.asyncAgent, asyncAck: .own, bigAck) { _, address in
-            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true, smallReceiveBuffer: true)
-            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+        try await withSiblings(.own, limits: limits, worker: bigAck, stalledFirst: true) { a, b in
             try await a.channel.setOption(.autoRead, value: false)  // HAProxy's thread stops reading this one
             // ~5 MB of ACKs first: more than the kernel buffers of the stalled connection hold;
             // then small batches, read in later bursts, until one is answered on the sibling.
@@ -100,9 +105,7 @@ final class AsyncAckProbeTests: XCTestCase {
     }
 
     func testOwnModeKeepsAcksOnAHealthyConnection() async throws {
-        try await withServer(capabilities: Self.asyncAgent, asyncAck: .own, Self.worker) { _, address in
-            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
-            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+        try await withSiblings(.own) { a, b in
             try await a.notify(streamIDs: 0..<30)
             let acks = try await ProbePeer.acks(30, on: [a, b])
             XCTAssertEqual(acks[0], Array(0..<30))
