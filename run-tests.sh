@@ -12,6 +12,11 @@ cd "$(dirname "$0")"
 # shellcheck source=tools/ensure-deps.sh
 source tools/ensure-deps.sh
 ensure_deps
+# A real HAProxy 3.x (3.2 from Debian sid, 3.0 from trixie) in chroots cached
+# under .build/ for the HAProxy3* tests; a failed download skips them and says so.
+haproxy3_status="$(tools/haproxy-chroot.sh for-tests)"
+echo "$haproxy3_status"
+trap 'echo "$haproxy3_status"' EXIT   # again at the end, where the summary is read
 
 swift build --build-tests
 # The end-to-end tests start the real agent binary; make sure it is built and

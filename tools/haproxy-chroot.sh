@@ -4,6 +4,7 @@
 #   tools/haproxy-chroot.sh build [sid|trixie]   # build (once) .build/haproxy-<suite>
 #   tools/haproxy-chroot.sh cmd   [sid|trixie]   # build if needed, print the launcher path
 #   tools/haproxy-chroot.sh run   [sid|trixie] -- -f /abs/haproxy.cfg -db
+#   tools/haproxy-chroot.sh for-tests            # run-tests.sh: build what it can, never fail
 #
 # sid ships HAProxy 3.2, trixie (Debian 13) ships HAProxy 3.0. The chroot is a
 # debootstrap minbase with the distribution's haproxy package, cached under
@@ -18,7 +19,9 @@
 # stop it with SIGTERM). Needs root (debootstrap, unshare -m, chroot).
 #
 # Environment: HAPROXY_CHROOT_MIRROR (default http://deb.debian.org/debian),
-# HAPROXY_CHROOT_TRIES (debootstrap attempts, default 3).
+# HAPROXY_CHROOT_TRIES (debootstrap attempts, default 3); for `for-tests`:
+# E2E_HAPROXY3=0 (build nothing), =required (a failed build fails the run),
+# E2E_HAPROXY3_SUITES (default "sid trixie").
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,10 +67,12 @@ build() {
     fi
     if ! command -v debootstrap >/dev/null 2>&1; then
         log "installing debootstrap"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2 ||
+        local install="DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap"
+        sh -c "$install" >&2 || { apt-get update -qq >&2 && sh -c "$install" >&2; } ||
             { log "cannot install debootstrap"; return 1; }
     fi
     start=$(date +%s)
+    mkdir -p "$ROOT/.build"
     tmp="$dir.partial"
     for attempt in $(seq 1 "$TRIES"); do
         rm -rf "$tmp"
@@ -94,6 +99,34 @@ build() {
     log "built $dir in $(( $(date +%s) - start ))s ($(du -sh "$dir" | cut -f1)): $(cat "$dir/.luaspoa-ready")"
 }
 
+# For run-tests.sh: builds each suite (retried), prints one summary line on
+# stdout saying what the HAProxy3* tests will run against or why they skip, and
+# exits 0 unless E2E_HAPROXY3=required and a build failed.
+for_tests() {
+    local suite ran="" failed=""
+    if [ "${E2E_HAPROXY3:-1}" = "0" ]; then
+        echo "HAProxy 3.x end-to-end tests: SKIPPED (E2E_HAPROXY3=0)"; return 0
+    fi
+    for suite in ${E2E_HAPROXY3_SUITES:-sid trixie}; do
+        check_suite "$suite"
+        if (build "$suite") >&2; then
+            ran+=" $(cut -d' ' -f3 "$(suite_dir "$suite")/.luaspoa-ready") ($suite)"
+        else
+            failed+=" $suite"
+        fi
+    done
+    if [ -n "$failed" ]; then
+        echo "HAProxy 3.x end-to-end tests: chroot build FAILED for:$failed (see the haproxy-chroot lines above);" \
+             "${ran:+running against:$ran}${ran:-all HAProxy3* tests are SKIPPED}"
+        if [ "${E2E_HAPROXY3:-1}" = "required" ]; then
+            log "E2E_HAPROXY3=required: failing the run"; return 1
+        fi
+    else
+        echo "HAProxy 3.x end-to-end tests: running against HAProxy$ran"
+    fi
+    return 0
+}
+
 cmd="${1:-}"
 suite="${2:-sid}"
 case "$cmd" in
@@ -101,10 +134,12 @@ case "$cmd" in
         check_suite "$suite"; build "$suite" ;;
     cmd)
         check_suite "$suite"; build "$suite"; echo "$(suite_dir "$suite")/luaspoa-haproxy" ;;
+    for-tests)
+        for_tests ;;
     run)
         check_suite "$suite"; build "$suite"; shift 2
         [ "${1:-}" = "--" ] && shift
         exec "$(suite_dir "$suite")/luaspoa-haproxy" "$@" ;;
     *)
-        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -65,22 +65,24 @@ final class HAProxy3Tests: E2ETestCase {
         }
     }
 
-    /// 2000 requests over 32 keep-alive connections: every one answered with its own
-    /// score; on 3.1+ the tap shows the multiplexer's ids (odd stream-ids, frame-id 1).
+    /// 1500 requests over 64 keep-alive connections, two messages each (one busy for
+    /// 2 ms, so NOTIFYs queue up per SPOP connection): every one answered with its
+    /// own header echoed; on 3.1+ the tap shows the multiplexer's ids (odd
+    /// stream-ids, frame-id 1).
     func testConcurrentRequestsAllAnswered() throws {
         try forEachHAProxy3 { t in
             let (agent, agentPort) = try startAgent(script: try TestScripts.combined())
             let tap = try startTap(agentPort: agentPort)
             let s = try ProxySetup(agent: tap.port, backendMode: t.agentBackendMode)
-            let spoe = ProxySetup.spoeConfig(messages: [("m", "n=req.hdr(x-n)")])
-            let haproxy = try startHAProxy(config: s.haproxyConfig(headers: ProxySetup.varHeaders(["a1_v"])),
+            let spoe = ProxySetup.spoeConfig(messages: [("slow", "ms=int(2)"), ("m", "n=req.hdr(x-n)")])
+            let haproxy = try startHAProxy(config: s.haproxyConfig(headers: ProxySetup.varHeaders(["slow", "a1_v"])),
                                            files: ["e2e-spoe.conf": spoe], waitPort: s.web, binary: t.command)
-            let total = 2000, connections = 32
-            let (results, seconds) = httpLoad(port: s.web, total: total, connections: connections,
+            let total = 1500, connections = 64
+            let (results, seconds) = httpLoad(port: s.web, total: total, connections: connections, timeout: 20,
                                               request: { ("/load/\($0)", [("X-N", "req-\($0)")]) },
                                               accept: { i, r in
                                                   r.status == 200 && r.header("X-V-a1_v") == "req-\(i)"
-                                                      && r.header("X-SPOE-Error") == nil
+                                                      && r.header("X-V-slow") == "1" && r.header("X-SPOE-Error") == nil
                                               })
             let (ok, failures, samples) = results.snapshot()
             let st = tap.snapshot()
@@ -89,7 +91,8 @@ final class HAProxy3Tests: E2ETestCase {
                   + "\(st.notifyStreamIDs.count) stream-ids, frame-ids \(st.notifyFrameIDs.sorted().prefix(5)), "
                   + "max in flight on one connection \(st.maxInFlightPerConnection)")
             XCTAssertEqual(ok, total, "\(t)")
-            XCTAssertEqual(failures, 0, "\(t): first failures: \(samples)\n\(haproxy.logTail(10))\n\(agent.problems())")
+            XCTAssertEqual(failures, 0, "\(t): first failures: \(samples)\nNOTIFY \(st.framesByType[3] ?? 0) ACK \(st.acks)"
+                           + "\n\(haproxy.logTail(10))\n\(agent.problems())")
             XCTAssertGreaterThanOrEqual(st.acks, total, "\(t): one ACK per NOTIFY")
             if t.hasSpopMux {
                 XCTAssertEqual(st.notifyFrameIDs, [1], "\(t): the multiplexer always sends frame-id 1")
