@@ -48,11 +48,11 @@ final class HAProxy3ConnectionTests: E2ETestCase {
             let deadline = nowSeconds() + 10
             while nowSeconds() < deadline && tap.snapshot().healthCheckHellos < 3 { usleep(100_000) }
             XCTAssertGreaterThanOrEqual(tap.snapshot().healthCheckHellos, 3, "\(t) sent no spop-check probes")
-            guard let row = try haproxyServerStats(statsPort: statsPort, backend: "be_agents", server: "a1") else {
+            guard let row = try waitForServerUp(statsPort: statsPort, backend: "be_agents", server: "a1") else {
                 return XCTFail("\(t): no be_agents/a1 row in stats\n\(haproxy.logTail())")
             }
-            XCTAssertEqual(row["status"], "UP", "\(t): \(row)\n\(agent.logTail())")
-            XCTAssertEqual(row["check_status"], "L7OK", "\(t): \(row)")
+            XCTAssertEqual(row["status"], "UP", "\(t): \(row["check_desc"] ?? "")\n\(agent.logTail())")
+            XCTAssertEqual(row["check_status"], "L7OK", "\(t): \(row["check_desc"] ?? "")")
             XCTAssertEqual(try httpGet(port: s.web).header("X-V-ok"), "1", "\(t)")
         }
     }

@@ -295,12 +295,12 @@ final class HAProxyTests: E2ETestCase {
         let deadline = nowSeconds() + 5
         while nowSeconds() < deadline && tap.snapshot().healthCheckHellos < 3 { usleep(100_000) }
         XCTAssertGreaterThanOrEqual(tap.snapshot().healthCheckHellos, 3, "HAProxy sent no spop-check probes")
-        guard let row = try haproxyServerStats(statsPort: statsPort, backend: "be_agents", server: "a1") else {
+        guard let row = try waitForServerUp(statsPort: statsPort, backend: "be_agents", server: "a1") else {
             XCTFail("no be_agents/a1 row in stats\n\(haproxy.logTail())")
             return
         }
-        XCTAssertEqual(row["status"], "UP", "\(row)\n\(agent.logTail())")
-        XCTAssertEqual(row["check_status"], "L7OK", "\(row)")
+        XCTAssertEqual(row["status"], "UP", "\(row["check_desc"] ?? "")\n\(agent.logTail())")
+        XCTAssertEqual(row["check_status"], "L7OK", "\(row["check_desc"] ?? "")")
         XCTAssertEqual(try httpGet(port: p.web).header("X-V-ok"), "1")
     }
 }

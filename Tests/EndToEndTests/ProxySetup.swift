@@ -136,6 +136,7 @@ func httpLoad(port: UInt16, total: Int, connections: Int, timeout: Double = 15,
 }
 
 /// The stats CSV row of `backend`/`server` as column name -> value, nil if absent.
+/// `check_status` loses the "* " HAProxy puts in front while a check is running.
 func haproxyServerStats(statsPort: UInt16, backend: String, server: String) throws -> [String: String]? {
     let csv = String(decoding: try httpGet(port: statsPort, "/stats;csv").body, as: UTF8.self)
     let lines = csv.split(separator: "\n").map(String.init)
@@ -144,7 +145,22 @@ func haproxyServerStats(statsPort: UInt16, backend: String, server: String) thro
     }
     let cols = header.trimmingCharacters(in: CharacterSet(charactersIn: "# ")).split(separator: ",", omittingEmptySubsequences: false)
     let vals = row.split(separator: ",", omittingEmptySubsequences: false)
-    return Dictionary(zip(cols.map(String.init), vals.map(String.init)), uniquingKeysWith: { a, _ in a })
+    var stats = Dictionary(zip(cols.map(String.init), vals.map(String.init)), uniquingKeysWith: { a, _ in a })
+    if let c = stats["check_status"], c.hasPrefix("* ") { stats["check_status"] = String(c.dropFirst(2)) }
+    return stats
+}
+
+/// Polls the stats page until `backend`/`server` is UP with check_status L7OK (a
+/// probe answered late on a loaded machine may flap it), or `timeout` passes;
+/// returns the last row read.
+func waitForServerUp(statsPort: UInt16, backend: String, server: String, timeout: Double = 10) throws -> [String: String]? {
+    let deadline = nowSeconds() + timeout
+    var row = try haproxyServerStats(statsPort: statsPort, backend: backend, server: server)
+    while nowSeconds() < deadline, row?["status"] != "UP" || row?["check_status"] != "L7OK" {
+        usleep(100_000)
+        row = try haproxyServerStats(statsPort: statsPort, backend: backend, server: server)
+    }
+    return row
 }
 
 /// A stats frontend on `port` for `extra:` of ProxySetup.haproxyConfig.
