@@ -15,6 +15,15 @@ final class AsyncAckProbeTests: XCTestCase {
         ClosureWorker { notify, _, ack in try? ack.setVar(.transaction, "n", .uint64(notify.streamID)) }
     }
 
+    /// 12 kB ACKs: a few hundred fill the kernel buffers of a connection nobody reads.
+    static let bigAck: @Sendable () -> any SpoaWorker = {
+        ClosureWorker { notify, _, ack in
+            try? ack.setVar(.transaction, "n", .uint64(notify.streamID))
+            try? ack.setVar(.transaction, "pad", .string(String(repeating: "x", count: 12_000)))
+        }
+    }
+    static let smallMark = ServerLimits(maxPendingOutput: 4096)
+
     /// Two connections of one engine that both negotiated async, against a real server.
     func withSiblings(
         _ mode: AsyncAckMode, agent: AgentCapabilities = asyncAgent, limits: ServerLimits = .init(),
@@ -79,14 +88,7 @@ final class AsyncAckProbeTests: XCTestCase {
     /// Own mode: a connection whose peer stops reading goes above the high-water mark;
     /// instead of holding its reads, the agent answers its NOTIFYs on the sibling.
     func testOwnModeAnswersOnASiblingWhileTheOwnConnectionIsNotWritable() async throws {
-        let bigAck: @Sendable () -> any SpoaWorker = {
-            ClosureWorker { notify, _, ack in
-                try? ack.setVar(.transaction, "n", .uint64(notify.streamID))
-                try? ack.setVar(.transaction, "pad", .string(String(repeating: "x", count: 12_000)))
-            }
-        }
-        let limits = ServerLimits(maxPendingOutput: 4096)
-        try await withSiblings(.own, limits: limits, worker: bigAck, stalledFirst: true) { a, b in
+        try await withSiblings(.own, limits: Self.smallMark, worker: Self.bigAck, stalledFirst: true) { a, b in
             try await a.channel.setOption(.autoRead, value: false)  // HAProxy's thread stops reading this one
             // ~5 MB of ACKs first: more than the kernel buffers of the stalled connection hold;
             // then small batches, read in later bursts, until one is answered on the sibling.
@@ -101,6 +103,25 @@ final class AsyncAckProbeTests: XCTestCase {
             let acks = try await ProbePeer.acks(Int(sent), on: [a, b], checking: false)
             XCTAssertGreaterThan(acks[1].count, 0, "no ACK left on the sibling while the own connection was stalled")
             XCTAssertEqual((acks[0] + acks[1]).sorted(), Array(0..<sent), "every NOTIFY gets exactly one ACK")
+        }
+    }
+
+    /// ACKs queued on a connection that then breaks (HAProxy resets it) are written on a
+    /// sibling: the sibling connects only after the stall, so this is the rescue path alone.
+    func testAcksQueuedOnABrokenConnectionAreRescuedBySibling() async throws {
+        try await withServer(limits: Self.smallMark, capabilities: Self.asyncAgent, asyncAck: .own, Self.bigAck) { _, address in
+            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true, smallReceiveBuffer: true)
+            try await a.channel.setOption(.autoRead, value: false)
+            // ~5 MB of ACKs: more than the kernel holds, the rest waits in the agent.
+            try await a.notify(streamIDs: 0..<400)
+            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            let socket = try XCTUnwrap(a.channel as? any SocketOptionProvider)
+            try await socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+            try await a.channel.close()  // RST: the agent's queued writes on `a` fail
+            try await ProbePeer.waitUntil { !b.ackedStreamIDs(checking: false).isEmpty }
+            let rescued = b.ackedStreamIDs(checking: false)
+            XCTAssertEqual(Set(rescued).count, rescued.count, "an ACK rescued twice")
+            XCTAssertTrue(rescued.allSatisfy { $0 < 400 }, "\(rescued)")
         }
     }
 

@@ -18,13 +18,13 @@ struct AsyncAckRouting: Sendable {
                 metrics.acksRerouted[reason]?.increment(by: Int64(frames.count))
                 return
             }
-            rescue(failed, from: own, tried: tried.union([sibling.id]))
+            rescue(failed, from: own, reason: .writeFailed, tried: tried.union([sibling.id]))
         }
     }
 
-    /// ACK frames whose write failed on the connections in `tried`: another sibling
-    /// of the engine gets them, or they are lost as without `async` (and counted).
-    func rescue(_ frames: [ByteBuffer], from own: AckPeer, tried: Set<Int>) {
+    /// ACK frames that could not be written on the connections in `tried`: another
+    /// sibling of the engine gets them, or they are lost as without `async` (and counted).
+    func rescue(_ frames: [ByteBuffer], from own: AckPeer, reason: AckRouting.Reason, tried: Set<Int>) {
         let (peers, _) = registry.siblings(of: own)
         let target = AckRouting.rescue(own: own.candidate, siblings: peers.values.map(\.candidate), failed: tried)
         guard let target, let sibling = peers[target] else {
@@ -32,7 +32,7 @@ struct AsyncAckRouting: Sendable {
             logger.debug("\(frames.count) ACKs lost: their connection failed and no sibling of engine \(own.engineID) could take them")
             return
         }
-        send(frames, from: own, to: sibling, reason: .writeFailed, tried: tried)
+        send(frames, from: own, to: sibling, reason: reason, tried: tried)
     }
 }
 
@@ -97,7 +97,7 @@ final class ConnectionAckRouter {
     func connectionLost(pending: ByteBuffer?) {
         peer.markClosing()
         guard let pending else { return }
-        routing.rescue(AckFrames.split(pending), from: peer, tried: [peer.id])
+        routing.rescue(AckFrames.split(pending), from: peer, reason: .closing, tried: [peer.id])
     }
 
     private func writeOwn(_ frames: [ByteBuffer], context: ChannelHandlerContext) {
@@ -110,7 +110,7 @@ final class ConnectionAckRouter {
             peer.addPending(-bytes)
             if case .failure = result {
                 peer.markClosing()
-                routing.rescue(frames.flatMap(AckFrames.split), from: peer, tried: [peer.id])
+                routing.rescue(frames.flatMap(AckFrames.split), from: peer, reason: .writeFailed, tried: [peer.id])
             }
         }
     }
