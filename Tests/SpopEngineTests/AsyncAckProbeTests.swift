@@ -193,9 +193,13 @@ final class ProbePeer: Sendable {
     static func waitUntil(_ condition: () -> Bool) async throws {
         let deadline = NIODeadline.now() + .seconds(30)
         while !condition() {
-            guard NIODeadline.now() < deadline else { throw ChannelError.connectTimeout(.seconds(30)) }
+            guard NIODeadline.now() < deadline else { throw WaitTimeout() }
             try await Task.sleep(nanoseconds: 5_000_000)
         }
+    }
+
+    struct WaitTimeout: Error, CustomStringConvertible {
+        var description: String { "the expected frames did not arrive within 30 s" }
     }
 
     private final class Recorder: ChannelInboundHandler {
