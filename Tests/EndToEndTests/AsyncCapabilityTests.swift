@@ -29,7 +29,8 @@ extension HAProxyTests {
         let wire = run.tap.snapshot()
         XCTAssertGreaterThanOrEqual(wire.acks, total)
         // Several connections per engine-id (HAProxy thread), else there is no sibling.
-        XCTAssertEqual(wire.connectionsByEngine.count, 2, "\(wire.connectionsByEngine)")
+        // (HAProxy 3.1+ has one engine-id and no async: this test is for 2.6-3.0.)
+        XCTAssertEqual(wire.connectionsByEngine.count, 2, "one engine-id per HAProxy thread expected: \(wire.connectionsByEngine)")
         XCTAssertGreaterThan(wire.connectionsByEngine.values.max() ?? 0, 1, "\(wire.connectionsByEngine)")
         // Seen on the wire between HAProxy and the agent, and counted by the agent.
         XCTAssertGreaterThan(wire.acksOnOtherConnection, 0)

@@ -35,8 +35,9 @@ final class SpopTap: @unchecked Sendable {
     private let lock = NSLock()
     private var stats = Stats()
     private var inFlight: [Int: Int] = [:]
-    /// stream-id/frame-id of each unanswered NOTIFY -> the connection that carried it.
-    private var notifyConnection: [[UInt64]: Int] = [:]
+    /// stream-id/frame-id of each unanswered NOTIFY -> the connections that carried one
+    /// (3.1+ reuses stream-ids on each connection; 2.6's are unique per process).
+    private var notifyConnections: [[UInt64]: [Int]] = [:]
     private var stopped = false
 
     init(upstreamPort: UInt16) throws {
@@ -136,13 +137,13 @@ final class SpopTap: @unchecked Sendable {
             stats.notifyStreams.insert([UInt64(conn), f.streamID])
             stats.notifyFrameIDs.insert(f.frameID)
             if f.flags & SpopFlags.fin == 0 { stats.notifyWithoutFin += 1 } else { inFlight[conn, default: 0] += 1 }
-            notifyConnection[[f.streamID, f.frameID]] = conn
+            notifyConnections[[f.streamID, f.frameID], default: []].append(conn)
         case SpopType.unset.rawValue:
             stats.unsetFrames += 1
             if f.flags == SpopFlags.fin { inFlight[conn, default: 0] += 1 }
         case SpopType.ack.rawValue:
             stats.acks += 1
-            let origin = notifyConnection.removeValue(forKey: [f.streamID, f.frameID]) ?? conn
+            let origin = takeOrigin(of: [f.streamID, f.frameID], ackedOn: conn)
             inFlight[origin, default: 0] -= 1
             if origin != conn { stats.acksOnOtherConnection += 1 }
         case SpopType.haproxyDisconnect.rawValue:
@@ -157,6 +158,15 @@ final class SpopTap: @unchecked Sendable {
             break
         }
         stats.maxInFlightPerConnection = max(stats.maxInFlightPerConnection, inFlight[conn] ?? 0)
+    }
+
+    /// The connection whose NOTIFY an ACK answers: its own if one is pending there.
+    private func takeOrigin(of ids: [UInt64], ackedOn conn: Int) -> Int {
+        guard var carriers = notifyConnections[ids], !carriers.isEmpty else { return conn }
+        let origin = carriers.contains(conn) ? conn : carriers[0]
+        carriers.remove(at: carriers.firstIndex(of: origin)!)
+        notifyConnections[ids] = carriers.isEmpty ? nil : carriers
+        return origin
     }
 }
 
