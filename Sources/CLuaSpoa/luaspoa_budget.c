@@ -194,6 +194,9 @@ static void start_watchdog(void) {
 void luaspoa_budget_init(lua_State *L, luaspoa_budget *b) {
     pthread_mutex_init(&b->lock, NULL);
     b->main = b->running = L;
+    /* A reload's new state (maybe at a freed state's address) is a stranger to
+     * the watchdog until its first call. The clock id is taken per call, not
+     * per state: a state may move to another thread (tests, the CLI). */
     b->seen_call = 0;
     pthread_mutex_lock(&watch_lock);
     b->next = watch_list;
