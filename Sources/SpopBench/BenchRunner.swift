@@ -89,7 +89,7 @@ public struct BenchRunner {
             body: config.message.encodedBody, inFlight: max(1, config.inFlight), check: AckCheck(expected: config.expected),
             maxFrameSize: config.maxFrameSize, engineID: "luaspoa-bench-\(index + 1)")
         let connecting = ClientBootstrap(group: loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(

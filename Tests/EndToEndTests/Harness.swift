@@ -438,8 +438,9 @@ class E2ETestCase: XCTestCase {
                               generousTimeBudget: generousTimeBudget, file: file, line: line)
     }
 
+    /// `launcher` (e.g. setpriv and its options) runs the agent binary as its last argument.
     func startAgent(scriptPath: String, name: String = "agent", extraArgs: [String] = [],
-                    generousTimeBudget: Bool = true,
+                    generousTimeBudget: Bool = true, launcher: [String] = [],
                     file: StaticString = #filePath, line: UInt = #line) throws -> (ManagedProcess, UInt16) {
         guard let bin = E2EPaths.agentBinary() else {
             XCTFail("luaspoa binary not found (build it with `swift build --product luaspoa`, or set E2E_LUASPOA_BIN)", file: file, line: line)
@@ -452,8 +453,9 @@ class E2ETestCase: XCTestCase {
         let envArgs = (ProcessInfo.processInfo.environment["E2E_AGENT_ARGS"] ?? "").split(separator: " ").map(String.init)
         let extraArgs = extraArgs + envArgs
         let budget = extraArgs.contains("--lua-timeout") || !generousTimeBudget ? [] : ["--lua-timeout", "5000"]
-        let p = try ManagedProcess(name: name, executable: bin,
-                                   arguments: ["--script", scriptPath, "--listen", "127.0.0.1:\(port)"] + budget + extraArgs,
+        let args = ["--script", scriptPath, "--listen", "127.0.0.1:\(port)"] + budget + extraArgs
+        let p = try ManagedProcess(name: name, executable: launcher.first ?? bin,
+                                   arguments: launcher.isEmpty ? args : launcher.dropFirst() + [bin] + args,
                                    logDir: tempDir)
         children.append(p)
         guard waitForPort(port, timeout: 20, while: { p.isRunning }) else {

@@ -98,7 +98,7 @@ public final class SpopServer: Service, Sendable {
         let bootstrap = ServerBootstrap(group: acceptor, childGroup: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)  // socketOption() would mean SOL_SOCKET: SO_DEBUG
             .childChannelOption(
                 .writeBufferWaterMark, value: .init(low: limits.maxPendingOutput / 2, high: limits.maxPendingOutput)
             )
