@@ -18,6 +18,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     private let limits: ServerLimits
     private var timer: Scheduled<Void>?
+    /// When the last frame arrived, for the idle timer.
+    private var lastRead = NIODeadline.now()
     private var readHeld = false
 
     /// Set once `async` is negotiated: decides on which connection of the engine ACKs leave.
@@ -41,16 +43,17 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         logger[metadataKey: "peer"] = "\(connection.remoteAddress ?? "?")"
         logger.debug("connection opened")
         metrics.opened()
-        arm(limits.helloTimeout, context: context) {
+        let helloTimeout = limits.helloTimeout
+        arm(at: .now() + helloTimeout, context: context) {
             LimitCounters.helloTimeout.increment()
-            return "no HAPROXY-HELLO within \($0)"
+            self.execute(self.stateMachine.timedOut("no HAPROXY-HELLO within \(helloTimeout.secondsDescription)"), context: context)
         }
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !stateMachine.isClosed else { return }
-        if stateMachine.isRunning { armIdleTimer(context: context) }
+        if stateMachine.isRunning { lastRead = .now() }
         frames.append(unwrapInboundIn(data))
         do {
             while !stateMachine.isClosed, let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) {
@@ -137,6 +140,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
                     ackRouter = ConnectionAckRouter(
                         routing: asyncAcks, engineID: engineID, channel: context.channel, maxFrameSize: Int(hello.maxFrameSize))
                 }
+                lastRead = .now()
                 armIdleTimer(context: context)
                 context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             }
@@ -177,20 +181,26 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     // MARK: timers
 
+    /// Reads only note the time: re-arming a timer on every read cost more than the Lua
+    /// call (7.5% of the agent's CPU at 64 connections x 1 in flight, perf). The timer
+    /// fires at most once per idle period and re-arms itself for the time left.
     private func armIdleTimer(context: ChannelHandlerContext) {
-        guard limits.idleTimeout > .zero else { return }
-        arm(limits.idleTimeout, context: context) {
+        let idleTimeout = limits.idleTimeout
+        guard idleTimeout > .zero else { return }
+        arm(at: lastRead + idleTimeout, context: context) {
+            if self.lastRead + idleTimeout > .now() { return self.armIdleTimer(context: context) }
             LimitCounters.idleTimeout.increment()
-            return "idle for \($0)"
+            self.execute(self.stateMachine.timedOut("idle for \(idleTimeout.secondsDescription)"), context: context)
         }
     }
 
-    /// One timer at a time: the hello timer, then the idle timer re-armed on each read.
-    private func arm(_ delay: TimeAmount, context: ChannelHandlerContext, reason: @escaping (String) -> String) {
+    /// One timer at a time: the hello timer, then the idle timer.
+    private func arm(at deadline: NIODeadline, context: ChannelHandlerContext, onTimeout: @escaping () -> Void) {
         timer?.cancel()
-        let seconds = "\(Double(delay.nanoseconds) / 1e9) s"
-        timer = context.eventLoop.scheduleTask(in: delay) {
-            self.execute(self.stateMachine.timedOut(reason(seconds)), context: context)
-        }
+        timer = context.eventLoop.scheduleTask(deadline: deadline, onTimeout)
     }
+}
+
+extension TimeAmount {
+    fileprivate var secondsDescription: String { "\(Double(nanoseconds) / 1e9) s" }
 }
