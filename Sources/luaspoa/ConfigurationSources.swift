@@ -10,14 +10,35 @@ import Yams
 /// `LUASPOA_LUA_TIMEOUT` sets `--lua-timeout`. A boolean sets `--x` / `--no-x`.
 struct ConfigurationSources {
     /// Long option names `serve` accepts (taken from its own help, so never out of date).
-    let known: Set<String>
+    var known: Set<String> { knownOverride ?? Self.serveOptionNames }
+    private let knownOverride: Set<String>?
 
-    init(known: Set<String> = ConfigurationSources.serveOptions()) { self.known = known }
+    init(known: Set<String>? = nil) { self.knownOverride = known }
+
+    /// Computed on first use only: rendering the help touches ~1 MB of code that an agent
+    /// started without a config file or LUASPOA_* variables never needs (idle RSS).
+    static let serveOptionNames = serveOptions()
 
     static func serveOptions() -> Set<String> {
-        let help = ServeCommand.helpMessage(includeHidden: true, columns: 10_000)
-        let pattern = /--([a-z][a-z0-9-]*)/
-        return Set(help.matches(of: pattern).map { String($0.output.1) })
+        let help = Array(ServeCommand.helpMessage(includeHidden: true, columns: 10_000).utf8)
+        var names: Set<String> = []
+        var index = 0
+        while index + 2 < help.count {
+            defer { index += 1 }
+            guard help[index] == UInt8(ascii: "-"), help[index + 1] == UInt8(ascii: "-"),
+                  (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(help[index + 2]) else { continue }
+            let start = index + 2
+            var end = start
+            while end < help.count, isOptionNameByte(help[end]) { end += 1 }
+            names.insert(String(decoding: help[start..<end], as: UTF8.self))
+            index = end - 1
+        }
+        return names
+    }
+
+    private static func isOptionNameByte(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+            || byte == UInt8(ascii: "-")
     }
 
     static let environmentPrefix = "LUASPOA_"
@@ -28,6 +49,8 @@ struct ConfigurationSources {
     func effectiveArguments(_ arguments: [String], environment: [String: String],
                             readFile: (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) }) throws -> [String] {
         guard Self.runsServe(arguments) else { return arguments }
+        guard Self.value(of: "--config", in: arguments) != nil || environment.keys.contains(where: { $0.hasPrefix(Self.environmentPrefix) })
+        else { return arguments }
         let explicit = Set(arguments.compactMap(optionName))
         var layered: [(key: String, values: [String])] = []
         if let path = Self.value(of: "--config", in: arguments) ?? environment[Self.environmentPrefix + "CONFIG"] {
