@@ -74,6 +74,14 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
+            ],
+            // Release link with lld: RELR-packed relative relocations (2.2 MB of .rela.dyn
+            // that the loader read and kept resident at every start: -1.2 MB idle RSS) and
+            // no export of the program's 16k symbols (-0.9 MB); still a PIE (ASLR kept).
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"],
+                    .when(platforms: [.linux], configuration: .release))
             ]
         ),
         // Fuzz entry points (frame decoder + state machine, Lua dispatch); see docs/fuzzing.md.
