@@ -7,7 +7,8 @@
 #
 # Every scenario starts a fresh agent, loads it with `luaspoa bench` (or wrk
 # through HAProxy 2.6), then reads the agent's CPU seconds and peak RSS from
-# /proc. {port} in REFERENCE_CMD is replaced by the port the reference must
+# /proc. Scenarios that compare agents run them in turns, round by round, and
+# show each agent's median run. {port} in REFERENCE_CMD is replaced by the port the reference must
 # listen on. The reference must answer `check-client-ip` (args ip=src) with
 # sess.ip_score, as haproxy/spoa-example does.
 #
@@ -111,7 +112,26 @@ bench_once() {
 median_of() {
     local runs=() i
     for ((i = 0; i < REPEAT; i++)); do runs+=("$("$@")"); done
-    printf '%s\n' "${runs[@]}" | sort -n -k1,1 | sed -n "$(((REPEAT + 1) / 2))p"
+    median_line "${runs[@]}"
+}
+
+median_line() { printf '%s\n' "$@" | sort -n -k1,1 | sed -n "$((($# + 1) / 2))p"; }
+
+# compare NAME RUN AGENT...: RUN (bench_once or wrk_once, given an agent) for every agent
+# in turns, REPEAT rounds, so that a change in the machine's load (other jobs, page
+# cache writeback after the build) hits every agent alike; one row per agent (median run).
+compare() {
+    local name=$1 run=$2; shift 2
+    local -A runs=()
+    local i agent
+    for ((i = 0; i < REPEAT; i++)); do
+        for agent in "$@"; do runs[$agent]+="$($run "$agent")"$'\n'; done
+    done
+    for agent in "$@"; do
+        local lines=()
+        mapfile -t lines < <(printf '%s' "${runs[$agent]}")
+        row "$name" "$([[ $agent == none ]] && echo "no SPOE" || echo "$agent")" "$(median_line "${lines[@]}")"
+    done
 }
 
 row() { rows+=("$(printf '%-34s %-10s %s' "$1" "$2" "$3")"); echo "  $1 / $2: $3" >&2; }
@@ -128,11 +148,12 @@ args_for() { [[ $1 == luaspoa ]] && echo "$ip_reputation" || echo ""; }
 
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "luaspoa benchmarks: ${DURATION}s per run, ${REPEAT} run(s) per scenario, $CORES cores" >&2
-for agent in "${agents[@]}"; do
-    scenario "1 conn x 1 in flight (latency)" "$agent" "$(args_for "$agent")" --connections 1 --in-flight 1 --expect sess.ip_score
-    scenario "64 conn x 1 in flight" "$agent" "$(args_for "$agent")" --connections 64 --in-flight 1 --expect sess.ip_score
-    scenario "4 conn x 64 in flight (pipelined)" "$agent" "$(args_for "$agent")" --connections 4 --in-flight 64 --expect sess.ip_score
-done
+latency_run() { bench_once "$1" "$(args_for "$1")" --connections 1 --in-flight 1 --expect sess.ip_score; }
+many_run() { bench_once "$1" "$(args_for "$1")" --connections 64 --in-flight 1 --expect sess.ip_score; }
+pipelined_run() { bench_once "$1" "$(args_for "$1")" --connections 4 --in-flight 64 --expect sess.ip_score; }
+compare "1 conn x 1 in flight (latency)" latency_run "${agents[@]}"
+compare "64 conn x 1 in flight" many_run "${agents[@]}"
+compare "4 conn x 64 in flight (pipelined)" pipelined_run "${agents[@]}"
 scenario "4 x 64, 4-arg request, scoring" luaspoa "$here/header_scoring.lua" \
     --connections 4 --in-flight 64 --message request --expect txn.req_score
 scenario "4 x 64, empty Lua handler" luaspoa "$here/empty_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score
@@ -207,9 +228,7 @@ wrk_once() { # $1 = agent or "none"
 }
 
 if [[ -z "${SKIP_HAPROXY:-}" ]]; then
-    for agent in none "${agents[@]}"; do
-        row "HAProxy 2.6 + wrk (req/s)" "$([[ $agent == none ]] && echo "no SPOE" || echo "$agent")" "$(median_of wrk_once "$agent")"
-    done
+    compare "HAProxy 2.6 + wrk (req/s)" wrk_once none "${agents[@]}"
 fi
 
 echo
