@@ -4,7 +4,7 @@
  * Every kind is one sorted array searched by bisection. "beg" groups the
  * entries by key length, longest first, and bisects each group with the key cut
  * to that length: the first hit is the longest match. "ip" flattens its CIDRs
- * into disjoint ranges (luaspoa_mapip.c). IPv4 keys are stored as IPv4-mapped
+ * into disjoint ranges (luaspoa_ipranges.c). IPv4 keys are stored as IPv4-mapped
  * IPv6 (::ffff:a.b.c.d, prefix + 96), as HAProxy matches them. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "luaspoa_mapdata.h"
 
 static int index_groups(map_data *m);
+static int index_ip(map_data *m);
 static int g_kind; /* qsort has no context argument; only used under parse */
 
 static int cmp_bytes(const char *a, size_t alen, const char *b, size_t blen) {
@@ -36,39 +37,14 @@ static int cmp_entries(const void *pa, const void *pb) {
     return c ? c : (a->order > b->order) - (a->order < b->order);
 }
 
-static void mask_bits(uint8_t bytes[16], int bits) {
-    for (int i = 0; i < 16; i++) {
-        int keep = bits - i * 8;
-        bytes[i] &= keep >= 8 ? 0xff : keep <= 0 ? 0 : (uint8_t)(0xff << (8 - keep));
-    }
-}
-
 /* "a.b.c.d[/n]" or "x:y::z[/n]" -> 16 mapped bytes and a prefix length in bits. */
 int luaspoa_map_parse_cidr(const char *s, size_t len, uint8_t out[16], int *bits) {
-    const char *slash = memchr(s, '/', len);
-    size_t alen = slash ? (size_t)(slash - s) : len;
-    int family;
-    uint8_t raw[16];
-    if (!luaspoa_parse_addr(s, alen, &family, raw))
+    luaspoa_net net;
+    char why[160]; /* the callers report their own message */
+    if (!luaspoa_parse_cidr(s, len, &net, why, sizeof why))
         return 0;
-    int max = family == 4 ? 32 : 128, prefix = max;
-    if (slash) {
-        prefix = 0;
-        size_t digits = len - alen - 1;
-        if (digits == 0 || digits > 3)
-            return 0;
-        for (size_t i = 0; i < digits; i++) {
-            char c = slash[1 + i];
-            if (c < '0' || c > '9')
-                return 0;
-            prefix = prefix * 10 + (c - '0');
-        }
-        if (prefix > max)
-            return 0;
-    }
-    luaspoa_map_ip16(family, raw, out);
-    *bits = family == 4 ? prefix + 96 : prefix;
-    mask_bits(out, *bits);
+    luaspoa_map_ip16(net.family, net.bytes, out);
+    *bits = net.family == 4 ? net.bits + 96 : net.bits;
     return 1;
 }
 
@@ -210,7 +186,7 @@ map_data *luaspoa_map_parse(const char *path, int kind, char *err, size_t errcap
         if (out == 0 || cmp_entry_key(&m->entries[out - 1], &m->entries[i], kind) != 0)
             m->entries[out++] = m->entries[i];
     m->n = out;
-    if (!(kind == MAP_IP ? luaspoa_map_index_ip(m) : index_groups(m))) {
+    if (!(kind == MAP_IP ? index_ip(m) : index_groups(m))) {
         snprintf(err, errcap, "out of memory loading %s", path);
         luaspoa_map_free(m);
         return NULL;
@@ -272,9 +248,29 @@ static int index_groups(map_data *m) {
     return 1;
 }
 
+/* Flattens the (deduplicated) ip entries into m->ranges; 0 when out of memory. */
+static int index_ip(map_data *m) {
+    ipr_prefix *items = malloc((m->n + 1) * sizeof *items);
+    m->ranges = malloc((2 * m->n + 1) * sizeof *m->ranges);
+    if (items == NULL || m->ranges == NULL) {
+        free(items);
+        return 0;
+    }
+    for (size_t i = 0; i < m->n; i++)
+        items[i] = luaspoa_ipr_prefix(128, (const uint8_t *)m->entries[i].key, m->entries[i].bits,
+                                      (uint32_t)i);
+    size_t n = luaspoa_ipr_flatten(items, m->n, m->ranges);
+    free(items);
+    m->nranges = n;
+    return n != LUASPOA_IPR_FAILED; /* cannot fail: parsed prefixes have bits <= 128 */
+}
+
 const map_entry *luaspoa_map_find(const map_data *m, const char *key, size_t klen, int64_t ival) {
-    if (m->kind == MAP_IP)
-        return luaspoa_map_find_ip(m, (const uint8_t *)key);
+    if (m->kind == MAP_IP) {
+        const ipr_range *r = luaspoa_ipr_find(m->ranges, m->nranges,
+                                              luaspoa_ipr_key(128, (const uint8_t *)key));
+        return r ? &m->entries[r->entry] : NULL;
+    }
     if (m->kind == MAP_BEG)
         return lookup_prefix(m, key, klen);
     map_entry probe = {.key = key, .klen = klen, .ival = ival};

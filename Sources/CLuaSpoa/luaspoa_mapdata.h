@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "luaspoa_ipranges.h"
+
 enum { MAP_STR = 0, MAP_BEG = 1, MAP_INT = 2, MAP_IP = 3 };
 
 typedef struct map_entry {
@@ -17,21 +19,13 @@ typedef struct map_entry {
     size_t order;      /* line order, so the first duplicate wins */
 } map_entry;
 
-typedef struct k128 { uint64_t h, l; } k128;   /* a 128-bit address, big-endian order */
-
-/* "ip" maps: [lo, hi] labelled with entries[entry], sorted and disjoint. */
-typedef struct ip_range {
-    k128 lo, hi;
-    uint32_t entry;
-} ip_range;
-
 typedef struct map_data {
     int kind;
     size_t n;
     map_entry *entries;   /* sorted */
     size_t *groups;       /* "beg": start of each key-length group, then n */
     size_t ngroups;
-    ip_range *ranges;     /* "ip": flattened prefixes (luaspoa_mapip.c) */
+    ipr_range *ranges;    /* "ip": flattened prefixes, labelled with entries[] indexes */
     size_t nranges;
     uint8_t *ipkeys;
     char *text;           /* the file, owned */
@@ -44,9 +38,6 @@ void luaspoa_map_free(map_data *m);
 const map_entry *luaspoa_map_find(const map_data *m, const char *key, size_t klen, int64_t ival);
 /* 16-byte IPv4-mapped form of an address. */
 void luaspoa_map_ip16(int family, const uint8_t *raw, uint8_t out[16]);
-/* luaspoa_mapip.c: builds m->ranges (0: out of memory); longest-prefix lookup. */
-int luaspoa_map_index_ip(map_data *m);
-const map_entry *luaspoa_map_find_ip(const map_data *m, const uint8_t key[16]);
 int luaspoa_map_parse_cidr(const char *s, size_t len, uint8_t out[16], int *bits);
 
 #endif

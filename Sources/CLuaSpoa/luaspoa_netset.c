@@ -1,9 +1,9 @@
 /* spoa.netset: a set of CIDRs (with "!" exclusions and optional per-CIDR values)
  * answering longest-prefix-match lookups by binary search.
  *
- * Built once: the (laminar) family of prefixes is flattened into sorted,
- * disjoint address ranges per family, each labelled with the most specific
- * entry covering it. A lookup is one binary search (17 steps for 100k ranges).
+ * Built once: the prefixes of each family are flattened into sorted, disjoint
+ * address ranges (luaspoa_ipranges.c; of identical prefixes the later wins).
+ * A lookup is one binary search (17 steps for 100k ranges).
  * The whole set lives in one userdata of the state that built it (not shared
  * between worker states; each state loads its own copy). */
 #include <errno.h>
@@ -13,10 +13,9 @@
 #include <stdio.h>
 
 #include "luaspoa_internal.h"
+#include "luaspoa_ipranges.h"
 
 #define NETSET_MT "luaspoa.Netset"
-
-typedef struct ns_key { uint64_t h, l; } ns_key; /* a 128-bit address, big-endian order */
 
 typedef struct ns_entry {
     luaspoa_net net;
@@ -24,9 +23,7 @@ typedef struct ns_entry {
     size_t value_off, value_len; /* into the value pool; SIZE_MAX offset = no value */
 } ns_entry;
 
-typedef struct ns_range { ns_key lo, hi; uint32_t entry; } ns_range;
-
-typedef struct ns_table { size_t n; const ns_range *r; } ns_table;
+typedef struct ns_table { size_t n; const ipr_range *r; } ns_table;
 
 typedef struct luaspoa_netset {
     size_t nentries;
@@ -35,112 +32,26 @@ typedef struct luaspoa_netset {
     ns_table t4, t6;
 } luaspoa_netset;
 
-/* ---- keys ----------------------------------------------------------------- */
-
-static uint64_t load_be64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static ns_key addr_key(int family, const uint8_t *b) {
-    if (family == 4)
-        return (ns_key){0, ((uint64_t)b[0] << 24) | ((uint64_t)b[1] << 16) | ((uint64_t)b[2] << 8) | b[3]};
-    return (ns_key){load_be64(b), load_be64(b + 8)};
-}
-
-static int key_cmp(ns_key a, ns_key b) {
-    if (a.h != b.h)
-        return a.h < b.h ? -1 : 1;
-    return a.l < b.l ? -1 : a.l > b.l;
-}
-
-/* Last address of a network: lo with every host bit set. */
-static ns_key net_hi(const luaspoa_net *n) {
-    int width = n->family == 4 ? 32 : 128, host = width - n->bits;
-    ns_key k = addr_key(n->family, n->bytes);
-    if (host >= 64) {
-        k.l = ~0ULL;
-        k.h |= host >= 128 ? ~0ULL : (host == 64 ? 0 : (~0ULL >> (128 - host)));
-    } else if (host > 0) {
-        k.l |= ~0ULL >> (64 - host);
-    }
-    return k;
-}
-
-static ns_key key_inc(ns_key k) { return (ns_key){k.h + (k.l == ~0ULL), k.l + 1}; }
-static ns_key key_dec(ns_key k) { return (ns_key){k.h - (k.l == 0), k.l - 1}; }
-
 /* ---- building ------------------------------------------------------------- */
-
-/* Sort item: one entry's range, ordered by start then by prefix length
- * (outer networks first), then by position (the later duplicate wins). */
-typedef struct ns_item { ns_key lo, hi; uint8_t bits; uint32_t entry; } ns_item;
-
-static int item_cmp(const void *pa, const void *pb) {
-    const ns_item *a = pa, *b = pb;
-    int c = key_cmp(a->lo, b->lo);
-    if (c)
-        return c;
-    if (a->bits != b->bits)
-        return a->bits < b->bits ? -1 : 1;
-    return a->entry < b->entry ? -1 : a->entry > b->entry;
-}
-
-/* Flattens one family's sorted items into disjoint ranges; returns the count. */
-static size_t flatten(const ns_item *items, size_t n, ns_range *out) {
-    ns_item stack[130]; /* strictly nested prefixes: at most 129 deep */
-    int sp = 0, have_pos = 0;
-    size_t count = 0;
-    ns_key pos = {0, 0};
-#define EMIT(from, to, e) (out[count++] = (ns_range){(from), (to), (e)})
-    for (size_t i = 0; i < n; i++) {
-        const ns_item *e = &items[i];
-        if (i + 1 < n && key_cmp(items[i + 1].lo, e->lo) == 0 && items[i + 1].bits == e->bits)
-            continue; /* an identical prefix follows: the later one wins */
-        while (sp > 0 && key_cmp(stack[sp - 1].hi, e->lo) < 0) {
-            ns_item top = stack[--sp];
-            if (key_cmp(pos, top.hi) <= 0)
-                EMIT(pos, top.hi, top.entry);
-            pos = key_inc(top.hi);
-        }
-        if (sp > 0 && have_pos && key_cmp(pos, e->lo) < 0)
-            EMIT(pos, key_dec(e->lo), stack[sp - 1].entry);
-        pos = e->lo;
-        have_pos = 1;
-        stack[sp++] = *e;
-    }
-    while (sp > 0) {
-        ns_item top = stack[--sp];
-        if (have_pos && key_cmp(pos, top.hi) <= 0)
-            EMIT(pos, top.hi, top.entry);
-        if (top.hi.h == ~0ULL && top.hi.l == ~0ULL)
-            have_pos = 0; /* reached the end of the IPv6 space */
-        else
-            pos = key_inc(top.hi);
-    }
-#undef EMIT
-    return count;
-}
 
 /* Builds the ranges of one family into a scratch userdata left on the stack. */
 static size_t build_family(lua_State *L, const ns_entry *entries, size_t n, int family,
-                           ns_range **ranges) {
+                           ipr_range **ranges) {
+    int width = family == 4 ? 32 : 128;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         m += entries[i].net.family == family;
-    ns_item *items = lua_newuserdatauv(L, (m ? m : 1) * sizeof *items, 0);
+    ipr_prefix *items = lua_newuserdatauv(L, (m ? m : 1) * sizeof *items, 0);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (entries[i].net.family != family)
-            continue;
-        items[k++] = (ns_item){addr_key(family, entries[i].net.bytes), net_hi(&entries[i].net),
-                               entries[i].net.bits, (uint32_t)i};
+        const luaspoa_net *net = &entries[i].net;
+        if (net->family == family)
+            items[k++] = luaspoa_ipr_prefix(width, net->bytes, net->bits, (uint32_t)i);
     }
-    qsort(items, m, sizeof *items, item_cmp);
     *ranges = lua_newuserdatauv(L, (2 * m + 1) * sizeof **ranges, 0);
-    size_t count = flatten(items, m, *ranges);
+    size_t count = luaspoa_ipr_flatten(items, m, *ranges);
+    if (count == LUASPOA_IPR_FAILED) /* cannot happen: parsed prefixes have bits <= 128 */
+        luaL_error(L, "spoa.netset: prefixes nest too deep");
     lua_remove(L, -2); /* the items */
     return count;
 }
@@ -148,18 +59,18 @@ static size_t build_family(lua_State *L, const ns_entry *entries, size_t n, int 
 /* Pushes the finished netset made from entries[0..n) and pool[0..pool_len). */
 static void push_netset(lua_State *L, const ns_entry *entries, size_t n, const char *pool,
                         size_t pool_len) {
-    ns_range *r4, *r6;
+    ipr_range *r4, *r6;
     size_t n4 = build_family(L, entries, n, 4, &r4);
     size_t n6 = build_family(L, entries, n, 6, &r6);
     size_t head = sizeof(luaspoa_netset), ents = n * sizeof(ns_entry);
-    size_t rsz = (n4 + n6) * sizeof(ns_range);
+    size_t rsz = (n4 + n6) * sizeof(ipr_range);
     /* Layout: header, entries, ranges, pool (ranges stay aligned). */
     luaspoa_netset *s = lua_newuserdatauv(L, head + ents + rsz + pool_len, 0);
     char *p = (char *)s + head;
     memcpy(p, entries, ents);
     s->entries = (const ns_entry *)p;
     s->nentries = n;
-    ns_range *r = (ns_range *)(p + ents);
+    ipr_range *r = (ipr_range *)(p + ents);
     memcpy(r, r4, n4 * sizeof *r);
     memcpy(r + n4, r6, n6 * sizeof *r);
     s->t4 = (ns_table){n4, r};
@@ -300,18 +211,8 @@ static int l_netset_load(lua_State *L) {
 /* The entry covering a, or NULL. Does not unmap ::ffff:a.b.c.d (use a:unmap()). */
 static const ns_entry *ns_find(const luaspoa_netset *s, const luaspoa_addr *a) {
     const ns_table *t = a->family == 4 ? &s->t4 : &s->t6;
-    ns_key k = addr_key(a->family, a->bytes);
-    size_t lo = 0, hi = t->n; /* find the last range with r.lo <= k */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (key_cmp(t->r[mid].lo, k) <= 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == 0 || key_cmp(k, t->r[lo - 1].hi) > 0)
-        return NULL;
-    return &s->entries[t->r[lo - 1].entry];
+    const ipr_range *r = luaspoa_ipr_find(t->r, t->n, luaspoa_ipr_key(a->family == 4 ? 32 : 128, a->bytes));
+    return r ? &s->entries[r->entry] : NULL;
 }
 
 static const luaspoa_netset *check_netset(lua_State *L) {
