@@ -111,8 +111,7 @@ final class HAProxy3Tests: E2ETestCase {
                                                     extraArgs: ["--workers", "2"])
             let tap = try startTap(agentPort: agentPort)
             let s = try ProxySetup(agent: tap.port, backendMode: t.agentBackendMode)
-            let cfg = try s.shipped("haproxy/haproxy-txstore.cfg")
-                .replacingOccurrences(of: "\nglobal\n", with: "\nglobal\n    nbthread 2\n")
+            let cfg = try s.shipped("haproxy/haproxy-txstore.cfg", threads: 2)
             let spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-txstore.conf"), encoding: .utf8)
             let haproxy = try startHAProxy(config: cfg, files: ["spoe-txstore.conf": spoe], waitPort: s.web,
                                            binary: t.command)

@@ -94,15 +94,23 @@ struct ProxySetup {
     }
 
     /// A shipped haproxy/*.cfg with the documented ports (8080 web, 8081 app,
-    /// 12345 agent) replaced by this setup's.
-    func shipped(_ relativePath: String) throws -> String {
+    /// 12345 agent) replaced by this setup's, and `nbthread threads` if given.
+    func shipped(_ relativePath: String, threads: Int? = nil) throws -> String {
         let cfg = try String(contentsOf: E2EPaths.repoFile(relativePath), encoding: .utf8)
         for needle in ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:12345"] where !cfg.contains(needle) {
             throw WireError("\(relativePath) no longer contains \(needle)")
         }
-        return cfg.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:\(web)")
+        let ported = cfg.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:\(web)")
             .replacingOccurrences(of: "127.0.0.1:8081", with: "127.0.0.1:\(app)")
             .replacingOccurrences(of: "127.0.0.1:12345", with: "127.0.0.1:\(agent)")
+        return try threads.map { try Self.withThreads($0, ported) } ?? ported
+    }
+
+    /// `cfg` with `nbthread n` first in its global section: each HAProxy thread
+    /// opens its own connections to the agent.
+    static func withThreads(_ n: Int, _ cfg: String) throws -> String {
+        guard cfg.contains("\nglobal\n") else { throw WireError("no global section in:\n\(cfg)") }
+        return cfg.replacingOccurrences(of: "\nglobal\n", with: "\nglobal\n    nbthread \(n)\n")
     }
 }
 

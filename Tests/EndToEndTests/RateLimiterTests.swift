@@ -11,19 +11,12 @@ final class RateLimiterTests: E2ETestCase {
     /// The shipped files with test ports, a small limit and a long window (so the
     /// sliding estimate cannot drop below the request count while the test runs),
     /// and several HAProxy threads (each opens its own connection to the agent).
-    private func shippedConfig(web: UInt16, app: UInt16, agent: UInt16) throws -> (cfg: String, spoe: String) {
-        var cfg = try String(contentsOf: E2EPaths.repoFile("haproxy/haproxy-rate-limiter.cfg"), encoding: .utf8)
+    private func shippedConfig(_ setup: ProxySetup) throws -> (cfg: String, spoe: String) {
+        let cfg = try setup.shipped("haproxy/haproxy-rate-limiter.cfg", threads: 4)
         var spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-rate-limiter.conf"), encoding: .utf8)
-        for needle in ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:12345", "    default-path config\n"] {
-            XCTAssertTrue(cfg.contains(needle), "haproxy-rate-limiter.cfg no longer contains \(needle)")
-        }
         for needle in ["limit=int(100)", "window_ms=int(10000)"] {
             XCTAssertTrue(spoe.contains(needle), "spoe-rate-limiter.conf no longer contains \(needle)")
         }
-        cfg = cfg.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:\(web)")
-            .replacingOccurrences(of: "127.0.0.1:8081", with: "127.0.0.1:\(app)")
-            .replacingOccurrences(of: "127.0.0.1:12345", with: "127.0.0.1:\(agent)")
-            .replacingOccurrences(of: "    default-path config\n", with: "    default-path config\n    nbthread 4\n")
         spoe = spoe.replacingOccurrences(of: "limit=int(100)", with: "limit=int(\(Self.limit))")
             .replacingOccurrences(of: "window_ms=int(10000)", with: "window_ms=int(120000)")
         return (cfg, spoe)
@@ -33,8 +26,8 @@ final class RateLimiterTests: E2ETestCase {
         _ = try requireHAProxy()
         let (agent, agentPort) = try startAgent(
             scriptPath: E2EPaths.repoFile("scripts/rate_limiter.lua").path, extraArgs: ["--workers", "2"])
-        let web = try freePort(), app = try freePort()
-        let (cfg, spoe) = try shippedConfig(web: web, app: app, agent: agentPort)
+        let setup = try ProxySetup(agent: agentPort), web = setup.web
+        let (cfg, spoe) = try shippedConfig(setup)
         let haproxy = try startHAProxy(config: cfg, files: ["spoe-rate-limiter.conf": spoe], waitPort: web)
         let key = [("X-API-Key", "e2e-\(UUID().uuidString)")]
 

@@ -10,13 +10,9 @@ final class TxStoreEndToEndTests: E2ETestCase {
         _ = try requireHAProxy()
         let (agent, agentPort) = try startAgent(scriptPath: E2EPaths.repoFile("scripts/txn_correlation.lua").path,
                                                 extraArgs: ["--workers", "2"])
-        let (web, app) = (try freePort(), try freePort())
-        var cfg = try String(contentsOf: E2EPaths.repoFile("haproxy/haproxy-txstore.cfg"), encoding: .utf8)
+        let setup = try ProxySetup(agent: agentPort), web = setup.web
+        let cfg = try setup.shipped("haproxy/haproxy-txstore.cfg", threads: 2)
         let spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-txstore.conf"), encoding: .utf8)
-        cfg = cfg.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1:\(web)")
-            .replacingOccurrences(of: "127.0.0.1:8081", with: "127.0.0.1:\(app)")
-            .replacingOccurrences(of: "127.0.0.1:12345", with: "127.0.0.1:\(agentPort)")
-            .replacingOccurrences(of: "\nglobal\n", with: "\nglobal\n    nbthread 2\n")
         let haproxy = try startHAProxy(config: cfg, files: ["spoe-txstore.conf": spoe], waitPort: web)
 
         let results = Self.correlatedLoad(web: web)
