@@ -53,7 +53,8 @@ final class HAProxy3ConnectionTests: E2ETestCase {
             }
             XCTAssertEqual(row["status"], "UP", "\(t): \(row["check_desc"] ?? "")\n\(agent.logTail())")
             XCTAssertEqual(row["check_status"], "L7OK", "\(t): \(row["check_desc"] ?? "")")
-            XCTAssertEqual(try httpGet(port: s.web).header("X-V-ok"), "1", "\(t)")
+            let r = try httpGet(port: s.web)
+            XCTAssertEqual(r.header("X-V-ok"), "1", "\(t): \(r.headers)\n\(haproxy.logTail(10))\n\(agent.logTail(10))")
         }
     }
 
@@ -62,9 +63,12 @@ final class HAProxy3ConnectionTests: E2ETestCase {
     /// gets AGENT-DISCONNECT; 3.2 drops idle pooled connections with a TCP reset,
     /// no DISCONNECT, on the server's `pool-purge-delay` (its `timeout server` does
     /// not close an idle SPOP connection). The next requests open new connections.
+    /// Neither close counts as luaspoa_connections_closed_total{reason="io_error"}.
     func testIdleConnectionsClosedByHAProxyThenReopened() throws {
         try forEachHAProxy3 { t in
-            let (agent, agentPort) = try startAgent(script: try TestScripts.combined())
+            let metricsPort = try freePort()
+            let (agent, agentPort) = try startAgent(script: try TestScripts.combined(),
+                                                    extraArgs: ["--metrics", "127.0.0.1:\(metricsPort)"])
             let tap = try startTap(agentPort: agentPort)
             let s = try ProxySetup(agent: tap.port, backendMode: t.agentBackendMode)
             let haproxy = try startHAProxy(
@@ -79,6 +83,11 @@ final class HAProxy3ConnectionTests: E2ETestCase {
                   + "HAPROXY-DISCONNECT statuses \(st.haproxyDisconnectStatuses), "
                   + "AGENT-DISCONNECT statuses \(st.agentDisconnectStatuses)")
             XCTAssertGreaterThanOrEqual(st.closedConnections, 1, "\(t) did not close the idle connection: \(st)")
+            usleep(200_000)  // the agent sees the close after the tap does
+            let metrics = String(decoding: try httpGet(port: metricsPort, "/metrics").body, as: UTF8.self)
+            let closes = metrics.split(separator: "\n").filter { $0.hasPrefix("luaspoa_connections_closed_total{") }
+            XCTAssertTrue(closes.contains("luaspoa_connections_closed_total{reason=\"io_error\"} 0"),
+                          "\(t): an ordinary idle close counted as an I/O error: \(closes)")
             if !t.hasSpopMux {
                 XCTAssertEqual(st.haproxyDisconnectStatuses, [2], "\(t): \(st)")
             }

@@ -295,7 +295,8 @@ final class HAProxyTests: E2ETestCase {
         }
         XCTAssertEqual(row["status"], "UP", "\(row["check_desc"] ?? "")\n\(agent.logTail())")
         XCTAssertEqual(row["check_status"], "L7OK", "\(row["check_desc"] ?? "")")
-        XCTAssertEqual(try httpGet(port: p.web).header("X-V-ok"), "1")
+        let r = try httpGet(port: p.web)
+        XCTAssertEqual(r.header("X-V-ok"), "1", "\(r.headers)\n\(haproxy.logTail(10))\n\(agent.logTail(10))")
     }
 }
 

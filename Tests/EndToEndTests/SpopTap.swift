@@ -92,21 +92,22 @@ final class SpopTap: @unchecked Sendable {
             let cid = id
             let pair = FDPair(a: fd, b: up)
             Thread { [self] in
-                pump(from: fd, to: up, conn: cid, upstream: true)
+                pump(from: fd, to: up, conn: cid, upstream: true, pair: pair)
                 pair.done()
                 lock.lock(); stats.closedConnections += 1; lock.unlock()
             }.start()
-            Thread { [self] in pump(from: up, to: fd, conn: cid, upstream: false); pair.done() }.start()
+            Thread { [self] in pump(from: up, to: fd, conn: cid, upstream: false, pair: pair); pair.done() }.start()
         }
     }
 
-    private func pump(from src: Int32, to dst: Int32, conn: Int, upstream: Bool) {
+    private func pump(from src: Int32, to dst: Int32, conn: Int, upstream: Bool, pair: FDPair) {
         var buf: [UInt8] = []
         var tmp = [UInt8](repeating: 0, count: 65536)
+        var reset = false
         while true {
             let n = tmp.withUnsafeMutableBytes { recv(src, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+            if n <= 0 { reset = n < 0 && errno == ECONNRESET; break }
             buf += tmp[0..<n]
             // Parse complete frames before forwarding, so a NOTIFY is counted before the agent can ACK it.
             while buf.count >= 4 {
@@ -124,8 +125,17 @@ final class SpopTap: @unchecked Sendable {
             }
             if off < 0 { break }
         }
-        shutdown(src, Int32(SHUT_RDWR))
-        shutdown(dst, Int32(SHUT_RDWR))
+        if reset {
+            // Pass a reset on as a reset (HAProxy 3.2 drops idle SPOP connections so):
+            // linger 0 makes the pair's final close() send RST; SHUT_RD only wakes the other pump.
+            pair.markReset()
+            var l = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(dst, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+            shutdown(dst, Int32(SHUT_RD))
+        } else if !pair.isReset {
+            shutdown(src, Int32(SHUT_RDWR))
+            shutdown(dst, Int32(SHUT_RDWR))
+        }
     }
 
     private func record(_ f: SpopFrame, conn: Int) {
@@ -175,7 +185,10 @@ private final class FDPair: @unchecked Sendable {
     let a: Int32, b: Int32
     private let lock = NSLock()
     private var remaining = 2
+    private var resetSeen = false
     init(a: Int32, b: Int32) { self.a = a; self.b = b }
+    func markReset() { lock.lock(); resetSeen = true; lock.unlock() }
+    var isReset: Bool { lock.lock(); defer { lock.unlock() }; return resetSeen }
     func done() {
         lock.lock()
         remaining -= 1

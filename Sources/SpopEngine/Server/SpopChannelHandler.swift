@@ -1,5 +1,10 @@
 import Logging
 import NIOCore
+#if canImport(Glibc)
+import Glibc  // ECONNRESET
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Executes a `ConnectionStateMachine`'s actions on one channel; decides nothing itself.
 final class SpopChannelHandler: ChannelDuplexHandler {
@@ -117,7 +122,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error: \(error)")
-        metrics.closing(.ioError)
+        // HAProxy 3.2 drops idle pooled SPOP connections with a reset: an ordinary close.
+        metrics.closing((error as? IOError)?.errnoCode == ECONNRESET ? .peerClosed : .ioError)
         stateMachine.closed()
         context.close(promise: nil)
     }
