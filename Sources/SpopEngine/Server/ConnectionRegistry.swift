@@ -46,12 +46,30 @@ final class ConnectionRegistry: Sendable {
         for channel in channels {
             channel.pipeline.fireUserInboundEventTriggered(DrainEvent())
         }
-        let deadline = NIODeadline.now() + timeout
-        while count > 0, NIODeadline.now() < deadline {
-            try? await Task.sleep(nanoseconds: 10_000_000)
-        }
+        await Self.waitUntilClosed(channels, timeout: timeout)
         let remaining = state.withLockedValue { Array($0.channels.values) }
         for channel in remaining { channel.close(promise: nil) }
         return remaining.count
+    }
+
+    /// Returns once every channel has closed or `timeout` ran out, whichever comes first.
+    /// The timeout is a task sleep, not an event-loop timer: a loop stuck in a handler
+    /// must not hold the drain past its bound (nor would a promise on it ever complete).
+    private static func waitUntilClosed(_ channels: [any Channel], timeout: TimeAmount) async {
+        guard let loop = channels.first?.eventLoop else { return }
+        let allClosed = EventLoopFuture.andAllComplete(channels.map(\.closeFuture), on: loop)
+        let waiter = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
+        let resumeOnce: @Sendable () -> Void = { waiter.withLockedValue { $0.take() }?.resume() }
+        await withCheckedContinuation { continuation in
+            waiter.withLockedValue { $0 = continuation }
+            let timer = Task {
+                try? await Task.sleep(nanoseconds: UInt64(max(0, timeout.nanoseconds)))
+                resumeOnce()
+            }
+            allClosed.whenComplete { _ in
+                timer.cancel()
+                resumeOnce()
+            }
+        }
     }
 }
