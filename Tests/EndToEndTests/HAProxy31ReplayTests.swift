@@ -1,7 +1,8 @@
 // HAProxy 3.1+ behaviour replayed byte for byte (SPOP digest §9, §11): its HELLO
 // (pipelining only), odd stream-ids with frame-id 1, 20 streams in flight on one
 // connection, empty NOTIFYs, idle closes with and without DISCONNECT, the fixed
-// health-check HELLO. The real HAProxy here is 2.6, so 3.1 is tested this way.
+// health-check HELLO. The byte-level cases a real HAProxy does not produce on
+// demand; a real 3.2 and 3.0 run in HAProxy3Tests / HAProxy3ConnectionTests.
 
 import Foundation
 import XCTest
