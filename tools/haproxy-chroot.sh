@@ -19,7 +19,8 @@
 # stop it with SIGTERM). Needs root (debootstrap, unshare -m, chroot).
 #
 # Environment: HAPROXY_CHROOT_MIRROR (default http://deb.debian.org/debian),
-# HAPROXY_CHROOT_TRIES (debootstrap attempts, default 3); for `for-tests`:
+# HAPROXY_CHROOT_TRIES (debootstrap attempts, default 3), HAPROXY_CHROOT_TIMEOUT
+# (seconds per attempt, default 600); for `for-tests`:
 # E2E_HAPROXY3=0 (build nothing), =required (a failed build fails the run),
 # E2E_HAPROXY3_SUITES (default "sid trixie").
 set -euo pipefail
@@ -77,8 +78,9 @@ build() {
     for attempt in $(seq 1 "$TRIES"); do
         rm -rf "$tmp"
         log "debootstrap $suite (attempt $attempt/$TRIES) from $MIRROR"
-        if debootstrap --variant=minbase --include=haproxy "$suite" "$tmp" "$MIRROR" \
-               >"$tmp.log" 2>&1; then
+        # timeout: a stalled mirror must not hang a CI run.
+        if timeout "${HAPROXY_CHROOT_TIMEOUT:-600}" \
+               debootstrap --variant=minbase --include=haproxy "$suite" "$tmp" "$MIRROR" >"$tmp.log" 2>&1; then
             break
         fi
         log "debootstrap failed (attempt $attempt): $(tail -n 3 "$tmp.log" | tr '\n' ' ')"
@@ -141,5 +143,5 @@ case "$cmd" in
         [ "${1:-}" = "--" ] && shift
         exec "$(suite_dir "$suite")/luaspoa-haproxy" "$@" ;;
     *)
-        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac
