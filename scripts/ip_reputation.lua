@@ -29,15 +29,8 @@ local PRIVATE_SCORE  = 90
 -- from this script's directory. Lines: "<cidr> <score>".
 local REPUTATION = spoa.netset.load("ip_reputation.lst")
 
--- FNV-1a, 32 bit: small, deterministic, and the same on every platform.
-local byte = string.byte
-local function fnv1a32(s)
-  local h = 2166136261
-  for i = 1, #s do
-    h = ((h ~ byte(s, i)) * 16777619) & 0xffffffff
-  end
-  return h
-end
+-- FNV-1a (32 bit) in C: small, deterministic, the same on every platform.
+local fnv1a32 = spoa.hash.fnv1a32
 
 local function listed_score(ip)
   local cidr, value = REPUTATION:lookup(ip)
@@ -59,8 +52,9 @@ end
 
 spoa.register_message("check-client-ip", function(txn, msg)
   -- "args ip=src" gives a named argument; the historic "args src" an unnamed one.
-  local key = (msg.args.ip ~= nil) and "ip" or 1
-  local ip, family = msg.args[key], msg:type(key)
+  local args = msg.args
+  local key = (args.ip ~= nil) and "ip" or 1
+  local ip, family = args[key], msg:type(key)
 
   if not spoa.is_addr(ip) then
     spoa.Warning("check-client-ip: expected an address, got " .. tostring(family))

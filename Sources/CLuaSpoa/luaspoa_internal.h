@@ -174,6 +174,7 @@ int luaspoa_addr_in_cidr(lua_State *L);           /* the a:in_cidr method */
 
 /* luaspoa_netset.c */
 void luaspoa_open_netset(lua_State *L);           /* spoa table at top */
+void luaspoa_open_hash(lua_State *L);             /* spoa table at top */
 
 /* luaspoa_hdrs.c */
 void luaspoa_open_hdrs(lua_State *L);             /* spoa table at top */
