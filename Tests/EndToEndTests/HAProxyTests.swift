@@ -248,6 +248,33 @@ final class HAProxyTests: E2ETestCase {
         XCTAssertTrue(agent.isRunning)
     }
 
+    /// spoa.hash.crc32 and djb2 agree with HAProxy's converters of the same names:
+    /// HAProxy sends a header and its hashes, the script compares.
+    func testHashesAgreeWithHAProxyConverters() throws {
+        _ = try requireHAProxy()
+        let script = """
+            local function check(name, mine, theirs)
+              return mine == theirs and "same" or (name .. " " .. mine .. " vs " .. tostring(theirs))
+            end
+            spoa.register_message("hashes", function(txn, msg)
+              local a = msg.args
+              txn:set_var("txn.crc", check("crc32", spoa.hash.crc32(a.s), a.crc))
+              txn:set_var("txn.djb2", check("djb2", spoa.hash.djb2(a.s), a.djb2))
+            end)
+            """
+        let (agent, agentPort) = try startAgent(script: script, name: "hashes")
+        let p = try ports(agent: agentPort)
+        let spoe = spoeConfig(messages: [("hashes", "s=req.hdr(x-key) crc=req.hdr(x-key),crc32 djb2=req.hdr(x-key),djb2")])
+        let haproxy = try startHAProxy(config: generatedConfig(p, headers: varHeaders(["crc", "djb2"])),
+                                       files: ["e2e-spoe.conf": spoe], waitPort: p.web)
+        for key in ["123456789", "client-42", "a much longer key, with spaces / and slashes", "x"] {
+            let r = try httpGet(port: p.web, headers: [("x-key", key)])
+            XCTAssertEqual(r.status, 200, "\(haproxy.logTail())\n\(agent.logTail())")
+            assertHeader(r, "X-V-crc", "same")
+            assertHeader(r, "X-V-djb2", "same")
+        }
+    }
+
     // MARK: (f) connection life cycle with a real HAProxy
 
     func testIdleTimeoutDisconnectThenReconnect() throws {
