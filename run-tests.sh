@@ -4,6 +4,7 @@
 #   ./run-tests.sh                        # everything
 #   ./run-tests.sh --filter EndToEndTests # extra arguments go to `swift test`
 #   FUZZ_SECONDS=0 ./run-tests.sh         # without the short fuzz run
+#   SANITIZERS=0 ./run-tests.sh           # without the ASan/TSan runs of the unit suites
 #
 # On a fresh Debian 12 machine it installs what it needs first (liblua5.4-dev,
 # pkg-config, haproxy: the end-to-end tests drive a real HAProxy).
@@ -34,4 +35,13 @@ swift test "$@"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 if [[ "$FUZZ_SECONDS" != 0 ]]; then
     SECONDS_PER_TARGET=$FUZZ_SECONDS Fuzz/run.sh
+fi
+
+# The unit suites under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer, each in
+# its own build (tools/sanitizers/run.sh, docs/reliability.md); any report from the
+# runner or an agent fails the run. SANITIZERS=address runs one, 0 none.
+SANITIZERS=${SANITIZERS:-address thread}
+if [[ "$SANITIZERS" != 0 ]]; then
+    # shellcheck disable=SC2086
+    tools/sanitizers/run.sh $SANITIZERS
 fi
