@@ -130,5 +130,12 @@ func openFileDescriptors(pid: Int32) -> Int? {
 /// True when the process runs with ASan's or TSan's runtime (`swift test --sanitize=...`).
 func isSanitizerBuild(pid: Int32) -> Bool {
     guard let maps = try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8) else { return false }
-    return maps.contains("libclang_rt.asan") || maps.contains("libclang_rt.tsan")
+    if maps.contains("libclang_rt.asan") || maps.contains("libclang_rt.tsan") { return true }
+    // Swift links the runtimes statically; their shadow memory reserves terabytes of
+    // address space, which no plain agent does (about 1 GB).
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmSize:") }),
+          let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+    else { return false }
+    return kilobytes > 1 << 30
 }
