@@ -8,14 +8,8 @@
 import Foundation
 import XCTest
 
-final class HostileInputTests: E2ETestCase {
-    var agent: ManagedProcess!
-    var port: UInt16 = 0
-
-    override func setUpWithError() throws {
-        try super.setUpWithError()
-        (agent, port) = try startAgent(script: try TestScripts.combined(), name: "hostile-agent")
-    }
+final class HostileInputTests: CombinedAgentTestCase {
+    override var agentName: String { "hostile-agent" }
 
     /// Sends the case; when a status is expected, reads AGENT-DISCONNECT with it and the close.
     func run(_ hostile: HostileCase, file: StaticString = #filePath, line: UInt = #line) {

@@ -5,14 +5,8 @@
 import Foundation
 import XCTest
 
-final class ProbeTests: E2ETestCase {
-    var agent: ManagedProcess!
-    var port: UInt16 = 0
-
-    override func setUpWithError() throws {
-        try super.setUpWithError()
-        (agent, port) = try startAgent(script: try TestScripts.combined(), name: "probe-agent")
-    }
+final class ProbeTests: CombinedAgentTestCase {
+    override var agentName: String { "probe-agent" }
 
     // MARK: helpers
 

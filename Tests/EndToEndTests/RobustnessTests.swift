@@ -7,14 +7,8 @@ import XCTest
 import Glibc
 #endif
 
-final class RobustnessTests: E2ETestCase {
-    var agent: ManagedProcess!
-    var port: UInt16 = 0
-
-    override func setUpWithError() throws {
-        try super.setUpWithError()
-        (agent, port) = try startAgent(script: try TestScripts.combined(), name: "robust-agent")
-    }
+final class RobustnessTests: CombinedAgentTestCase {
+    override var agentName: String { "robust-agent" }
 
     func connected(maxFrameSize: UInt64 = 16380) throws -> TCPConn {
         let c = try TCPConn(port: port)
