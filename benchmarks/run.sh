@@ -15,7 +15,8 @@
 # Environment: DURATION (s, default 5), WARMUP (s, 1), REPEAT (runs per
 # scenario, the median by throughput is shown; default 1), BASE_PORT (21340),
 # WORKERS (luaspoa workers, default: cores), LUASPOA (binary; default: a
-# release build with --static-swift-stdlib), SKIP_HAPROXY=1, SKIP_CURVE=1.
+# release build with --static-swift-stdlib), BUSY_POLL (us, the --busy-poll window of the
+# "luaspoa+busy-poll" rows; default 1000), SKIP_HAPROXY=1, SKIP_CURVE=1.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +28,7 @@ BASE_PORT=${BASE_PORT:-21340}
 CORES=$(nproc)
 WORKERS=${WORKERS:-$CORES}
 REFERENCE_CMD=${REFERENCE_CMD:-}
+BUSY_POLL=${BUSY_POLL:-1000}
 
 if [[ -z "${LUASPOA:-}" ]]; then
     # The Swift runtime and Foundation linked statically: only the pages used are
@@ -69,6 +71,8 @@ start_agent() {
     case $kind in
     luaspoa) "$LUASPOA" serve --script "$1" --listen "127.0.0.1:$agent_port" --workers "${2:-$WORKERS}" \
                  --log-level error >>"$tmp/agent.log" 2>&1 & ;;
+    luaspoa+busy-poll) "$LUASPOA" serve --script "$1" --listen "127.0.0.1:$agent_port" --workers "$WORKERS" \
+                 --busy-poll "$BUSY_POLL" --log-level error >>"$tmp/agent.log" 2>&1 & ;;
     reference) ${REFERENCE_CMD//\{port\}/$agent_port} >>"$tmp/agent.log" 2>&1 & ;;
     trivial) "$LUASPOA" bench trivial-agent --listen "127.0.0.1:$agent_port" --workers "$WORKERS" >>"$tmp/agent.log" 2>&1 & ;;
     esac
@@ -134,7 +138,7 @@ compare() {
     done
 }
 
-row() { rows+=("$(printf '%-34s %-10s %s' "$1" "$2" "$3")"); echo "  $1 / $2: $3" >&2; }
+row() { rows+=("$(printf '%-34s %-17s %s' "$1" "$2" "$3")"); echo "  $1 / $2: $3" >&2; }
 
 scenario() {
     local name=$1 agent=$2 agent_args=$3; shift 3
@@ -142,9 +146,9 @@ scenario() {
 }
 
 ip_reputation="$root/scripts/ip_reputation.lua"
-agents=(luaspoa)
+agents=(luaspoa luaspoa+busy-poll)
 [[ -n "$REFERENCE_CMD" ]] && agents+=(reference)
-args_for() { [[ $1 == luaspoa ]] && echo "$ip_reputation" || echo ""; }
+args_for() { [[ $1 == luaspoa* ]] && echo "$ip_reputation" || echo ""; }
 
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "luaspoa benchmarks: ${DURATION}s per run, ${REPEAT} run(s) per scenario, $CORES cores" >&2
@@ -237,5 +241,5 @@ fi
 echo
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $CORES cores, $(uname -sr); load at start: $load_at_start, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "luaspoa workers: $WORKERS; generator: luaspoa bench on the same machine; ${DURATION}s measured after ${WARMUP}s warm-up"
-printf '%-34s %-10s %s\n' "scenario" "agent" "msgs/s p50_us p99_us p99.9_us errors agent_cpu_s peak_rss_mb"
+printf '%-34s %-17s %s\n' "scenario" "agent" "msgs/s p50_us p99_us p99.9_us errors agent_cpu_s peak_rss_mb"
 printf '%s\n' "${rows[@]}"

@@ -8,11 +8,13 @@ import XCTest
 func withServer(
     address: SpopListenAddress = .tcp(host: "127.0.0.1", port: 0), workers: Int = 2, limits: ServerLimits = .init(),
     capabilities: AgentCapabilities = .init(), asyncAck: AsyncAckMode = .own,
+    busyPoll: TimeAmount = .zero,
     _ worker: @escaping @Sendable () -> any SpoaWorker,
     _ body: (SpopServer, SocketAddress) async throws -> Void
 ) async throws {
     var configuration = SpopServer.Configuration(address: address, workers: workers, capabilities: capabilities, limits: limits)
     configuration.asyncAck = asyncAck
+    configuration.busyPoll = busyPoll
     let server = try SpopServer(
         configuration: configuration, logger: Logger(label: "test"),
         makeWorker: { _ in worker() }

@@ -30,11 +30,13 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// Set once `async` is negotiated: decides on which connection of the engine ACKs leave.
     private let asyncAcks: AsyncAckRouting?
     private var ackRouter: ConnectionAckRouter?
+    private let idleSpinner: IdleSpinner?
 
     init(
         capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger, metrics: ServerMetrics,
-        asyncAcks: AsyncAckRouting? = nil
+        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil
     ) {
+        self.idleSpinner = idleSpinner
         self.asyncAcks = asyncAcks
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
         self.limits = limits
@@ -58,7 +60,10 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !stateMachine.isClosed else { return }
-        if stateMachine.isRunning { lastRead = .now() }
+        if stateMachine.isRunning {
+            lastRead = .now()
+            idleSpinner?.noteActivity(at: lastRead)
+        }
         frames.append(unwrapInboundIn(data))
         do {
             while !stateMachine.isClosed, let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) {

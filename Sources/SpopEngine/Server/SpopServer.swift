@@ -19,6 +19,8 @@ public final class SpopServer: Service, Sendable {
         public var limits: ServerLimits
         /// Where ACKs leave when `async` is negotiated (only with `capabilities.async`).
         public var asyncAck: AsyncAckMode = .own
+        /// Keep a CPU awake this long after each read (see `IdleSpinner`); zero: off.
+        public var busyPoll: TimeAmount = .zero
 
         public init(
             address: SpopListenAddress, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
@@ -46,6 +48,7 @@ public final class SpopServer: Service, Sendable {
     private let acceptor: MultiThreadedEventLoopGroup
     private let workers: [NIOLoopBound<any SpoaWorker>]
     private let connections: ConnectionRegistry
+    private let idleSpinner: IdleSpinner?
     /// Made here, after `MetricsSystem.bootstrap`, once for all connections.
     private let metrics = ServerMetrics()
 
@@ -69,6 +72,7 @@ public final class SpopServer: Service, Sendable {
         self.group = group
         self.acceptor = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.workers = workers
+        self.idleSpinner = configuration.busyPoll > .zero ? IdleSpinner(window: configuration.busyPoll) : nil
         self.connections = ConnectionRegistry(maxConnections: configuration.limits.maxConnections)
     }
 
@@ -90,6 +94,7 @@ public final class SpopServer: Service, Sendable {
         let limits = configuration.limits
         let logger = logger
         let workers = workers
+        let idleSpinner = idleSpinner
         let connections = connections
         let metrics = metrics
         let asyncAcks = capabilities.async
@@ -115,7 +120,7 @@ public final class SpopServer: Service, Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger,
-                                           metrics: metrics, asyncAcks: asyncAcks)
+                                           metrics: metrics, asyncAcks: asyncAcks, idleSpinner: idleSpinner)
                     )
                 }
             }
@@ -161,6 +166,7 @@ public final class SpopServer: Service, Sendable {
     }
 
     public func shutdown() async throws {
+        idleSpinner?.stop()
         try await acceptor.shutdownGracefully()
         try await group.shutdownGracefully()
     }
