@@ -48,9 +48,7 @@ final class LuaState {
     let ctx: UnsafeMutablePointer<luaspoa_ctx>
     private(set) var L: OpaquePointer?
     private let errorVariable: UnsafeMutablePointer<CChar>?
-    private var engineID: UnsafeMutableBufferPointer<CChar>?
     private var varPrefix: UnsafeMutableBufferPointer<CChar>?
-    private var engineIDString: String?
 
     static let errorCapacity = 4096
 
@@ -125,7 +123,6 @@ final class LuaState {
         ctx.deinitialize(count: 1)
         ctx.deallocate()
         free(errorVariable)
-        engineID?.deallocate()
         varPrefix?.deallocate()
     }
 
@@ -141,26 +138,20 @@ final class LuaState {
     /// Bytes currently allocated by the Lua state.
     var memoryInUse: Int { luaspoa_memory(L) }
 
-    /// Keeps a C copy of the engine id, re-made only when it changes.
-    func setEngineID(_ id: String?) {
-        guard let id else {
+    /// Runs `body` with `txn.engine_id` pointing into `id`'s own UTF-8 storage: no
+    /// copy, and nothing re-made when connections of several HAProxy threads (each
+    /// with its own engine-id) take turns on this worker.
+    func withEngineID<Result>(_ id: String?, _ body: () -> Result) -> Result {
+        defer {
             ctx.pointee.engine_id = nil
             ctx.pointee.engine_id_len = 0
-            return
         }
-        if let current = engineID, engineIDString == id {
-            ctx.pointee.engine_id = UnsafePointer(current.baseAddress)
-            ctx.pointee.engine_id_len = current.count
-            return
+        guard var id else { return body() }
+        return id.withUTF8 { utf8 in
+            ctx.pointee.engine_id = UnsafeRawPointer(utf8.baseAddress)?.assumingMemoryBound(to: CChar.self)
+            ctx.pointee.engine_id_len = utf8.count
+            return body()
         }
-        engineID?.deallocate()
-        engineIDString = id
-        let utf8 = Array(id.utf8)
-        let copy = UnsafeMutableBufferPointer<CChar>.allocate(capacity: max(utf8.count, 1))
-        for (index, byte) in utf8.enumerated() { copy[index] = CChar(bitPattern: byte) }
-        engineID = UnsafeMutableBufferPointer(rebasing: copy[..<utf8.count])
-        ctx.pointee.engine_id = UnsafePointer(copy.baseAddress)
-        ctx.pointee.engine_id_len = utf8.count
     }
 
     // MARK: callbacks (never throw)

@@ -116,7 +116,12 @@ public final class LuaWorker: SpoaWorker {
         let ctx = state.ctx
         ctx.pointee.stream_id = notify.streamID
         ctx.pointee.frame_id = notify.frameID
-        state.setEngineID(connection.engineID)
+        state.withEngineID(connection.engineID) {
+            handleFrame(notify, ack: &ack)
+        }
+    }
+
+    private func handleFrame(_ notify: NotifyFrame, ack: inout AckWriter) {
         withUnsafeMutablePointer(to: &ack) { ackPointer in
             state.bridge.ack = ackPointer
             defer {

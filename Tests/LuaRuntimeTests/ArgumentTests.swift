@@ -140,6 +140,14 @@ final class ArgumentTests: XCTestCase {
         vars = [:]
         for case .setVar(_, let name, let value) in try SpoaAction.decodeList(payload) { vars[name] = value }
         XCTAssertEqual(vars["engine"]?.text, "nil")
+
+        // Connections of several HAProxy threads take turns on one worker.
+        for engineID in ["engine-a", "engine-b", "engine-a", "a-much-longer-engine-id-\(String(repeating: "x", count: 40))"] {
+            payload = try harness.ackPayload([("ids", [])], engineID: engineID)
+            vars = [:]
+            for case .setVar(_, let name, let value) in try SpoaAction.decodeList(payload) { vars[name] = value }
+            XCTAssertEqual(vars["engine"]?.text, engineID)
+        }
     }
 
     func testHandlesAreDeadAfterTheirHandler() throws {
