@@ -18,6 +18,9 @@ public final class ServerMetrics: Sendable {
     let acksRerouted: [AckRouting.Reason: Counter]
     /// ACK frames of a failed connection that no sibling could take.
     let acksRerouteFailed = Counter(label: "luaspoa_acks_reroute_failed_total")
+    /// False when no metrics backend was bootstrapped: connections then skip the
+    /// per-frame counting, whose only reader would be a no-op handler.
+    let countsFrames = !(MetricsSystem.factory is NOOPMetricsHandler)
 
     public init() {
         closedByReason = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
@@ -112,6 +115,7 @@ struct ConnectionMetrics {
     }
 
     mutating func received(_ type: FrameType?) {
+        guard shared.countsFrames else { return }
         received[ServerMetrics.FrameKind(type).rawValue] += 1
         if type == .notify || type == .unset { unreported += 1 }
         dirty = true
@@ -126,6 +130,7 @@ struct ConnectionMetrics {
     }
 
     mutating func sent(_ type: FrameType) {
+        guard shared.countsFrames else { return }
         sent[ServerMetrics.FrameKind(type).rawValue] += 1
         dirty = true
     }
