@@ -84,14 +84,21 @@ static size_t format_ipv4(const uint8_t *bytes, char *buf) {
     return n - 1;
 }
 
-/* Pushes the canonical text form (RFC 5952 for IPv6, via inet_ntop). */
-const char *luaspoa_push_addr_text(lua_State *L, int family, const uint8_t *bytes) {
-    char buf[INET6_ADDRSTRLEN];
+/* Writes the canonical text form (RFC 5952 for IPv6, via inet_ntop) into buf;
+ * returns its length. */
+size_t luaspoa_format_addr(int family, const uint8_t *bytes, char buf[LUASPOA_ADDR_TEXT_MAX]) {
     if (family == 4)
-        return lua_pushlstring(L, buf, format_ipv4(bytes, buf));
-    if (inet_ntop(family == 4 ? AF_INET : AF_INET6, bytes, buf, sizeof buf) == NULL)
-        return lua_pushliteral(L, "?");
-    return lua_pushstring(L, buf);
+        return format_ipv4(bytes, buf);
+    if (inet_ntop(AF_INET6, bytes, buf, LUASPOA_ADDR_TEXT_MAX) == NULL) {
+        buf[0] = '?';
+        return 1;
+    }
+    return strlen(buf);
+}
+
+const char *luaspoa_push_addr_text(lua_State *L, int family, const uint8_t *bytes) {
+    char buf[LUASPOA_ADDR_TEXT_MAX];
+    return lua_pushlstring(L, buf, luaspoa_format_addr(family, bytes, buf));
 }
 
 static int addr_tostring(lua_State *L) {

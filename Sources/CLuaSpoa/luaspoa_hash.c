@@ -44,11 +44,26 @@ static uint32_t djb2(const unsigned char *s, size_t len) {
     return h;
 }
 
+/* The bytes to hash: a string as is, an address as its text (tostring(ip)),
+ * formatted into buf without making a Lua string of it. */
+static const unsigned char *hash_input(lua_State *L, size_t *len, char buf[LUASPOA_ADDR_TEXT_MAX]) {
+    int family;
+    const uint8_t *addr = luaspoa_test_addr(L, 1, &family);
+    if (addr != NULL) {
+        *len = luaspoa_format_addr(family, addr, buf);
+        return (const unsigned char *)buf;
+    }
+    if (lua_type(L, 1) != LUA_TSTRING && lua_type(L, 1) != LUA_TNUMBER)
+        luaL_typeerror(L, 1, "string or address");
+    return (const unsigned char *)lua_tolstring(L, 1, len);
+}
+
 #define HASH_FUNCTION(name)                                                    \
     static int l_##name(lua_State *L) {                                        \
         size_t len;                                                            \
-        const char *s = luaL_checklstring(L, 1, &len);                         \
-        lua_pushinteger(L, (lua_Integer)name((const unsigned char *)s, len));  \
+        char buf[LUASPOA_ADDR_TEXT_MAX];                                       \
+        const unsigned char *s = hash_input(L, &len, buf);                     \
+        lua_pushinteger(L, (lua_Integer)name(s, len));                         \
         return 1;                                                              \
     }
 HASH_FUNCTION(fnv1a32)

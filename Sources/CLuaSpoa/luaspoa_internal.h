@@ -67,6 +67,14 @@ typedef struct luaspoa_handler_cache {
 } luaspoa_handler_cache;
 
 /* Per-state runtime, reached through lua_getextraspace. Owned by the state. */
+/* A parsed "scope.name", remembered by the Lua string it came from. */
+#define LUASPOA_VAR_CACHE 8
+typedef struct luaspoa_var_cache {
+    const char *text; /* the Lua string's bytes; the string is anchored while cached */
+    int scope;
+    size_t name_offset, name_len;
+} luaspoa_var_cache;
+
 typedef struct luaspoa_rt {
     luaspoa_ctx *ctx;
     size_t allocated, limit, peak;  /* allocator accounting (bytes) */
@@ -91,6 +99,8 @@ typedef struct luaspoa_rt {
     luaspoa_class_cache classes[LUASPOA_CLASS_CACHE];
     int nclasses;
     luaspoa_handler_cache last_handler;
+    luaspoa_var_cache vars[LUASPOA_VAR_CACHE];
+    int vars_ref;                   /* registry ref: table anchoring the cached names */
 } luaspoa_rt;
 
 static inline luaspoa_rt *luaspoa_rt_get(lua_State *L) {
@@ -154,6 +164,8 @@ luaspoa_addr *luaspoa_check_addr(lua_State *L, int idx);
 int luaspoa_to_addr(lua_State *L, int idx, luaspoa_addr *out);
 /* Same, raising "<what>: invalid IP address: ..." or a type error. */
 void luaspoa_check_addr_arg(lua_State *L, int idx, luaspoa_addr *out, const char *what);
+#define LUASPOA_ADDR_TEXT_MAX 46 /* INET6_ADDRSTRLEN */
+size_t luaspoa_format_addr(int family, const uint8_t *bytes, char buf[LUASPOA_ADDR_TEXT_MAX]);
 const char *luaspoa_push_addr_text(lua_State *L, int family, const uint8_t *bytes);
 
 /* luaspoa_net.c */

@@ -113,13 +113,31 @@ typedef struct var_ref {
  * a valid "scope.name" (raises with a clear message otherwise). */
 static var_ref check_var(lua_State *L) {
     luaspoa_check_handle(L, 1, LUASPOA_HANDLE_TXN);
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    int is_string = lua_type(L, 2) == LUA_TSTRING;
     var_ref v;
     size_t len;
     const char *var = luaL_checklstring(L, 2, &len);
+    /* A script names the same few variables with the same (interned) strings:
+     * the parse of each is kept, by the string's address. The cache anchors the
+     * string, so while cached that address cannot be another string's. */
+    luaspoa_var_cache *slot = &rt->vars[((uintptr_t)var >> 4) % LUASPOA_VAR_CACHE];
+    if (is_string && slot->text == var) {
+        v.scope = slot->scope;
+        v.name = var + slot->name_offset;
+        v.len = slot->name_len;
+        return v;
+    }
     char err[256];
-    if (!luaspoa_parse_var(luaspoa_rt_get(L)->ctx, var, len, &v.scope, &v.name, &v.len, err,
-                           sizeof err))
+    if (!luaspoa_parse_var(rt->ctx, var, len, &v.scope, &v.name, &v.len, err, sizeof err))
         luaL_error(L, "%s", err);
+    if (is_string) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, rt->vars_ref);
+        lua_pushvalue(L, 2);
+        lua_rawseti(L, -2, (lua_Integer)(slot - rt->vars) + 1);
+        lua_pop(L, 1);
+        *slot = (luaspoa_var_cache){var, v.scope, (size_t)(v.name - var), v.len};
+    }
     return v;
 }
 
@@ -219,6 +237,8 @@ void luaspoa_open_txn(lua_State *L) {
         lua_setfield(L, -2, method + 4);
     }
     luaspoa_new_handle_kind(L, LUASPOA_HANDLE_TXN, txn_index);
+    lua_newtable(L);
+    luaspoa_rt_get(L)->vars_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 void luaspoa_push_txn(lua_State *L) {

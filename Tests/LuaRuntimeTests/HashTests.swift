@@ -15,6 +15,14 @@ final class HashTests: XCTestCase {
           }
         end)
         spoa.register_message("bad", function(txn, msg) return { ["txn.x"] = spoa.hash.crc32({}) } end)
+        spoa.register_message("addr", function(txn, msg)
+          local ip, text = msg.args.ip, tostring(msg.args.ip)
+          local same = true
+          for _, name in ipairs({"fnv1a32", "crc32", "djb2"}) do
+            same = same and spoa.hash[name](ip) == spoa.hash[name](text)
+          end
+          return { ["txn.same"] = same, ["txn.fnv"] = spoa.uint32(spoa.hash.fnv1a32(ip)) }
+        end)
         """
 
     func hashes(_ text: [UInt8]) throws -> [String: SpopValue] {
@@ -46,10 +54,24 @@ final class HashTests: XCTestCase {
         XCTAssertNotEqual(try hashes(bytes)["txn.fnv"], try hashes([0])["txn.fnv"])
     }
 
+    /// An address is hashed as its text, tostring(ip), for IPv4 and IPv6 alike.
+    func testAddressIsHashedAsItsText() throws {
+        let harness = try Harness(Self.script)
+        for address in [SpopValue.ipv4(IPv4Address(192, 0, 2, 10)), .ipv6(IPv6Address("2001:db8::1")!)] {
+            let vars = try harness.vars("addr", [("ip", address)])
+            XCTAssertEqual(vars["txn.same"], .bool(true), "\(address)")
+        }
+        // FNV-1a of "192.0.2.10" mod 100 is the 28 ip_reputation.lua documents.
+        guard case .uint32(let fnv)? = try harness.vars("addr", [("ip", .ipv4(IPv4Address(192, 0, 2, 10)))])["txn.fnv"] else {
+            return XCTFail("no txn.fnv")
+        }
+        XCTAssertEqual(fnv % 100, 28)
+    }
+
     func testNonStringIsAnErrorNotACrash() throws {
         let harness = try Harness(Self.script)
         let vars = try harness.vars("bad", [])
         XCTAssertNil(vars["txn.x"])
-        XCTAssertTrue(harness.errorLogs.contains { $0.message.contains("string expected") }, "\(harness.errorLogs.map(\.message))")
+        XCTAssertTrue(harness.errorLogs.contains { $0.message.contains("string or address expected") }, "\(harness.errorLogs.map(\.message))")
     }
 }
