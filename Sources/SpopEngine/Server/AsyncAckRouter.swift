@@ -53,11 +53,11 @@ final class ConnectionAckRouter {
     }
 
     /// Writes a burst's ACK frames where the decision says; true if some were
-    /// written on `context` (the caller flushes).
-    func write(_ batch: ByteBuffer, context: ChannelHandlerContext) -> Bool {
+    /// written on the own connection (the caller flushes).
+    func write(_ batch: ByteBuffer) -> Bool {
         let own = peer.candidate
         if routing.mode == .own, !own.isClosing, own.isWritable {
-            writeOwn([batch], context: context)
+            writeOwn([batch])
             return true
         }
         let frames = AckFrames.split(batch)
@@ -80,7 +80,7 @@ final class ConnectionAckRouter {
             routing.send(frames, from: peer, to: sibling, reason: reason, tried: [peer.id])
         }
         guard !mine.isEmpty else { return false }
-        writeOwn(mine, context: context)
+        writeOwn(mine)
         return true
     }
 
@@ -100,18 +100,13 @@ final class ConnectionAckRouter {
         routing.rescue(AckFrames.split(pending), from: peer, reason: .closing, tried: [peer.id])
     }
 
-    private func writeOwn(_ frames: [ByteBuffer], context: ChannelHandlerContext) {
-        let bytes = frames.reduce(0) { $0 + $1.readableBytes }
+    /// Writes on the own connection (the caller flushes); if that fails, siblings get the frames.
+    private func writeOwn(_ frames: [ByteBuffer]) {
+        let bytes = AckFrames.byteCount(frames)
         peer.addPending(bytes)
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        for frame in frames.dropLast() { context.write(NIOAny(frame), promise: nil) }
-        context.write(NIOAny(frames[frames.count - 1]), promise: promise)
-        promise.futureResult.whenComplete { [peer, routing] result in
-            peer.addPending(-bytes)
-            if case .failure = result {
-                peer.markClosing()
-                routing.rescue(frames.flatMap(AckFrames.split), from: peer, reason: .writeFailed, tried: [peer.id])
-            }
+        peer.write(frames, counted: bytes, flush: false).whenFailure { [peer, routing] _ in
+            peer.markClosing()
+            routing.rescue(frames.flatMap(AckFrames.split), from: peer, reason: .writeFailed, tried: [peer.id])
         }
     }
 }
@@ -128,4 +123,6 @@ enum AckFrames {
         if rest.readableBytes > 0 { frames.append(rest) }  // never for AckBatch output; kept whole
         return frames
     }
+
+    static func byteCount(_ frames: [ByteBuffer]) -> Int { frames.reduce(0) { $0 + $1.readableBytes } }
 }

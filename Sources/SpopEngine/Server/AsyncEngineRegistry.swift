@@ -41,24 +41,32 @@ final class AckPeer: Sendable {
 
     func addPending(_ bytes: Int) { state.withLockedValue { $0.pendingBytes += bytes } }
 
-    /// Writes `frames` on this connection from its own loop, then calls `done` with
+    /// Writes `frames` on this connection from another loop, then calls `done` with
     /// nil, or with the frames if the connection closed meanwhile or the write failed.
     func deliver(_ frames: [ByteBuffer], done: @escaping @Sendable (_ failed: [ByteBuffer]?) -> Void) {
-        let bytes = frames.reduce(0) { $0 + $1.readableBytes }
+        // Counted before the hop: routing decisions on other loops see them at once.
+        let bytes = AckFrames.byteCount(frames)
         addPending(bytes)
         channel.eventLoop.execute { [self] in
             guard !isClosing, channel.isActive else {
                 addPending(-bytes)
                 return done(frames)
             }
-            let promise = channel.eventLoop.makePromise(of: Void.self)
-            for frame in frames.dropLast() { channel.write(frame, promise: nil) }
-            channel.writeAndFlush(frames[frames.count - 1], promise: promise)
-            promise.futureResult.whenComplete { result in
-                self.addPending(-bytes)
+            write(frames, counted: bytes, flush: true).whenComplete { result in
                 if case .failure = result { done(frames) } else { done(nil) }
             }
         }
+    }
+
+    /// Writes `frames` on this connection, on its own loop. Their `counted` bytes,
+    /// already added to the pending output, are taken off once the write completes.
+    func write(_ frames: [ByteBuffer], counted bytes: Int, flush: Bool) -> EventLoopFuture<Void> {
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        for frame in frames.dropLast() { channel.write(frame, promise: nil) }
+        channel.write(frames[frames.count - 1], promise: promise)
+        if flush { channel.flush() }
+        promise.futureResult.whenComplete { [self] _ in addPending(-bytes) }
+        return promise.futureResult
     }
 }
 

@@ -85,7 +85,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// Queues the burst's ACKs (before any other frame, to keep the order); true if there were any.
     private func writeOutgoing(context: ChannelHandlerContext) -> Bool {
         guard let buffer = acks.drain() else { return false }
-        if let ackRouter { return ackRouter.write(buffer, context: context) }
+        if let ackRouter { return ackRouter.write(buffer) }
         context.write(wrapOutboundOut(buffer), promise: nil)
         return true
     }
