@@ -2,14 +2,17 @@
 import Glibc
 #endif
 import Foundation
+import Logging
 import NIOCore
 import XCTest
 @testable import SpopEngine
 
 /// `--busy-poll`: the spinner keeps a CPU busy after a read, and only then.
 final class IdleSpinnerTests: XCTestCase {
+    static let logger = Logger(label: "test")
+
     func testSpinsForTheWindowAfterARead() throws {
-        let spinner = IdleSpinner(window: .milliseconds(300))
+        let spinner = IdleSpinner(window: .milliseconds(300), logger: Self.logger)
         defer { spinner.stop() }
         let before = Self.processCPUSeconds()
         spinner.noteActivity(at: .now())
@@ -21,7 +24,7 @@ final class IdleSpinnerTests: XCTestCase {
     }
 
     func testBurnsNoCPUWhenReadsStop() throws {
-        let spinner = IdleSpinner(window: .milliseconds(5))
+        let spinner = IdleSpinner(window: .milliseconds(5), logger: Self.logger)
         defer { spinner.stop() }
         spinner.noteActivity(at: .now())
         usleep(50_000)
@@ -39,7 +42,7 @@ final class IdleSpinnerTests: XCTestCase {
 
     func testStopEndsItsThread() throws {
         XCTAssertEqual(Self.spinnerThreads(settlingAt: 0), 0, "a spinner of an earlier test is still alive")
-        let spinner = IdleSpinner(window: .milliseconds(50))
+        let spinner = IdleSpinner(window: .milliseconds(50), logger: Self.logger)
         spinner.noteActivity(at: .now())
         XCTAssertEqual(Self.spinnerThreads(settlingAt: 1), 1)
         spinner.stop()

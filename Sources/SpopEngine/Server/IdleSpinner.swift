@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
@@ -15,7 +16,7 @@ import Synchronization
 /// priority, so it only takes CPU time nothing else wants (the kernel preempts it at
 /// once for any other thread), and only for `window` after the last read; then it
 /// sleeps until the next one. The price is CPU time that shows in `top`.
-public final class IdleSpinner: Sendable {
+final class IdleSpinner: Sendable {
     private let window: UInt64
     /// Spin until this many nanoseconds of `CLOCK_MONOTONIC`.
     private let until = Atomic<UInt64>(0)
@@ -23,10 +24,12 @@ public final class IdleSpinner: Sendable {
     private let stopped = Atomic<Bool>(false)
     /// 1 when a sleeping spinner is asked to wake.
     private let wake = ConditionLock(value: 0)
+    private let logger: Logger
 
     /// Starts the spinner thread; `stop()` ends it.
-    public init(window: TimeAmount) {
+    init(window: TimeAmount, logger: Logger) {
         self.window = UInt64(max(0, window.nanoseconds))
+        self.logger = logger
         let unmanaged = Unmanaged.passRetained(self)
         var thread = pthread_t()
         let created = pthread_create(&thread, nil, { argument in
@@ -51,7 +54,7 @@ public final class IdleSpinner: Sendable {
         }
     }
 
-    public func stop() {
+    func stop() {
         stopped.store(true, ordering: .sequentiallyConsistent)
         wake.lock()
         wake.unlock(withValue: 1)
@@ -63,11 +66,15 @@ public final class IdleSpinner: Sendable {
     private func run() {
         Self.nameThisThread()
         var lowest = sched_param()
-        _ = sched_setscheduler(0, 5 /* SCHED_IDLE, hidden by glibc without _GNU_SOURCE */, &lowest)
+        // A spinner at normal priority would take CPU from the workers: none then.
+        guard sched_setscheduler(0, 5 /* SCHED_IDLE, hidden by glibc without _GNU_SOURCE */, &lowest) == 0 else {
+            logger.warning("--busy-poll is off: SCHED_IDLE priority refused (errno \(errno))")
+            return stopped.store(true, ordering: .sequentiallyConsistent)
+        }
         while !stopped.load(ordering: .relaxed) {
             // No PAUSE here: under KVM, pause loops trigger pause-loop exits, which
             // deschedule the vCPU, the very thing this avoids.
-            while Self.monotonicNanoseconds() < until.load(ordering: .relaxed) {}
+            while Self.monotonicNanoseconds() < until.load(ordering: .relaxed), !stopped.load(ordering: .relaxed) {}
             sleeping.store(true, ordering: .sequentiallyConsistent)
             // A read may have moved `until` after the loop above looked: check again
             // after announcing the sleep (its writer checks `sleeping` after the store).

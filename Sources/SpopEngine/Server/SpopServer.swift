@@ -72,7 +72,7 @@ public final class SpopServer: Service, Sendable {
         self.group = group
         self.acceptor = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.workers = workers
-        self.idleSpinner = configuration.busyPoll > .zero ? IdleSpinner(window: configuration.busyPoll) : nil
+        self.idleSpinner = configuration.busyPoll > .zero ? IdleSpinner(window: configuration.busyPoll, logger: logger) : nil
         self.connections = ConnectionRegistry(maxConnections: configuration.limits.maxConnections)
     }
 
