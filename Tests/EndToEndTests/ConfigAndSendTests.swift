@@ -91,6 +91,30 @@ final class ConfigAndSendTests: E2ETestCase {
         XCTAssertTrue(list.log.contains("expected a mapping of option names"), list.log)
     }
 
+    /// `LUASPOA_BUSY_POLL` (here from the environment, as from a config file) starts
+    /// one `busy-poll` thread; the agent answers as usual and stops cleanly.
+    func testBusyPollRunsOneSpinnerThread() throws {
+        let port = try freePort()
+        let agent = try run(["--script", TestScripts.ipReputationPath, "--listen", "127.0.0.1:\(port)"],
+                            env: ["LUASPOA_BUSY_POLL": "500"], name: "busypoll")
+        XCTAssertTrue(waitForPort(port, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        let send = try run(["send", "--to", "127.0.0.1:\(port)", "--message", "check-client-ip", "--arg", "ip=ipv4:192.0.2.10"],
+                           name: "send")
+        XCTAssertEqual(send.waitForExit(timeout: 20), 0, send.log)
+        XCTAssertEqual(send.log.split(separator: "\n").first, "set-var(sess.ip_score) uint32:28")
+        let tasks = "/proc/\(agent.process.processIdentifier)/task"
+        let names = try FileManager.default.contentsOfDirectory(atPath: tasks).compactMap {
+            try? String(contentsOfFile: "\(tasks)/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        XCTAssertEqual(names.filter { $0 == "busy-poll" }.count, 1, "threads: \(names)")
+        XCTAssertFalse(agent.log.contains("--busy-poll is off"), agent.log)
+        XCTAssertEqual(agent.stop(), 0)
+
+        let bad = try run(["--script", TestScripts.ipReputationPath, "--busy-poll", "2000000"], name: "badpoll")
+        XCTAssertNotEqual(bad.waitForExit(timeout: 20), 0)
+        XCTAssertTrue(bad.log.contains("--busy-poll must be between 0 and 1000000 microseconds, got 2000000"), bad.log)
+    }
+
     func testSendPrintsTheAckOfALiveAgent() throws {
         let (_, port) = try startAgent(scriptPath: TestScripts.ipReputationPath)
         let send = try run(["send", "--to", "127.0.0.1:\(port)", "--message", "check-client-ip", "--arg", "ip=ipv4:127.0.0.1"],
