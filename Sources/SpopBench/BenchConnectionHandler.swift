@@ -29,6 +29,8 @@ final class BenchConnectionHandler: ChannelInboundHandler {
     private var frameIDs: [UInt64] = []
     private var sentAt: [UInt64] = []
     private var outgoing: ByteBuffer?
+    /// The last burst's buffer: once NIO has written it, the next burst reuses its storage.
+    private var written: ByteBuffer?
 
     init(plan: Plan, recorder: BenchRecorder, handshake: EventLoopPromise<Bool>) {
         self.plan = plan
@@ -56,10 +58,10 @@ final class BenchConnectionHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if let buffer = outgoing {
-            outgoing = nil
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        }
+        guard let buffer = outgoing else { return }
+        outgoing = nil
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        written = buffer
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -104,7 +106,8 @@ final class BenchConnectionHandler: ChannelInboundHandler {
         running = true
         handshakeDone = true
         handshake.succeed(pipelining)
-        for slot in 0..<window { send(slot) }  // written by channelReadComplete
+        let now = NIODeadline.now().uptimeNanoseconds
+        for slot in 0..<window { send(slot, at: now) }  // written by channelReadComplete
     }
 
     private func acknowledged(_ frame: RawFrame) {
@@ -120,14 +123,21 @@ final class BenchConnectionHandler: ChannelInboundHandler {
         } else {
             recorder.record(latencyNanoseconds: latency)
         }
-        if !recorder.stopping { send(slot) }
+        if !recorder.stopping { send(slot, at: now) }
     }
 
     /// Appends one NOTIFY to this read burst's buffer; `channelReadComplete` writes it.
-    private func send(_ slot: Int) {
+    /// `now` is its send time (the ACK's arrival when it replaces one: one clock read).
+    private func send(_ slot: Int, at now: UInt64) {
         frameIDs[slot] &+= 1
         if outgoing == nil {
-            outgoing = ByteBufferAllocator().buffer(capacity: frameIDs.count * (plan.body.readableBytes + 24))
+            if var reused = written {
+                written = nil
+                reused.clear()  // in place when NIO is done with it, as it is once written
+                outgoing = reused
+            } else {
+                outgoing = ByteBufferAllocator().buffer(capacity: frameIDs.count * (plan.body.readableBytes + 24))
+            }
         }
         let start = outgoing!.writerIndex
         outgoing!.writeMultipleIntegers(UInt32(0), FrameType.notify.rawValue, FrameFlags.fin.rawValue)
@@ -135,7 +145,7 @@ final class BenchConnectionHandler: ChannelInboundHandler {
         outgoing!.writeSpopVarint(frameIDs[slot])
         outgoing!.writeImmutableBuffer(plan.body)
         outgoing!.setInteger(UInt32(outgoing!.writerIndex - start - 4), at: start)
-        sentAt[slot] = NIODeadline.now().uptimeNanoseconds
+        sentAt[slot] = now
     }
 
     private func fail(_ error: BenchError, _ detail: String, context: ChannelHandlerContext) {
