@@ -58,7 +58,7 @@ struct ServeCommand: AsyncParsableCommand {
     var asyncAck: AsyncAckMode = .own
 
     @Option(help: ArgumentHelp(
-        "After each read, keep polling without sleeping for this many microseconds (0: off), like HAProxy's busy-polling: lower latency on VMs whose idle CPUs halt, at the price of CPU.",
+        "After each read, keep one CPU busy for this many microseconds at SCHED_IDLE priority (0: off), like HAProxy's busy-polling: lower latency on VMs whose idle CPUs halt, at the price of CPU.",
         valueName: "us"))
     var busyPoll = 0
 
