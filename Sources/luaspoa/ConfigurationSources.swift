@@ -49,11 +49,12 @@ struct ConfigurationSources {
     func effectiveArguments(_ arguments: [String], environment: [String: String],
                             readFile: (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) }) throws -> [String] {
         guard Self.runsServe(arguments) else { return arguments }
-        guard Self.value(of: "--config", in: arguments) != nil || environment.keys.contains(where: { $0.hasPrefix(Self.environmentPrefix) })
+        let configFlag = Self.value(of: "--config", in: arguments)
+        guard configFlag != nil || environment.keys.contains(where: { $0.hasPrefix(Self.environmentPrefix) })
         else { return arguments }
         let explicit = Set(arguments.compactMap(optionName))
         var layered: [(key: String, values: [String])] = []
-        if let path = Self.value(of: "--config", in: arguments) ?? environment[Self.environmentPrefix + "CONFIG"] {
+        if let path = configFlag ?? environment[Self.environmentPrefix + "CONFIG"] {
             let text: String
             do { text = try readFile(path) } catch { throw ValidationError("--config \(path): cannot read: \(error.localizedDescription)") }
             layered += try fileSettings(text, path: path)
