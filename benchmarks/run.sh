@@ -65,14 +65,14 @@ wait_port() {
     return 1
 }
 
-# start_agent luaspoa SCRIPT [options] | reference | trivial
+# start_agent luaspoa|luaspoa+busy-poll SCRIPT [WORKERS] | reference | trivial
 start_agent() {
     local kind=$1; shift
+    local busy_poll=()
+    [[ $kind == luaspoa+busy-poll ]] && busy_poll=(--busy-poll "$BUSY_POLL")
     case $kind in
-    luaspoa) "$LUASPOA" serve --script "$1" --listen "127.0.0.1:$agent_port" --workers "${2:-$WORKERS}" \
-                 --log-level error >>"$tmp/agent.log" 2>&1 & ;;
-    luaspoa+busy-poll) "$LUASPOA" serve --script "$1" --listen "127.0.0.1:$agent_port" --workers "$WORKERS" \
-                 --busy-poll "$BUSY_POLL" --log-level error >>"$tmp/agent.log" 2>&1 & ;;
+    luaspoa*) "$LUASPOA" serve --script "$1" --listen "127.0.0.1:$agent_port" --workers "${2:-$WORKERS}" \
+                 "${busy_poll[@]}" --log-level error >>"$tmp/agent.log" 2>&1 & ;;
     reference) ${REFERENCE_CMD//\{port\}/$agent_port} >>"$tmp/agent.log" 2>&1 & ;;
     trivial) "$LUASPOA" bench trivial-agent --listen "127.0.0.1:$agent_port" --workers "$WORKERS" >>"$tmp/agent.log" 2>&1 & ;;
     esac
