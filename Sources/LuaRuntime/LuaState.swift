@@ -201,20 +201,19 @@ final class LuaState {
 extension ByteBuffer {
     /// Writes one value produced by the C side (SPOP encodings; integers as 64-bit patterns).
     mutating func writeLuaValue(_ value: spoa_value) {
-        let data = value.v
         switch SpopDataType(rawValue: value.type) ?? .null {
         case .null:
             writeSpopNull()
         case .bool:
-            writeSpopBool(data.i != 0)
+            writeSpopBool(value.integerBits != 0)
         case let type where type.rawValue >= SpopDataType.int32.rawValue && type.rawValue <= SpopDataType.uint64.rawValue:
-            writeSpopInteger(type, bitPattern: UInt64(bitPattern: data.i))
+            writeSpopInteger(type, bitPattern: UInt64(bitPattern: value.integerBits))
         case .ipv4:
             writeSpopIPv4(value.ipv4Address)
         case .ipv6:
             writeSpopIPv6(value.ipv6Address)
         case let type:
-            writeSpopBytes(type, UnsafeRawBufferPointer(start: data.bytes.ptr, count: data.bytes.len))
+            writeSpopBytes(type, value.borrowedBytes)
         }
     }
 }

@@ -2,37 +2,60 @@ import CLuaSpoa
 import NIOCore
 import SpopEngine
 
+// The union inside `spoa_value` is read and written only through the C accessors
+// in luaspoa.h (`luaspoa_value_*`): Swift's optimizer miscompiles raw-pointer access
+// to an imported C array member, which broke every IPv4 address in release builds.
+
 extension spoa_value {
     /// The C view of a decoded value. Byte values borrow the ByteBuffer's storage:
     /// the caller keeps that storage alive and unmodified while C reads them.
     init(borrowing value: SpopValue) {
         self.init()
-        type = value.type.rawValue
+        let type = value.type.rawValue
         switch value {
         case .null:
-            break
+            self.type = type
         case .bool(let flag):
-            v.i = flag ? 1 : 0
+            luaspoa_value_set_int(&self, type, flag ? 1 : 0)
         case .int32(let n):
-            v.i = Int64(n)
+            luaspoa_value_set_int(&self, type, Int64(n))
         case .uint32(let n):
-            v.i = Int64(n)
+            luaspoa_value_set_int(&self, type, Int64(n))
         case .int64(let n):
-            v.i = n
+            luaspoa_value_set_int(&self, type, n)
         case .uint64(let n):
-            v.i = Int64(bitPattern: n)
+            luaspoa_value_set_int(&self, type, Int64(bitPattern: n))
         case .ipv4(let address):
-            withUnsafeMutableBytes(of: &v.ip) { $0.storeBytes(of: address.value.bigEndian, as: UInt32.self) }
+            luaspoa_value_set_ipv4(&self, address.value)
         case .ipv6(let address):
-            withUnsafeMutableBytes(of: &v.ip) {
-                $0.storeBytes(of: address.high.bigEndian, toByteOffset: 0, as: UInt64.self)
-                $0.storeBytes(of: address.low.bigEndian, toByteOffset: 8, as: UInt64.self)
-            }
+            luaspoa_value_set_ipv6(&self, address.high, address.low)
         case .string(let bytes), .binary(let bytes):
-            bytes.withUnsafeReadableBytesWithStorageManagement { raw, _ in
-                v.bytes.ptr = raw.baseAddress?.assumingMemoryBound(to: CChar.self)
-                v.bytes.len = raw.count
-            }
+            var raw = UnsafeRawBufferPointer(start: nil, count: 0)
+            bytes.withUnsafeReadableBytesWithStorageManagement { bytes, _ in raw = bytes }
+            luaspoa_value_set_bytes(&self, type, raw.baseAddress, raw.count)
+        }
+    }
+
+    /// The 64-bit pattern of BOOL (0/1) and the four integer types.
+    var integerBits: Int64 {
+        withUnsafePointer(to: self) { luaspoa_value_int($0) }
+    }
+
+    /// STRING and BINARY bytes, borrowed from whoever filled the value.
+    var borrowedBytes: UnsafeRawBufferPointer {
+        let bytes = withUnsafePointer(to: self) { luaspoa_value_bytes($0) }
+        return UnsafeRawBufferPointer(start: bytes.ptr, count: bytes.len)
+    }
+
+    /// IPV4 address (network order in ip[0..3] on the C side).
+    var ipv4Address: IPv4Address {
+        IPv4Address(withUnsafePointer(to: self) { luaspoa_value_ipv4($0) })
+    }
+
+    /// IPV6 address (network order in ip[0..15] on the C side).
+    var ipv6Address: IPv6Address {
+        withUnsafePointer(to: self) {
+            IPv6Address(high: luaspoa_value_ipv6_half($0, 0), low: luaspoa_value_ipv6_half($0, 1))
         }
     }
 }
@@ -40,36 +63,17 @@ extension spoa_value {
 extension SpopValue {
     /// The value a C `spoa_value` holds (bytes are copied).
     init(_ value: spoa_value) {
-        let data = value.v
-        let bytes = { UnsafeRawBufferPointer(start: data.bytes.ptr, count: data.bytes.len) }
         switch SpopDataType(rawValue: value.type) ?? .null {
         case .null: self = .null
-        case .bool: self = .bool(data.i != 0)
-        case .int32: self = .int32(Int32(truncatingIfNeeded: data.i))
-        case .uint32: self = .uint32(UInt32(truncatingIfNeeded: data.i))
-        case .int64: self = .int64(data.i)
-        case .uint64: self = .uint64(UInt64(bitPattern: data.i))
+        case .bool: self = .bool(value.integerBits != 0)
+        case .int32: self = .int32(Int32(truncatingIfNeeded: value.integerBits))
+        case .uint32: self = .uint32(UInt32(truncatingIfNeeded: value.integerBits))
+        case .int64: self = .int64(value.integerBits)
+        case .uint64: self = .uint64(UInt64(bitPattern: value.integerBits))
         case .ipv4: self = .ipv4(value.ipv4Address)
         case .ipv6: self = .ipv6(value.ipv6Address)
-        case .string: self = .string(ByteBuffer(bytes: bytes()))
-        case .binary: self = .binary(ByteBuffer(bytes: bytes()))
+        case .string: self = .string(ByteBuffer(bytes: value.borrowedBytes))
+        case .binary: self = .binary(ByteBuffer(bytes: value.borrowedBytes))
         }
-    }
-}
-
-extension spoa_value {
-    /// IPV4 bytes (network order in ip[0..3]).
-    var ipv4Address: IPv4Address {
-        var ip = v.ip
-        return IPv4Address(UInt32(bigEndian: withUnsafeBytes(of: &ip) { $0.loadUnaligned(as: UInt32.self) }))
-    }
-
-    /// IPV6 bytes (network order in ip[0..15]).
-    var ipv6Address: IPv6Address {
-        var ip = v.ip
-        let (high, low) = withUnsafeBytes(of: &ip) {
-            ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        }
-        return IPv6Address(high: UInt64(bigEndian: high), low: UInt64(bigEndian: low))
     }
 }

@@ -62,6 +62,55 @@ typedef struct spoa_value {
     spoa_value_data v;
 } spoa_value;
 
+/*
+ * Swift reads and writes the union only through these accessors. Swift 6.3's
+ * optimizer miscompiles a raw-pointer load or store through an imported C array
+ * member (`withUnsafeBytes(of: &value.v.ip)`): in -O builds every IPv4 address
+ * read as 0.0.0.6 and was written as 0.0.0.0, while debug builds were right.
+ * Addresses cross as integers in host order; C does the byte layout.
+ */
+static inline int64_t luaspoa_value_int(const spoa_value *value) { return value->v.i; }
+
+static inline void luaspoa_value_set_int(spoa_value *value, uint8_t type, int64_t bits) {
+    value->type = type;
+    value->v.i = bits;
+}
+
+static inline spoa_bytes luaspoa_value_bytes(const spoa_value *value) { return value->v.bytes; }
+
+static inline void luaspoa_value_set_bytes(spoa_value *value, uint8_t type, const void *ptr, size_t len) {
+    value->type = type;
+    value->v.bytes.ptr = (const char *)ptr;
+    value->v.bytes.len = len;
+}
+
+static inline uint32_t luaspoa_value_ipv4(const spoa_value *value) {
+    const uint8_t *ip = value->v.ip;
+    return (uint32_t)ip[0] << 24 | (uint32_t)ip[1] << 16 | (uint32_t)ip[2] << 8 | (uint32_t)ip[3];
+}
+
+static inline void luaspoa_value_set_ipv4(spoa_value *value, uint32_t address) {
+    value->type = LUASPOA_T_IPV4;
+    for (int i = 0; i < 4; i++)
+        value->v.ip[i] = (uint8_t)(address >> (24 - 8 * i));
+}
+
+/* The upper (half 0) or lower (half 1) 64 bits of an IPV6 value. */
+static inline uint64_t luaspoa_value_ipv6_half(const spoa_value *value, int half) {
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++)
+        bits = bits << 8 | value->v.ip[8 * half + i];
+    return bits;
+}
+
+static inline void luaspoa_value_set_ipv6(spoa_value *value, uint64_t high, uint64_t low) {
+    value->type = LUASPOA_T_IPV6;
+    for (int i = 0; i < 8; i++) {
+        value->v.ip[i] = (uint8_t)(high >> (56 - 8 * i));
+        value->v.ip[8 + i] = (uint8_t)(low >> (56 - 8 * i));
+    }
+}
+
 /* One NOTIFY argument; name and byte values point into the frame buffer. */
 typedef struct spoa_arg {
     const char *name;
