@@ -12,6 +12,5 @@ cd "$(dirname "$0")"
 source tools/ensure-deps.sh
 ensure_deps
 
-swift build -c release --product luaspoa
-bin="$(swift build -c release --show-bin-path)/luaspoa"
+bin="$(tools/build-release.sh)"
 exec "$bin" --script scripts/ip_reputation.lua "$@"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# run-tests.sh -- build everything and run the whole test suite (unit + end-to-end).
+# run-tests.sh -- build everything and run the whole test suite twice: in debug, and
+# in the release configuration with the end-to-end tests against the shipped binary.
 #
 #   ./run-tests.sh                        # everything
 #   ./run-tests.sh --filter EndToEndTests # extra arguments go to `swift test`
@@ -19,15 +20,18 @@ haproxy3_status="$(tools/haproxy-chroot.sh for-tests)"
 echo "$haproxy3_status"
 trap 'echo "$haproxy3_status"' EXIT   # again at the end, where the summary is read
 
+# Two passes. Debug: every suite with assertions on, the end-to-end tests against
+# the debug binary. What ships: every suite again in the release configuration
+# (.build-release-tests; the Swift/C value bridge once broke only under -O), with
+# the end-to-end suite and the shipped script specs against the release binary
+# built the way operators build it (tools/build-release.sh). E2E_*, not LUASPOA_*:
+# the agent reads every LUASPOA_* variable as one of its options.
 swift build --build-tests
-# The end-to-end tests start the real agent binary; make sure it is built and
-# tell them where it is (E2E_*, not LUASPOA_*: the agent reads every LUASPOA_*
-# variable as one of its options and refuses unknown ones).
-swift build --product luaspoa
-E2E_LUASPOA_BIN="$(swift build --show-bin-path)/luaspoa"
-export E2E_LUASPOA_BIN
-
-swift test "$@"
+release_bin="$(tools/build-release.sh)"
+echo "== debug pass: end-to-end tests against $(swift build --show-bin-path)/luaspoa"
+E2E_LUASPOA_BIN="$(swift build --show-bin-path)/luaspoa" swift test "$@"
+echo "== release pass: end-to-end tests against $release_bin"
+E2E_LUASPOA_BIN="$release_bin" swift test -c release --scratch-path .build-release-tests "$@"
 
 # A short real fuzz run after the tests (docs/fuzzing.md): libFuzzer on both
 # targets, FUZZ_SECONDS each (default 30; 0 skips it), in its own instrumented
