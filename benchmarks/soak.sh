@@ -5,6 +5,7 @@
 #
 #   benchmarks/soak.sh            # 10 minutes (DURATION=600)
 #   benchmarks/soak.sh --short    # 60 seconds (CI)
+#   HOSTILE=1 benchmarks/soak.sh  # the same, mixed with hostile scripts and peers
 #
 # Load: wrk keep-alive (-c32) for the whole run, plus a second wrk with
 # "Connection: close" in bursts (4 s on, 3 s off), so client connections churn and
@@ -18,6 +19,14 @@
 # non-2xx responses and socket errors. Every SAMPLE_EVERY seconds the agent's VmRSS
 # and /proc/PID/fd count go to samples.csv in the output directory.
 #
+# HOSTILE=1 adds, for the whole run, requests to /hostile/KIND (one every
+# HOSTILE_EVERY seconds, KIND in turns) whose handler misbehaves: loops, loops in
+# xpcall's message handler and in a __gc finalizer, backtracking patterns, 64 MB
+# strings, log floods, 1 MB shared-dict values; and benchmarks/hostile_peers.py
+# (trickled frames, peers that never read large ACKs, unfinished fragments,
+# garbage, resets) straight to the agent's port. Normal requests must still all
+# carry the variable; the hostile requests' status codes are counted apart.
+#
 # Environment: DURATION (s), RELOAD_EVERY (5), SAMPLE_EVERY (5), WORKERS (2),
 # BASE_PORT (21440), LUASPOA (binary; default: release build with static stdlib),
 # OUT (output directory; default: a fresh /tmp/luaspoa-soak.XXXXXX, kept).
@@ -28,6 +37,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 DURATION=${DURATION:-600}
 [[ "${1:-}" == "--short" ]] && DURATION=60
+HOSTILE=${HOSTILE:-0}
+HOSTILE_EVERY=${HOSTILE_EVERY:-0.5}
 RELOAD_EVERY=${RELOAD_EVERY:-5}
 SAMPLE_EVERY=${SAMPLE_EVERY:-5}
 WORKERS=${WORKERS:-2}
@@ -59,12 +70,13 @@ write_script() {
         'spoa.register_message("soak", function(txn, msg)' \
         '  if msg.args.ip then txn:set_var("sess.ok", spoa.uint32(GENERATION)) end' \
         'end)' >"$out/soak.lua.new"
+    [[ $HOSTILE == 1 ]] && cat "$here/hostile_handlers.lua" >>"$out/soak.lua.new"
     mv "$out/soak.lua.new" "$out/soak.lua"
 }
 
 printf '%s\n' "[soak]" \
     "spoe-agent soak-agent" \
-    "    messages soak" \
+    "    messages soak$([[ $HOSTILE == 1 ]] && echo " hostile")" \
     "    option var-prefix soak" \
     "    option set-on-error err" \
     "    timeout hello 2s" \
@@ -73,7 +85,10 @@ printf '%s\n' "[soak]" \
     "    use-backend be_agent" \
     "spoe-message soak" \
     "    args ip=src" \
-    "    event on-frontend-http-request" >"$out/spoe.conf"
+    "    event on-frontend-http-request" \
+    "spoe-message hostile" \
+    "    args kind=path" \
+    "    event on-frontend-http-request if { path_beg /hostile/ }" >"$out/spoe.conf"
 printf '%s\n' "global" \
     "    nbthread 2" \
     "    maxconn 4096" \
@@ -130,6 +145,24 @@ pids+=("$wrk_main")
 churn=$!
 pids+=("$churn")
 
+if [[ $HOSTILE == 1 ]]; then
+    (
+        kinds=(loop xpcall gc pattern bigstring logflood dict)
+        end=$((SECONDS + DURATION - 2))
+        n=0
+        while ((SECONDS < end)); do
+            kind=${kinds[n % ${#kinds[@]}]}
+            code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "http://127.0.0.1:$fe_port/hostile/$kind" || true)
+            echo "$kind $code" >>"$out/hostile-requests.txt"
+            n=$((n + 1))
+            sleep "$HOSTILE_EVERY"
+        done
+    ) &
+    pids+=($!)
+    python3 "$here/hostile_peers.py" 127.0.0.1 "$agent_port" "$((DURATION - 10))" >"$out/hostile-peers.txt" 2>&1 &
+    pids+=($!)
+fi
+
 start=$SECONDS
 next_reload=$((start + RELOAD_EVERY))
 next_sample=$((start + SAMPLE_EVERY))
@@ -160,7 +193,7 @@ if kill -0 "$agent_pid" 2>/dev/null; then agent_alive=1; sample $((SECONDS - sta
 requests() { awk '/requests in/ {s += $1} END {print s + 0}' "$@"; }
 non2xx() { awk '/Non-2xx/ {s += $NF} END {print s + 0}' "$@"; }
 sockerr() { awk -F'[ ,]+' '/Socket errors/ {s += $5 + $7 + $9 + $11} END {print s + 0}' "$@"; }
-reports=("$out"/wrk-*.txt)
+reports=("$out"/wrk-*.txt)   # normal traffic only: the hostile requests are counted apart
 total=$(requests "${reports[@]}")
 missing=$(non2xx "${reports[@]}")
 errors=$(sockerr "${reports[@]}")
@@ -180,5 +213,11 @@ stats=$(awk -F, -v warmup="$warmup" 'NR > 1 && $1 >= warmup {n++; if (n == 1) {f
 echo "RESULT duration_s=$DURATION requests=$total missing_variable=$missing socket_errors=$errors" \
     "handler_timeouts=$handler_timeouts reloads_sent=$reloads reloads_logged=$reload_ok reload_failures=$reload_failed" \
     "agent_alive=$agent_alive $stats"
+if [[ $HOSTILE == 1 ]]; then
+    # Per kind: how many hostile requests, and their status codes.
+    awk '{n[$1]++; c[$1" "$2]++} END {for (k in c) {split(k, p, " "); printf "hostile-request %s status=%s count=%d\n", p[1], p[2], c[k]}}' \
+        "$out/hostile-requests.txt" | sort
+    cat "$out/hostile-peers.txt"
+fi
 echo "samples: $out/samples.csv" >&2
 [[ $agent_alive == 1 && $missing == 0 && $reload_failed == 0 ]]
