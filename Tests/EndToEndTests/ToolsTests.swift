@@ -108,6 +108,18 @@ final class ToolsTests: E2ETestCase {
         XCTAssertEqual(lines.last, "2 passed, 1 failed", r.output)
     }
 
+    func testReloadRefusesToSignalAProcessThatIsNotLuaspoa() throws {
+        let sleeper = try ManagedProcess(name: "sleeper", executable: "/bin/sleep", arguments: ["30"], logDir: tempDir)
+        children.append(sleeper)
+        let pidFile = try write("\(sleeper.process.processIdentifier)\n", "stale.pid")
+        let r = try luaspoa(["reload", "--pid-file", pidFile], name: "reload-stale")
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("process \(sleeper.process.processIdentifier) from \(pidFile) is 'sleep', not luaspoa"),
+                      r.output)
+        usleep(100_000)
+        XCTAssertTrue(sleeper.isRunning, "the sleep was signalled: \(r.output)")
+    }
+
     static let spec = """
         local T = spoa.test
         T.case("wire types come from the ACK bytes", function()
