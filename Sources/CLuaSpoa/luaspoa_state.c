@@ -40,14 +40,14 @@ static int on_panic(lua_State *L) {
 
 /* Message handler: turns any error object into "message\nstack traceback:...". */
 int luaspoa_msgh(lua_State *L) {
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            msg = lua_tostring(L, -1);
-        else
-            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
+    if (lua_tostring(L, 1) != NULL)
+        lua_pushvalue(L, 1);
+    else if (!luaL_callmeta(L, 1, "__tostring") || lua_type(L, -1) != LUA_TSTRING)
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    /* The message stays a Lua string (luaL_traceback's msg would stop at a NUL). */
+    lua_pushliteral(L, "\n");
+    luaL_traceback(L, L, NULL, 1);
+    lua_concat(L, 3);
     return 1;
 }
 
@@ -62,10 +62,20 @@ void luaspoa_copy_error(lua_State *L, int idx, char *buf, size_t cap) {
         msg = "(error object is not a string)";
         len = strlen(msg);
     }
-    if (len >= cap)
-        len = cap - 1;
-    memcpy(buf, msg, len);
-    buf[len] = '\0';
+    /* Callers read buf as a C string: a NUL inside the message becomes "\0" so the
+     * rest of it is not lost. */
+    size_t out = 0;
+    for (size_t i = 0; i < len && out + 1 < cap; i++) {
+        if (msg[i] != '\0') {
+            buf[out++] = msg[i];
+        } else if (out + 2 < cap) {
+            buf[out++] = '\\';
+            buf[out++] = '0';
+        } else {
+            break;
+        }
+    }
+    buf[out] = '\0';
 }
 
 /* ---- logging ------------------------------------------------------------ */
@@ -83,7 +93,7 @@ static int l_log(lua_State *L) {
     if (level < 0)
         return 0; /* spoa.silent */
     if (level > LUASPOA_LOG_DEBUG)
-        return luaL_error(L, "spoa.log: invalid level %d (expected 0..7)", (int)level);
+        return luaL_error(L, "spoa.log: invalid level %I (expected 0..7)", (LUAI_UACINT)level);
     luaspoa_emit_log(L, (int)level, msg, len);
     return 0;
 }
@@ -127,7 +137,7 @@ static void on_warn(void *ud, const char *msg, int tocont) {
     memcpy(rt->warnbuf + rt->warnlen, msg, len);
     rt->warnlen += len;
     if (!tocont) {
-        luaspoa_emit_log(L, LUASPOA_LOG_WARNING, rt->warnbuf, rt->warnlen);
+        luaspoa_emit_log(L, LUASPOA_LOG_LUA_WARNING, rt->warnbuf, rt->warnlen);
         rt->warnlen = 0;
     }
 }

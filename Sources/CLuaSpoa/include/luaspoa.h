@@ -43,6 +43,9 @@ enum { LUASPOA_NO_HANDLER = 0, LUASPOA_OK = 1, LUASPOA_ERROR = 2, LUASPOA_TIMEOU
 enum {
     LUASPOA_LOG_EMERG = 0, LUASPOA_LOG_ALERT = 1, LUASPOA_LOG_CRIT = 2, LUASPOA_LOG_ERR = 3,
     LUASPOA_LOG_WARNING = 4, LUASPOA_LOG_NOTICE = 5, LUASPOA_LOG_INFO = 6, LUASPOA_LOG_DEBUG = 7,
+    /* A warning from Lua's warn function (errors in __gc): logged rate-limited,
+     * since a finalizer can fail once per object. */
+    LUASPOA_LOG_LUA_WARNING = 8,
 };
 
 typedef struct spoa_bytes {
