@@ -20,7 +20,7 @@ enum { T_FALSE = 'F', T_TRUE = 'T', T_INT = 'i', T_FLOAT = 'f', T_STRING = 's', 
 
 static luaspoa_dict *txstore(lua_State *L, int64_t max_items) {
     int64_t existing = 0;
-    luaspoa_dict *d = luaspoa_dict_declare(TXSTORE_NAME, strlen(TXSTORE_NAME), max_items, &existing);
+    luaspoa_dict *d = luaspoa_dict_declare(TXSTORE_NAME, strlen(TXSTORE_NAME), max_items, 0, &existing);
     if (d == NULL && existing)
         d = luaspoa_dict_find(TXSTORE_NAME, strlen(TXSTORE_NAME));
     if (d == NULL)
@@ -233,7 +233,7 @@ static int l_declare(lua_State *L) {
         lua_pop(L, 1);
     }
     int64_t existing = 0;
-    if (luaspoa_dict_declare(TXSTORE_NAME, strlen(TXSTORE_NAME), max_items, &existing) == NULL && existing)
+    if (luaspoa_dict_declare(TXSTORE_NAME, strlen(TXSTORE_NAME), max_items, 0, &existing) == NULL && existing)
         return luaL_error(L, "spoa.txstore.declare: already declared with max_items = %I", (lua_Integer)existing);
     return 0;
 }
