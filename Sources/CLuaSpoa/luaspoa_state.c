@@ -270,9 +270,33 @@ static int l_register_message(lua_State *L) {
 
 /* ---- state -------------------------------------------------------------- */
 
+typedef struct script {
+    const char *path, *source;   /* source NULL: read the file at path */
+    size_t source_len;
+} script;
+
+/* Loads the script's bytes as luaL_loadfilex would load its file: named
+ * "@path" (errors say path:line), a first line starting with '#' skipped but
+ * counted. */
+static int load_source(lua_State *L, const script *sc) {
+    const char *p = sc->source;
+    size_t len = sc->source_len;
+    lua_pushfstring(L, "@%s", sc->path);
+    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3, len -= 3;   /* UTF-8 BOM */
+    if (len > 0 && p[0] == '#') {
+        const char *nl = memchr(p, '\n', len);
+        len = nl ? len - (size_t)(nl - p) : 0;   /* keep the newline: line numbers stay */
+        p = nl ? nl : p + len;
+    }
+    int status = luaL_loadbufferx(L, p, len, lua_tostring(L, -1), "t");
+    lua_remove(L, -2);
+    return status;
+}
+
 /* Protected body of luaspoa_newstate: libraries, the spoa table, the script. */
 static int setup_body(lua_State *L) {
-    const char *path = lua_touserdata(L, 1);
+    const script *sc = lua_touserdata(L, 1);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     if (rt->ctx->unsafe_libs)
         luaL_openlibs(L);
@@ -283,7 +307,7 @@ static int setup_body(lua_State *L) {
 
     lua_newtable(L);
     rt->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushstring(L, path);
+    lua_pushstring(L, sc->path);
     lua_setfield(L, LUA_REGISTRYINDEX, LUASPOA_SCRIPT_PATH_KEY);
     lua_newtable(L);
     rt->opts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -318,7 +342,8 @@ static int setup_body(lua_State *L) {
 
     /* A load failure is returned, not raised: its message already holds
      * path:line (syntax) or the I/O error, and a traceback would only add noise. */
-    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+    if (sc->source == NULL ? luaL_loadfilex(L, sc->path, "t") != LUA_OK
+                           : load_source(L, sc) != LUA_OK)
         return 1;
     rt->loading = 1;
     lua_call(L, 0, 0);
@@ -327,8 +352,9 @@ static int setup_body(lua_State *L) {
     return 0;
 }
 
-lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit,
-                            char *errbuf, size_t errcap) {
+lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, const char *source, size_t source_len,
+                            size_t mem_limit, char *errbuf, size_t errcap) {
+    script sc = {path, source, source_len};
     luaspoa_rt *rt = calloc(1, sizeof *rt);
     if (rt == NULL) {
         snprintf(errbuf, errcap, "cannot allocate the Lua runtime");
@@ -353,7 +379,7 @@ lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit
     lua_atpanic(L, on_panic);
     lua_pushcfunction(L, luaspoa_msgh);
     lua_pushcfunction(L, setup_body);
-    lua_pushlightuserdata(L, (void *)path);
+    lua_pushlightuserdata(L, &sc);
     if (lua_pcall(L, 1, 1, 1) != LUA_OK || !lua_isnil(L, -1)) {
         luaspoa_copy_error(L, -1, errbuf, errcap);
         luaspoa_close(L);

@@ -127,7 +127,17 @@ final class LuaState {
         var state: OpaquePointer?
         let error = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Self.errorCapacity) { buffer in
             buffer[0] = 0
-            state = luaspoa_newstate(ctx, scriptPath, max(memoryLimit, 0), buffer.baseAddress, buffer.count)
+            let load = { [ctx] (source: UnsafePointer<CChar>?, length: Int) in
+                luaspoa_newstate(ctx, scriptPath, source, length, max(memoryLimit, 0), buffer.baseAddress, buffer.count)
+            }
+            if let source = configuration.scriptSource {
+                // A non-NULL pointer even for an empty script: NULL means "read the file".
+                state = source.isEmpty ? load("", 0) : source.withUnsafeBufferPointer { bytes in
+                    bytes.withMemoryRebound(to: CChar.self) { load($0.baseAddress, $0.count) }
+                }
+            } else {
+                state = load(nil, 0)
+            }
             return state == nil ? String(cString: buffer.baseAddress!) : nil
         }
         guard let state else {

@@ -119,12 +119,14 @@ typedef struct luaspoa_ctx {
 
 /*
  * Creates a sandboxed state, installs the `spoa` API, then loads and runs the
- * script at `path` (text chunks only). Returns NULL on failure with the error
- * (including file:line and a traceback for runtime errors) in errbuf.
- * `ctx` must outlive the state. `mem_limit` is in bytes, 0 for no limit.
+ * script at `path` (text chunks only), or `source` (source_len bytes, named
+ * after path) when not NULL: a reload reads the file once for all its states.
+ * Returns NULL on failure with the error (including file:line and a traceback
+ * for runtime errors) in errbuf. `ctx` must outlive the state. `mem_limit` is
+ * in bytes, 0 for no limit.
  */
-struct lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit,
-                                   char *errbuf, size_t errcap);
+struct lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, const char *source, size_t source_len,
+                                   size_t mem_limit, char *errbuf, size_t errcap);
 
 /* Closes a state made by luaspoa_newstate. */
 void luaspoa_close(struct lua_State *L);
