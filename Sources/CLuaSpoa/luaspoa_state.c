@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "luaspoa_internal.h"
 
@@ -26,6 +29,39 @@ static void *rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (rt->allocated > rt->peak)
         rt->peak = rt->allocated;
     return p;
+}
+
+/* ---- giving memory back ------------------------------------------------- */
+
+/* A handler that built big strings leaves the state far above its usual size:
+ * Lua frees the garbage only in a later GC cycle (an idle state has none), and
+ * malloc keeps freed memory for reuse, so RSS stays up. Past this growth since
+ * the last collection (and past twice the settled size, beyond what the
+ * incremental GC reaches by itself), luaspoa_reclaim collects and trims. Each
+ * reclaim needs that much new allocation first, which is its rate limit. */
+#define RECLAIM_MIN_GROWTH ((size_t)32 << 20)
+
+static int collect_body(lua_State *L) {
+    lua_gc(L, LUA_GCCOLLECT);
+    return 0;
+}
+
+int luaspoa_reclaim(lua_State *L) {
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    size_t growth = rt->settled > RECLAIM_MIN_GROWTH / 2 ? rt->settled * 2 : RECLAIM_MIN_GROWTH;
+    if (rt->peak - rt->settled <= growth)
+        return 0;
+    /* Finalizers run Lua code: under the state's time budget, in a protected call. */
+    luaspoa_budget_start(&rt->budget, rt->ctx->timeout_ms);
+    lua_pushcfunction(L, collect_body);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
+    luaspoa_budget_stop(&rt->budget);
+    rt->settled = rt->peak = rt->allocated;
+#ifdef __GLIBC__
+    malloc_trim(0);   /* glibc: return free heap pages to the system */
+#endif
+    return 1;
 }
 
 /* ---- errors ------------------------------------------------------------- */

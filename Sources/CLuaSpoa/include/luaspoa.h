@@ -128,6 +128,11 @@ typedef struct luaspoa_ctx {
 struct lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, const char *source, size_t source_len,
                                    size_t mem_limit, char *errbuf, size_t errcap);
 
+/* Called after a frame (or task): when the state grew far past its size after
+ * the last full collection, collects and returns free heap to the system
+ * (malloc_trim). Otherwise one comparison. Returns 1 if it reclaimed. */
+int luaspoa_reclaim(struct lua_State *L);
+
 /* Closes a state made by luaspoa_newstate. */
 void luaspoa_close(struct lua_State *L);
 
