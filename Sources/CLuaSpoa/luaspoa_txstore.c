@@ -111,7 +111,7 @@ static const char *check_key(lua_State *L, size_t *len) {
 }
 
 /* spoa.txstore.set(key, value [, ttl_seconds = 60]); nil deletes. Returns true,
- * or false and "no memory". */
+ * or false and "too large" (over the store's share of max_bytes) or "no memory". */
 static int l_set(lua_State *L) {
     size_t klen;
     check_key(L, &klen);
@@ -139,7 +139,7 @@ static int l_set(lua_State *L) {
     int rc = luaspoa_dict_store(txstore(L, TXSTORE_DEFAULT_MAX), k, len, &v, ttl_ms, LUASPOA_SD_SET, &forcible);
     lua_pushboolean(L, rc == LUASPOA_SD_OK);
     if (rc == LUASPOA_SD_OK) return 1;
-    lua_pushstring(L, "no memory");
+    lua_pushstring(L, rc == LUASPOA_SD_TOO_LARGE ? "too large" : "no memory");
     return 2;
 }
 
