@@ -28,7 +28,7 @@ typedef struct shard {
     entry **buckets;
     size_t nbuckets;              /* power of two */
     size_t count, cap;
-    size_t bytes, max_bytes;      /* keys + values (entry_bytes) */
+    size_t bytes, max_bytes;      /* keys + values (item_bytes) */
     entry *head, *tail;
 } shard;
 
@@ -207,6 +207,24 @@ static entry *insert(shard *s, const char *key, size_t klen, uint64_t h, entry *
     return e;
 }
 
+/* Readies *e (the key's entry, or NULL: a new one is inserted) to take a value
+ * making the item new_bytes: most recent in the LRU, room made around it. */
+static int prepare_entry(shard *s, entry **e, const char *key, size_t klen, uint64_t h, size_t new_bytes,
+                         int64_t now, int evict, int *forcible) {
+    if (new_bytes > s->max_bytes)
+        return LUASPOA_SD_TOO_LARGE;
+    size_t now_bytes = *e ? item_bytes(klen, &(*e)->v) : 0;
+    if (*e) {
+        lru_unlink(s, *e);
+        lru_push_front(s, *e);
+    }
+    if (!make_room(s, *e, *e ? 0 : 1, new_bytes > now_bytes ? new_bytes - now_bytes : 0, now, evict, forcible))
+        return LUASPOA_SD_NO_MEMORY;
+    if (*e == NULL && (*e = insert(s, key, klen, h, find_slot(s, key, klen, h))) == NULL)
+        return LUASPOA_SD_NO_MEMORY;
+    return LUASPOA_SD_OK;
+}
+
 /* ---- dicts and the registry ----------------------------------------------- */
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -338,20 +356,9 @@ int luaspoa_dict_store(luaspoa_dict *d, const char *key, size_t klen, const luas
     } else if (v->type == LUASPOA_SV_NIL) {
         if (e)
             remove_entry(s, e);
-    } else if (item_bytes(klen, v) > s->max_bytes) {
-        rc = LUASPOA_SD_TOO_LARGE;
     } else {
         int evict = mode == LUASPOA_SD_SET || mode == LUASPOA_SD_ADD;
-        size_t now_bytes = e ? item_bytes(klen, &e->v) : 0, new_bytes = item_bytes(klen, v);
-        size_t need = new_bytes > now_bytes ? new_bytes - now_bytes : 0;
-        if (e) {
-            lru_unlink(s, e);
-            lru_push_front(s, e);
-        }
-        if (!make_room(s, e, e ? 0 : 1, need, now, evict, forcible))
-            rc = LUASPOA_SD_NO_MEMORY;
-        else if (e == NULL && (e = insert(s, key, klen, h, find_slot(s, key, klen, h))) == NULL)
-            rc = LUASPOA_SD_NO_MEMORY;
+        rc = prepare_entry(s, &e, key, klen, h, item_bytes(klen, v), now, evict, forcible);
         if (rc == LUASPOA_SD_OK) {
             set_value(s, e, v);
             e->expires = deadline(ttl_ms, now);
@@ -398,18 +405,7 @@ int luaspoa_dict_incr(luaspoa_dict *d, const char *key, size_t klen, const luasp
         rc = LUASPOA_SD_NOT_FOUND;
     } else {
         luaspoa_sval sum = add_numbers(init, step);
-        size_t now_bytes = e ? item_bytes(klen, &e->v) : 0, new_bytes = item_bytes(klen, &sum);
-        if (new_bytes > s->max_bytes) {
-            rc = LUASPOA_SD_TOO_LARGE;
-        } else {
-            if (e) {
-                lru_unlink(s, e);
-                lru_push_front(s, e);
-            }
-            if (!make_room(s, e, e ? 0 : 1, new_bytes > now_bytes ? new_bytes - now_bytes : 0, now, 1, forcible) ||
-                (e == NULL && (e = insert(s, key, klen, h, find_slot(s, key, klen, h))) == NULL))
-                rc = LUASPOA_SD_NO_MEMORY;
-        }
+        rc = prepare_entry(s, &e, key, klen, h, item_bytes(klen, &sum), now, 1, forcible);
         if (rc == LUASPOA_SD_OK) {
             set_value(s, e, &sum);
             e->expires = deadline(init_ttl_ms, now);
