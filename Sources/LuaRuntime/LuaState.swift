@@ -33,12 +33,12 @@ final class LuaBridge {
     func log(level: Int32, _ bytes: UnsafeRawBufferPointer) {
         let text = Self.capped(bytes)
         var metadata: Logger.Metadata = [:]
-        if let currentMessage { metadata["lua.message"] = "\(String(buffer: currentMessage))" }
         if level == Int32(LUASPOA_LOG_LUA_WARNING) {
             let now = UInt64(DispatchTime.now().uptimeNanoseconds)
             guard case .log(let suppressed) = warnings.decide(message: "warn", error: text, now: now) else { return }
             if suppressed > 0 { metadata["lua.suppressed"] = "\(suppressed)" }
         }
+        if let currentMessage { metadata["lua.message"] = "\(String(buffer: currentMessage))" }
         let level: Logger.Level = switch level {
         case ...2: .critical
         case 3: .error
