@@ -153,6 +153,12 @@ final class SharedDictTests: XCTestCase {
         XCTAssertEqual(try run(h), "true,nil,false|true,nil,false|true,nil,true|true,nil,true,80,100"
                        + "|false,too large: this dict stores at most 100 bytes per item (key + value, max_bytes),false"
                        + "|true,nil|false,no memory|1,40,100")
+        XCTAssertThrowsError(try Harness("spoa.shared.declare('\(dict)', { max_items = 100, max_bytes = 5 })")) { error in
+            XCTAssertTrue("\(error)".contains("dict '\(dict)' already declared with max_bytes = 100 (this call asks for 5)"), "\(error)")
+        }
+        XCTAssertThrowsError(try Harness("spoa.shared.declare('x_bytes', { max_bytes = 0 })")) { error in
+            XCTAssertTrue("\(error)".contains("max_bytes must be an integer >= 1"), "\(error)")
+        }
     }
 
     func testTheDefaultByteLimitBoundsWhatADictHolds() throws {
