@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
         .log = log_line, .timeout_ms = argc > 3 ? (uint32_t)atol(argv[3]) : 100,
     };
     char err[2048];
-    struct lua_State *L = luaspoa_newstate(&ctx, argv[1], 0, err, sizeof err);
+    struct lua_State *L = luaspoa_newstate(&ctx, argv[1], NULL, 0, 0, err, sizeof err);
     if (L == NULL) {
         fprintf(stderr, "%s\n", err);
         return 1;

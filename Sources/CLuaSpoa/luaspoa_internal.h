@@ -78,6 +78,7 @@ typedef struct luaspoa_var_cache {
 typedef struct luaspoa_rt {
     luaspoa_ctx *ctx;
     size_t allocated, limit, peak;  /* allocator accounting (bytes) */
+    size_t settled;                 /* allocated after the last luaspoa_reclaim collection */
     int handlers_ref;               /* registry ref: name -> handler function */
     int loading;                    /* 1 while the script body runs */
     int active;                     /* 1 while a handler runs */

@@ -105,6 +105,7 @@ static const char *error_text(int rc) {
     case LUASPOA_SD_EXISTS: return "exists";
     case LUASPOA_SD_NO_MEMORY: return "no memory";
     case LUASPOA_SD_NOT_A_NUMBER: return "not a number";
+    case LUASPOA_SD_TOO_LARGE: return "too large";
     default: return "unknown error";
     }
 }
@@ -154,6 +155,13 @@ static int store_common(lua_State *L, int mode, int with_forcible) {
     int64_t ttl = check_ttl(L, 4);
     int forcible = 0;
     int rc = luaspoa_dict_store(d, k, klen, &v, ttl, mode, &forcible);
+    if (rc == LUASPOA_SD_TOO_LARGE) {
+        lua_pushboolean(L, 0);
+        lua_pushfstring(L, "too large: this dict stores at most %I bytes per item (key + value, max_bytes)",
+                        (LUAI_UACINT)luaspoa_dict_max_item_bytes(d));
+        lua_pushboolean(L, 0);
+        return with_forcible ? 3 : 2;
+    }
     return push_result(L, rc, forcible, with_forcible);
 }
 
@@ -273,6 +281,14 @@ static int d_capacity(lua_State *L) {
     return 1;
 }
 
+/* d:bytes() -> bytes used (keys + values), max_bytes */
+static int d_bytes(lua_State *L) {
+    luaspoa_dict *d = check_dict(L);
+    lua_pushinteger(L, (lua_Integer)luaspoa_dict_bytes(d));
+    lua_pushinteger(L, luaspoa_dict_max_bytes(d));
+    return 2;
+}
+
 static int d_tostring(lua_State *L) {
     luaspoa_dict *d = check_dict(L);
     lua_pushfstring(L, "spoa.shared.%s", luaspoa_dict_name(d));
@@ -284,27 +300,36 @@ static void push_dict(lua_State *L, luaspoa_dict *d) {
     luaL_setmetatable(L, LUASPOA_DICT_MT);
 }
 
-/* spoa.shared.declare(name [, { max_items = n }]) */
+/* spoa.shared.declare(name [, { max_items = n, max_bytes = n }]) */
 static int l_declare(lua_State *L) {
     luaspoa_require_setup(L, "spoa.shared.declare", 1);
     size_t len;
     const char *name = luaL_checklstring(L, 1, &len);
     if (len == 0 || strcmp(name, "declare") == 0)
         return luaL_error(L, "spoa.shared.declare: invalid dict name '%s'", name);
-    lua_Integer max_items = DEFAULT_MAX_ITEMS;
-    if (luaspoa_check_options(L, 2, "spoa.shared.declare", "max_items")) {
+    lua_Integer max_items = DEFAULT_MAX_ITEMS, max_bytes = LUASPOA_DICT_DEFAULT_MAX_BYTES;
+    if (luaspoa_check_options(L, 2, "spoa.shared.declare", "max_items, max_bytes")) {
         if (lua_getfield(L, 2, "max_items") != LUA_TNIL) {
             if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
                 return luaL_error(L, "spoa.shared.declare: max_items must be an integer >= 1");
             max_items = lua_tointeger(L, -1);
         }
-        lua_pop(L, 1);
+        if (lua_getfield(L, 2, "max_bytes") != LUA_TNIL) {
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
+                return luaL_error(L, "spoa.shared.declare: max_bytes must be an integer >= 1");
+            max_bytes = lua_tointeger(L, -1);
+        }
+        lua_pop(L, 2);
     }
     int64_t existing = 0;
-    luaspoa_dict *d = luaspoa_dict_declare(name, len, max_items, &existing);
-    if (d == NULL && existing)
+    luaspoa_dict *d = luaspoa_dict_declare(name, len, max_items, max_bytes, &existing);
+    if (d == NULL && existing != max_items)
         return luaL_error(L, "spoa.shared.declare: dict '%s' already declared with max_items = %I "
                              "(this call asks for %I)", name, (lua_Integer)existing, max_items);
+    if (d == NULL && existing)
+        return luaL_error(L, "spoa.shared.declare: dict '%s' already declared with max_bytes = %I "
+                             "(this call asks for %I)", name,
+                          (lua_Integer)luaspoa_dict_max_bytes(luaspoa_dict_find(name, len)), max_bytes);
     if (d == NULL)
         return luaL_error(L, "spoa.shared.declare: out of memory");
     push_dict(L, d);
@@ -337,7 +362,7 @@ void luaspoa_open_shared(lua_State *L) {
         {"add", d_add}, {"safe_add", d_safe_add}, {"replace", d_replace}, {"delete", d_delete},
         {"incr", d_incr}, {"ttl", d_ttl}, {"expire", d_expire}, {"get_keys", d_get_keys},
         {"flush_all", d_flush_all}, {"flush_expired", d_flush_expired}, {"count", d_count},
-        {"capacity", d_capacity}, {NULL, NULL},
+        {"capacity", d_capacity}, {"bytes", d_bytes}, {NULL, NULL},
     };
     luaspoa_new_class(L, LUASPOA_DICT_MT, methods, d_tostring);
 

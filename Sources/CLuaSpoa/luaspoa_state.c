@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "luaspoa_internal.h"
 
@@ -28,6 +31,39 @@ static void *rt_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return p;
 }
 
+/* ---- giving memory back ------------------------------------------------- */
+
+/* A handler that built big strings leaves the state far above its usual size:
+ * Lua frees the garbage only in a later GC cycle (an idle state has none), and
+ * malloc keeps freed memory for reuse, so RSS stays up. Past this growth since
+ * the last collection (and past twice the settled size, beyond what the
+ * incremental GC reaches by itself), luaspoa_reclaim collects and trims. Each
+ * reclaim needs that much new allocation first, which is its rate limit. */
+#define RECLAIM_MIN_GROWTH ((size_t)32 << 20)
+
+static int collect_body(lua_State *L) {
+    lua_gc(L, LUA_GCCOLLECT);
+    return 0;
+}
+
+int luaspoa_reclaim(lua_State *L) {
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    size_t growth = rt->settled > RECLAIM_MIN_GROWTH / 2 ? rt->settled * 2 : RECLAIM_MIN_GROWTH;
+    if (rt->peak - rt->settled <= growth)
+        return 0;
+    /* Finalizers run Lua code: under the state's time budget, in a protected call. */
+    luaspoa_budget_start(&rt->budget, rt->ctx->timeout_ms);
+    lua_pushcfunction(L, collect_body);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
+    luaspoa_budget_stop(&rt->budget);
+    rt->settled = rt->peak = rt->allocated;
+#ifdef __GLIBC__
+    malloc_trim(0);   /* glibc: return free heap pages to the system */
+#endif
+    return 1;
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 static int on_panic(lua_State *L) {
@@ -40,14 +76,14 @@ static int on_panic(lua_State *L) {
 
 /* Message handler: turns any error object into "message\nstack traceback:...". */
 int luaspoa_msgh(lua_State *L) {
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            msg = lua_tostring(L, -1);
-        else
-            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
+    if (lua_tostring(L, 1) != NULL)
+        lua_pushvalue(L, 1);
+    else if (!luaL_callmeta(L, 1, "__tostring") || lua_type(L, -1) != LUA_TSTRING)
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    /* The message stays a Lua string (luaL_traceback's msg would stop at a NUL). */
+    lua_pushliteral(L, "\n");
+    luaL_traceback(L, L, NULL, 1);
+    lua_concat(L, 3);
     return 1;
 }
 
@@ -62,10 +98,20 @@ void luaspoa_copy_error(lua_State *L, int idx, char *buf, size_t cap) {
         msg = "(error object is not a string)";
         len = strlen(msg);
     }
-    if (len >= cap)
-        len = cap - 1;
-    memcpy(buf, msg, len);
-    buf[len] = '\0';
+    /* Callers read buf as a C string: a NUL inside the message becomes "\0" so the
+     * rest of it is not lost. */
+    size_t out = 0;
+    for (size_t i = 0; i < len && out + 1 < cap; i++) {
+        if (msg[i] != '\0') {
+            buf[out++] = msg[i];
+        } else if (out + 2 < cap) {
+            buf[out++] = '\\';
+            buf[out++] = '0';
+        } else {
+            break;
+        }
+    }
+    buf[out] = '\0';
 }
 
 /* ---- logging ------------------------------------------------------------ */
@@ -83,7 +129,7 @@ static int l_log(lua_State *L) {
     if (level < 0)
         return 0; /* spoa.silent */
     if (level > LUASPOA_LOG_DEBUG)
-        return luaL_error(L, "spoa.log: invalid level %d (expected 0..7)", (int)level);
+        return luaL_error(L, "spoa.log: invalid level %I (expected 0..7)", (LUAI_UACINT)level);
     luaspoa_emit_log(L, (int)level, msg, len);
     return 0;
 }
@@ -127,7 +173,7 @@ static void on_warn(void *ud, const char *msg, int tocont) {
     memcpy(rt->warnbuf + rt->warnlen, msg, len);
     rt->warnlen += len;
     if (!tocont) {
-        luaspoa_emit_log(L, LUASPOA_LOG_WARNING, rt->warnbuf, rt->warnlen);
+        luaspoa_emit_log(L, LUASPOA_LOG_LUA_WARNING, rt->warnbuf, rt->warnlen);
         rt->warnlen = 0;
     }
 }
@@ -260,9 +306,33 @@ static int l_register_message(lua_State *L) {
 
 /* ---- state -------------------------------------------------------------- */
 
+typedef struct script {
+    const char *path, *source;   /* source NULL: read the file at path */
+    size_t source_len;
+} script;
+
+/* Loads the script's bytes as luaL_loadfilex would load its file: named
+ * "@path" (errors say path:line), a first line starting with '#' skipped but
+ * counted. */
+static int load_source(lua_State *L, const script *sc) {
+    const char *p = sc->source;
+    size_t len = sc->source_len;
+    lua_pushfstring(L, "@%s", sc->path);
+    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        p += 3, len -= 3;   /* UTF-8 BOM */
+    if (len > 0 && p[0] == '#') {
+        const char *nl = memchr(p, '\n', len);
+        len = nl ? len - (size_t)(nl - p) : 0;   /* keep the newline: line numbers stay */
+        p = nl ? nl : p + len;
+    }
+    int status = luaL_loadbufferx(L, p, len, lua_tostring(L, -1), "t");
+    lua_remove(L, -2);
+    return status;
+}
+
 /* Protected body of luaspoa_newstate: libraries, the spoa table, the script. */
 static int setup_body(lua_State *L) {
-    const char *path = lua_touserdata(L, 1);
+    const script *sc = lua_touserdata(L, 1);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     if (rt->ctx->unsafe_libs)
         luaL_openlibs(L);
@@ -273,7 +343,7 @@ static int setup_body(lua_State *L) {
 
     lua_newtable(L);
     rt->handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushstring(L, path);
+    lua_pushstring(L, sc->path);
     lua_setfield(L, LUA_REGISTRYINDEX, LUASPOA_SCRIPT_PATH_KEY);
     lua_newtable(L);
     rt->opts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -308,7 +378,8 @@ static int setup_body(lua_State *L) {
 
     /* A load failure is returned, not raised: its message already holds
      * path:line (syntax) or the I/O error, and a traceback would only add noise. */
-    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+    if (sc->source == NULL ? luaL_loadfilex(L, sc->path, "t") != LUA_OK
+                           : load_source(L, sc) != LUA_OK)
         return 1;
     rt->loading = 1;
     lua_call(L, 0, 0);
@@ -317,8 +388,9 @@ static int setup_body(lua_State *L) {
     return 0;
 }
 
-lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit,
-                            char *errbuf, size_t errcap) {
+lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, const char *source, size_t source_len,
+                            size_t mem_limit, char *errbuf, size_t errcap) {
+    script sc = {path, source, source_len};
     luaspoa_rt *rt = calloc(1, sizeof *rt);
     if (rt == NULL) {
         snprintf(errbuf, errcap, "cannot allocate the Lua runtime");
@@ -343,7 +415,7 @@ lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit
     lua_atpanic(L, on_panic);
     lua_pushcfunction(L, luaspoa_msgh);
     lua_pushcfunction(L, setup_body);
-    lua_pushlightuserdata(L, (void *)path);
+    lua_pushlightuserdata(L, &sc);
     if (lua_pcall(L, 1, 1, 1) != LUA_OK || !lua_isnil(L, -1)) {
         luaspoa_copy_error(L, -1, errbuf, errcap);
         luaspoa_close(L);

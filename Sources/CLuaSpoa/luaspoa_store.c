@@ -9,7 +9,7 @@
 #include "luaspoa_process.h"
 
 /* Dicts smaller than this keep one shard, so LRU order and capacity are exact;
- * bigger ones split the capacity evenly across SHARDS shards. */
+ * bigger ones split the capacity (items and bytes) evenly across SHARDS shards. */
 #define SHARD_THRESHOLD 4096
 #define SHARDS 16
 
@@ -28,12 +28,13 @@ typedef struct shard {
     entry **buckets;
     size_t nbuckets;              /* power of two */
     size_t count, cap;
+    size_t bytes, max_bytes;      /* keys + values (item_bytes) */
     entry *head, *tail;
 } shard;
 
 struct luaspoa_dict {
     char *name;
-    int64_t max_items;
+    int64_t max_items, max_bytes;
     int nshards;
     shard shards[];
 };
@@ -82,7 +83,13 @@ static int64_t deadline(int64_t ttl_ms, int64_t now) {
     return ttl_ms > 0 ? now + ttl_ms : 0;
 }
 
-static void set_value(entry *e, const luaspoa_sval *v) {
+/* What an item counts against max_bytes: its key and its value. */
+static size_t item_bytes(size_t klen, const luaspoa_sval *v) {
+    return klen + (v->type == LUASPOA_SV_STRING ? v->len : v->type == LUASPOA_SV_NIL ? 0 : sizeof(int64_t));
+}
+
+static void set_value(shard *s, entry *e, const luaspoa_sval *v) {
+    s->bytes -= item_bytes(e->klen, &e->v);
     if (e->v.type == LUASPOA_SV_STRING)
         free((void *)e->v.s);
     e->v = *v;
@@ -94,6 +101,7 @@ static void set_value(entry *e, const luaspoa_sval *v) {
         if (copy == NULL)
             e->v.len = 0;
     }
+    s->bytes += item_bytes(e->klen, &e->v);
 }
 
 static void lru_unlink(shard *s, entry *e) {
@@ -123,6 +131,7 @@ static void remove_entry(shard *s, entry *e) {
     entry **slot = find_slot(s, e->key, e->klen, e->hash);
     *slot = e->hnext;
     lru_unlink(s, e);
+    s->bytes -= item_bytes(e->klen, &e->v);
     if (e->v.type == LUASPOA_SV_STRING)
         free((void *)e->v.s);
     free(e);
@@ -148,24 +157,38 @@ static void grow(shard *s) {
     s->nbuckets = n;
 }
 
-/* Makes room for one item. Expired items at the LRU tail go first; a live one
- * only when `evict` allows it (then *forcible is set). */
-static int make_room(shard *s, int64_t now, int evict, int *forcible) {
-    if (s->count < s->cap)
+/* Whether `slots` more items and `need` more bytes fit. */
+static int fits(const shard *s, size_t slots, size_t need) {
+    return s->count + slots <= s->cap && s->bytes + need <= s->max_bytes;
+}
+
+/* Makes room for `slots` (0 or 1) more items and `need` more bytes, never
+ * removing `keep` (the item being rewritten). Expired items at the LRU tail go
+ * first; live ones only when `evict` allows it (then *forcible is set). The
+ * caller has checked that the item alone fits in max_bytes. */
+static int make_room(shard *s, const entry *keep, size_t slots, size_t need, int64_t now, int evict,
+                     int *forcible) {
+    if (fits(s, slots, need))
         return 1;
-    for (entry *e = s->tail; e && s->count >= s->cap;) {
+    for (entry *e = s->tail; e && !fits(s, slots, need);) {
         entry *prev = e->prev;
-        if (expired(e, now))
+        if (e != keep && expired(e, now))
             remove_entry(s, e);
         e = prev;
     }
-    if (s->count < s->cap)
+    if (fits(s, slots, need))
         return 1;
     if (!evict)
         return 0;
-    remove_entry(s, s->tail);
-    *forcible = 1;
-    return 1;
+    for (entry *e = s->tail; e && !fits(s, slots, need);) {
+        entry *prev = e->prev;
+        if (e != keep) {
+            remove_entry(s, e);
+            *forcible = 1;
+        }
+        e = prev;
+    }
+    return fits(s, slots, need);
 }
 
 static entry *insert(shard *s, const char *key, size_t klen, uint64_t h, entry **slot) {
@@ -176,11 +199,30 @@ static entry *insert(shard *s, const char *key, size_t klen, uint64_t h, entry *
     e->klen = klen;
     e->hash = h;
     e->hnext = NULL;
+    s->bytes += klen;
     *slot = e;
     lru_push_front(s, e);
     if (++s->count > s->nbuckets)
         grow(s);
     return e;
+}
+
+/* Readies *e (the key's entry, or NULL: a new one is inserted) to take a value
+ * making the item new_bytes: most recent in the LRU, room made around it. */
+static int prepare_entry(shard *s, entry **e, const char *key, size_t klen, uint64_t h, size_t new_bytes,
+                         int64_t now, int evict, int *forcible) {
+    if (new_bytes > s->max_bytes)
+        return LUASPOA_SD_TOO_LARGE;
+    size_t now_bytes = *e ? item_bytes(klen, &(*e)->v) : 0;
+    if (*e) {
+        lru_unlink(s, *e);
+        lru_push_front(s, *e);
+    }
+    if (!make_room(s, *e, *e ? 0 : 1, new_bytes > now_bytes ? new_bytes - now_bytes : 0, now, evict, forcible))
+        return LUASPOA_SD_NO_MEMORY;
+    if (*e == NULL && (*e = insert(s, key, klen, h, find_slot(s, key, klen, h))) == NULL)
+        return LUASPOA_SD_NO_MEMORY;
+    return LUASPOA_SD_OK;
 }
 
 /* ---- dicts and the registry ----------------------------------------------- */
@@ -196,7 +238,7 @@ static luaspoa_dict *find_locked(const char *name, size_t len) {
     return NULL;
 }
 
-static luaspoa_dict *new_dict(const char *name, size_t len, int64_t max_items) {
+static luaspoa_dict *new_dict(const char *name, size_t len, int64_t max_items, int64_t max_bytes) {
     int n = max_items >= SHARD_THRESHOLD ? SHARDS : 1;
     luaspoa_dict *d = calloc(1, sizeof *d + n * sizeof(shard));
     char *copy = malloc(len + 1);
@@ -209,6 +251,7 @@ static luaspoa_dict *new_dict(const char *name, size_t len, int64_t max_items) {
     copy[len] = '\0';
     d->name = copy;
     d->max_items = max_items;
+    d->max_bytes = max_bytes;
     d->nshards = n;
     for (int i = 0; i < n; i++) {
         shard *s = &d->shards[i];
@@ -216,15 +259,18 @@ static luaspoa_dict *new_dict(const char *name, size_t len, int64_t max_items) {
         s->nbuckets = 16;
         s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
         s->cap = (size_t)(max_items / n + (i < max_items % n)); /* sums to max_items */
+        s->max_bytes = (size_t)(max_bytes / n + (i < max_bytes % n));
     }
     return d;
 }
 
 luaspoa_dict *luaspoa_dict_declare(const char *name, size_t len, int64_t max_items,
-                                   int64_t *existing_max) {
+                                   int64_t max_bytes, int64_t *existing_max) {
+    if (max_bytes <= 0)
+        max_bytes = LUASPOA_DICT_DEFAULT_MAX_BYTES;
     pthread_mutex_lock(&registry_lock);
     luaspoa_dict *d = find_locked(name, len);
-    if (d && d->max_items != max_items) {
+    if (d && (d->max_items != max_items || d->max_bytes != max_bytes)) {
         *existing_max = d->max_items;
         d = NULL;
     } else if (d == NULL) {
@@ -236,7 +282,7 @@ luaspoa_dict *luaspoa_dict_declare(const char *name, size_t len, int64_t max_ite
                 registry_cap = cap;
             }
         }
-        if (registry_len < registry_cap && (d = new_dict(name, len, max_items)) != NULL)
+        if (registry_len < registry_cap && (d = new_dict(name, len, max_items, max_bytes)) != NULL)
             registry[registry_len++] = d;
         *existing_max = 0;
     }
@@ -253,6 +299,10 @@ luaspoa_dict *luaspoa_dict_find(const char *name, size_t len) {
 
 const char *luaspoa_dict_name(const luaspoa_dict *d) { return d->name; }
 int64_t luaspoa_dict_capacity(const luaspoa_dict *d) { return d->max_items; }
+int64_t luaspoa_dict_max_bytes(const luaspoa_dict *d) { return d->max_bytes; }
+
+/* One item may take a whole shard's bytes: max_bytes, or max_bytes / SHARDS. */
+int64_t luaspoa_dict_max_item_bytes(const luaspoa_dict *d) { return d->max_bytes / d->nshards; }
 
 /* The i-th declared dict, or NULL past the end (metrics walk them; dicts live
  * as long as the process). */
@@ -307,18 +357,10 @@ int luaspoa_dict_store(luaspoa_dict *d, const char *key, size_t klen, const luas
         if (e)
             remove_entry(s, e);
     } else {
-        if (e == NULL) {
-            int evict = mode == LUASPOA_SD_SET || mode == LUASPOA_SD_ADD;
-            if (!make_room(s, now, evict, forcible))
-                rc = LUASPOA_SD_NO_MEMORY;
-            else if ((e = insert(s, key, klen, h, find_slot(s, key, klen, h))) == NULL)
-                rc = LUASPOA_SD_NO_MEMORY;
-        } else {
-            lru_unlink(s, e);
-            lru_push_front(s, e);
-        }
+        int evict = mode == LUASPOA_SD_SET || mode == LUASPOA_SD_ADD;
+        rc = prepare_entry(s, &e, key, klen, h, item_bytes(klen, v), now, evict, forcible);
         if (rc == LUASPOA_SD_OK) {
-            set_value(e, v);
+            set_value(s, e, v);
             e->expires = deadline(ttl_ms, now);
         }
     }
@@ -362,17 +404,10 @@ int luaspoa_dict_incr(luaspoa_dict *d, const char *key, size_t klen, const luasp
     } else if (init == NULL) {
         rc = LUASPOA_SD_NOT_FOUND;
     } else {
-        if (e == NULL) {
-            if (!make_room(s, now, 1, forcible) ||
-                (e = insert(s, key, klen, h, find_slot(s, key, klen, h))) == NULL)
-                rc = LUASPOA_SD_NO_MEMORY;
-        } else {
-            lru_unlink(s, e);
-            lru_push_front(s, e);
-        }
+        luaspoa_sval sum = add_numbers(init, step);
+        rc = prepare_entry(s, &e, key, klen, h, item_bytes(klen, &sum), now, 1, forcible);
         if (rc == LUASPOA_SD_OK) {
-            luaspoa_sval sum = add_numbers(init, step);
-            set_value(e, &sum);
+            set_value(s, e, &sum);
             e->expires = deadline(init_ttl_ms, now);
             *out = sum;
         }
@@ -476,6 +511,16 @@ size_t luaspoa_dict_count(luaspoa_dict *d) {
     for (int i = 0; i < d->nshards; i++) {
         pthread_mutex_lock(&d->shards[i].lock);
         n += d->shards[i].count;
+        pthread_mutex_unlock(&d->shards[i].lock);
+    }
+    return n;
+}
+
+size_t luaspoa_dict_bytes(luaspoa_dict *d) {
+    size_t n = 0;
+    for (int i = 0; i < d->nshards; i++) {
+        pthread_mutex_lock(&d->shards[i].lock);
+        n += d->shards[i].bytes;
         pthread_mutex_unlock(&d->shards[i].lock);
     }
     return n;

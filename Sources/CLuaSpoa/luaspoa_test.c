@@ -307,16 +307,77 @@ static int l_case(lua_State *L) {
     return 0;
 }
 
+/* Pushes "[key]" (or ".key" for identifier-like strings) for a diff path. */
+static void push_key(lua_State *L, int k) {
+    if (lua_type(L, k) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, k);
+        size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789");
+        if (n > 0 && s[n] == '\0' && !(s[0] >= '0' && s[0] <= '9'))
+            lua_pushfstring(L, ".%s", s);
+        else
+            lua_pushfstring(L, "[\"%s\"]", s);
+    } else {
+        lua_pushfstring(L, "[%s]", luaL_tolstring(L, k, NULL));
+        lua_remove(L, -2);
+    }
+}
+
+/* 1 if got and want are equal: equal values (== with __eq), or tables whose keys
+ * and values are deeply equal. Otherwise pushes the path of the first difference,
+ * then the got and want values found there, and returns 0. Depth is bounded so
+ * cyclic tables end (they compare by identity past it). */
+static int deep_equal(lua_State *L, int got, int want, int depth) {
+    if (lua_compare(L, got, want, LUA_OPEQ))
+        return 1;
+    if (!lua_istable(L, got) || !lua_istable(L, want) || depth > 32) {
+        lua_pushliteral(L, "");
+        lua_pushvalue(L, got);
+        lua_pushvalue(L, want);
+        return 0;
+    }
+    luaL_checkstack(L, 8, "T.eq: tables nested too deep");
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: every key of got; pass 1: keys of want missing from got */
+        int from = pass == 0 ? got : want, other = pass == 0 ? want : got;
+        lua_pushnil(L);
+        while (lua_next(L, from) != 0) {
+            int k = lua_gettop(L) - 1;
+            lua_pushvalue(L, k);
+            lua_rawget(L, other);
+            if (pass == 1 && !lua_isnil(L, -1)) {
+                lua_pop(L, 2);
+                continue;
+            }
+            int g = pass == 0 ? k + 1 : k + 2, w = pass == 0 ? k + 2 : k + 1;
+            if (!deep_equal(L, g, w, depth + 1)) {
+                /* stack: k, v1, v2, path, got, want -> path', got, want */
+                push_key(L, k);
+                lua_pushvalue(L, -4);
+                lua_concat(L, 2);
+                lua_replace(L, -4);
+                lua_rotate(L, k, -3);
+                lua_settop(L, k + 2);
+                return 0;
+            }
+            lua_pop(L, 2);
+        }
+    }
+    return 1;
+}
+
 static int l_eq(lua_State *L) {
     lua_settop(L, 3);
-    if (lua_compare(L, 1, 2, LUA_OPEQ))
+    if (deep_equal(L, 1, 2, 0))
         return 0;
+    /* 4: path of the difference ("" at the top), 5: got there, 6: want there */
     luaL_where(L, 1);
-    const char *got = luaL_tolstring(L, 1, NULL);
-    const char *want = luaL_tolstring(L, 2, NULL);
-    lua_pushfstring(L, "%s%s%sexpected %s (%s), got %s (%s)", lua_tostring(L, 4),
+    const char *got = luaL_tolstring(L, 5, NULL);
+    const char *want = luaL_tolstring(L, 6, NULL);
+    const char *path = lua_tostring(L, 4);
+    lua_pushfstring(L, "%s%s%s%s%s%sexpected %s (%s), got %s (%s)", lua_tostring(L, 7),
                     lua_isnil(L, 3) ? "" : luaL_tolstring(L, 3, NULL), lua_isnil(L, 3) ? "" : ": ",
-                    want, luaL_typename(L, 2), got, luaL_typename(L, 1));
+                    *path ? "at " : "", path, *path ? ": " : "",
+                    want, luaL_typename(L, 6), got, luaL_typename(L, 5));
     return lua_error(L);
 }
 

@@ -20,7 +20,7 @@ enum { T_FALSE = 'F', T_TRUE = 'T', T_INT = 'i', T_FLOAT = 'f', T_STRING = 's', 
 
 static luaspoa_dict *txstore(lua_State *L, int64_t max_items) {
     int64_t existing = 0;
-    luaspoa_dict *d = luaspoa_dict_declare(TXSTORE_NAME, strlen(TXSTORE_NAME), max_items, &existing);
+    luaspoa_dict *d = luaspoa_dict_declare(TXSTORE_NAME, strlen(TXSTORE_NAME), max_items, 0, &existing);
     if (d == NULL && existing)
         d = luaspoa_dict_find(TXSTORE_NAME, strlen(TXSTORE_NAME));
     if (d == NULL)
@@ -111,7 +111,7 @@ static const char *check_key(lua_State *L, size_t *len) {
 }
 
 /* spoa.txstore.set(key, value [, ttl_seconds = 60]); nil deletes. Returns true,
- * or false and "no memory". */
+ * or false and "too large" (over the store's share of max_bytes) or "no memory". */
 static int l_set(lua_State *L) {
     size_t klen;
     check_key(L, &klen);
@@ -139,7 +139,7 @@ static int l_set(lua_State *L) {
     int rc = luaspoa_dict_store(txstore(L, TXSTORE_DEFAULT_MAX), k, len, &v, ttl_ms, LUASPOA_SD_SET, &forcible);
     lua_pushboolean(L, rc == LUASPOA_SD_OK);
     if (rc == LUASPOA_SD_OK) return 1;
-    lua_pushstring(L, "no memory");
+    lua_pushstring(L, rc == LUASPOA_SD_TOO_LARGE ? "too large" : "no memory");
     return 2;
 }
 
@@ -233,7 +233,7 @@ static int l_declare(lua_State *L) {
         lua_pop(L, 1);
     }
     int64_t existing = 0;
-    if (luaspoa_dict_declare(TXSTORE_NAME, strlen(TXSTORE_NAME), max_items, &existing) == NULL && existing)
+    if (luaspoa_dict_declare(TXSTORE_NAME, strlen(TXSTORE_NAME), max_items, 0, &existing) == NULL && existing)
         return luaL_error(L, "spoa.txstore.declare: already declared with max_items = %I", (lua_Integer)existing);
     return 0;
 }

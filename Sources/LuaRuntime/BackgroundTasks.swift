@@ -115,6 +115,7 @@ public final class BackgroundTasks: @unchecked Sendable {
             }
             return status
         }
+        luaspoa_reclaim(state.L)
         condition.lock()
         counters.runs += 1
         if status == LUASPOA_ERROR { counters.failures += 1 }

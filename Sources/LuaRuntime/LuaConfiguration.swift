@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// How every worker's Lua state is built: the script and its limits. The same
 /// value builds the states at start and again on each reload.
 public struct LuaConfiguration: Sendable {
@@ -18,8 +24,30 @@ public struct LuaConfiguration: Sendable {
     /// then checked against HAProxy's 63-byte limit.
     public var varPrefix: String?
 
+    /// The script's bytes, read once by `readScript()` so every state of a start
+    /// or reload runs the same version; nil: each state reads `scriptPath`.
+    public var scriptSource: [UInt8]?
+
     public init(scriptPath: String, workerCount: Int) {
         self.scriptPath = scriptPath
         self.workerCount = workerCount
+    }
+
+    /// Reads the script file into `scriptSource` (again on every call: each reload
+    /// picks up the file as it is now).
+    public mutating func readScript() throws(LuaScriptError) {
+        guard let file = fopen(scriptPath, "rb") else {
+            throw LuaScriptError(scriptPath: scriptPath, message: "cannot open \(scriptPath): \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var source: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while case let count = fread(&chunk, 1, chunk.count, file), count > 0 {
+            source += chunk[..<count]
+        }
+        guard ferror(file) == 0 else {
+            throw LuaScriptError(scriptPath: scriptPath, message: "cannot read \(scriptPath): \(String(cString: strerror(errno)))")
+        }
+        scriptSource = source
     }
 }

@@ -29,17 +29,29 @@ public actor LuaReloader {
         background?.stop()
     }
 
+    /// The background state and one state per worker for `generation`, all from
+    /// one read of the script file: a file changing during the reload cannot
+    /// leave states on different versions.
+    static func prepare(
+        _ configuration: LuaConfiguration, generation: Int, logger: Logger
+    ) throws -> (background: BackgroundTasks, workers: [LuaWorker.PreparedState]) {
+        var configuration = configuration
+        try configuration.readScript()
+        let background = try BackgroundTasks(configuration: configuration, generation: generation, logger: logger)
+        let workers = try (0..<configuration.workerCount).map { index in
+            try LuaWorker.prepare(configuration, workerIndex: index + 1, generation: generation, logger: logger)
+        }
+        return (background, workers)
+    }
+
     /// Returns whether the new script is now serving.
     @discardableResult
     public func reload() async -> Bool {
         let next = generation + 1
-        var prepared: [LuaWorker.PreparedState] = []
+        let prepared: [LuaWorker.PreparedState]
         let newBackground: BackgroundTasks
         do {
-            newBackground = try BackgroundTasks(configuration: configuration, generation: next, logger: logger)
-            for index in 0..<configuration.workerCount {
-                prepared.append(try LuaWorker.prepare(configuration, workerIndex: index + 1, generation: next, logger: logger))
-            }
+            (newBackground, prepared) = try Self.prepare(configuration, generation: next, logger: logger)
         } catch {
             logger.error("reload failed, generation \(generation) keeps serving: \(error)")
             reloadsFailed.increment()

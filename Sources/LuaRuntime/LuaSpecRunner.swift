@@ -32,8 +32,16 @@ public final class LuaSpecRunner {
         worker = try LuaWorker(configuration: configuration, workerIndex: 1, logger: logger)
     }
 
-    /// Runs one spec file; returns its cases in order. Throws when the file itself
-    /// cannot load or raises outside a case.
+    /// A spec file that failed to load or raised outside a case, with the cases
+    /// that ran before it did.
+    public struct SpecFileError: Error, CustomStringConvertible {
+        public var cases: [CaseResult]
+        public var error: LuaScriptError
+        public var description: String { "\(error)" }
+    }
+
+    /// Runs one spec file; returns its cases in order. Throws a `SpecFileError` when
+    /// the file itself cannot load or raises outside a case.
     public func run(specPath: String) throws -> [CaseResult] {
         results = []
         var hooks = luaspoa_test_hooks()
@@ -72,7 +80,7 @@ public final class LuaSpecRunner {
                 return status == 0 ? nil : String(cString: buffer.baseAddress!)
             }
         }
-        if let error { throw LuaScriptError(scriptPath: specPath, luaError: error) }
+        if let error { throw SpecFileError(cases: results, error: LuaScriptError(scriptPath: specPath, luaError: error)) }
         return results
     }
 
@@ -85,6 +93,11 @@ public final class LuaSpecRunner {
         errorLength.pointee = 0
         do {
             let trip = try worker.roundTrip([(name, arguments)], streamID: streamID, frameID: frameID)
+            // An empty ACK would look like "the handler chose no action": fail the case instead.
+            if trip.unhandled {
+                error.pointee = errorBytes.set(Array("no handler registered for message '\(name)'".utf8), length: errorLength)
+                return nil
+            }
             if let message = trip.error { error.pointee = errorBytes.set(Array(message.utf8), length: errorLength) }
             return ackBytes.set(Array(trip.payload.readableBytesView), length: length)
         } catch let failure {

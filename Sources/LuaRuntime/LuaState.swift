@@ -4,6 +4,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Logging
 import NIOCore
 import SpopEngine
@@ -19,24 +20,43 @@ final class LuaBridge {
     /// The state's C context, so callbacks can report details (max-frame-size).
     var ctx: UnsafeMutablePointer<luaspoa_ctx>?
 
+    /// Lua warnings (errors in `__gc`) can come once per collected object.
+    private var warnings = ErrorLogLimiter()
+
+    /// Longest message logged from Lua; the rest is dropped and counted.
+    static let maxLogBytes = 4096
+
     init(logger: Logger) {
         self.logger = logger
     }
 
-    func log(level: Int32, _ text: String) {
+    func log(level: Int32, _ bytes: UnsafeRawBufferPointer) {
+        let text = Self.capped(bytes)
+        var metadata: Logger.Metadata = [:]
+        if level == Int32(LUASPOA_LOG_LUA_WARNING) {
+            let now = UInt64(DispatchTime.now().uptimeNanoseconds)
+            guard case .log(let suppressed) = warnings.decide(message: "warn", error: text, now: now) else { return }
+            if suppressed > 0 { metadata["lua.suppressed"] = "\(suppressed)" }
+        }
+        if let currentMessage { metadata["lua.message"] = "\(String(buffer: currentMessage))" }
         let level: Logger.Level = switch level {
         case ...2: .critical
         case 3: .error
-        case 4: .warning
+        case 4, Int32(LUASPOA_LOG_LUA_WARNING): .warning
         case 5: .notice
         case 6: .info
         default: .debug
         }
-        if let currentMessage {
-            logger.log(level: level, "\(text)", metadata: ["lua.message": "\(String(buffer: currentMessage))"])
-        } else {
-            logger.log(level: level, "\(text)")
-        }
+        logger.log(level: level, "\(text)", metadata: metadata.isEmpty ? nil : metadata)
+    }
+
+    /// The text of `bytes`, cut at `maxLogBytes` (on a UTF-8 character boundary)
+    /// with "... (N bytes truncated)".
+    static func capped(_ bytes: UnsafeRawBufferPointer) -> String {
+        guard bytes.count > maxLogBytes else { return String(decoding: bytes, as: UTF8.self) }
+        var end = maxLogBytes
+        while end > 0, bytes[end] & 0xC0 == 0x80 { end -= 1 }
+        return String(decoding: bytes[..<end], as: UTF8.self) + "... (\(bytes.count - end) bytes truncated)"
     }
 }
 
@@ -102,13 +122,22 @@ final class LuaState {
         }
         ctx.pointee.log = { ud, level, text, length in
             let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
-            let bytes = UnsafeRawBufferPointer(start: text, count: length)
-            bridge.log(level: level, String(decoding: bytes, as: UTF8.self))
+            bridge.log(level: level, UnsafeRawBufferPointer(start: text, count: length))
         }
         var state: OpaquePointer?
         let error = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Self.errorCapacity) { buffer in
             buffer[0] = 0
-            state = luaspoa_newstate(ctx, scriptPath, max(memoryLimit, 0), buffer.baseAddress, buffer.count)
+            let load = { [ctx] (source: UnsafePointer<CChar>?, length: Int) in
+                luaspoa_newstate(ctx, scriptPath, source, length, max(memoryLimit, 0), buffer.baseAddress, buffer.count)
+            }
+            if let source = configuration.scriptSource {
+                // A non-NULL pointer even for an empty script: NULL means "read the file".
+                state = source.isEmpty ? load("", 0) : source.withUnsafeBufferPointer { bytes in
+                    bytes.withMemoryRebound(to: CChar.self) { load($0.baseAddress, $0.count) }
+                }
+            } else {
+                state = load(nil, 0)
+            }
             return state == nil ? String(cString: buffer.baseAddress!) : nil
         }
         guard let state else {

@@ -10,6 +10,8 @@ extension LuaWorker {
         public var actions: [SpoaAction]
         /// The first handler error of this NOTIFY, if any.
         public var error: String?
+        /// Whether some message of this NOTIFY had no registered handler.
+        public var unhandled: Bool
     }
 
     /// Encodes a NOTIFY frame as HAProxy does, decodes it and handles it exactly as
@@ -23,12 +25,13 @@ extension LuaWorker {
         NotifyFrame.write(streamID: streamID, frameID: frameID, messages: messages, to: &frame)
         let notify = try NotifyFrame(decoding: frame, maxFrameSize: maxFrameSize)
         var ack = AckWriter(streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize, buffer: ByteBuffer())
-        let errorsBefore = handlerErrors
+        let errorsBefore = handlerErrors, unhandledBefore = unhandledMessages
         handle(notify, connection: SpoaConnectionInfo(engineID: "luaspoa-test"), ack: &ack)
         let reply = try RawFrame(decoding: ack.finish(), maxFrameSize: maxFrameSize)
         guard reply.header.type == .ack else { throw SpopDecodingError("the worker did not answer with an ACK") }
         return RoundTrip(payload: reply.payload, actions: try SpoaAction.decodeList(reply.payload),
-                         error: handlerErrors > errorsBefore ? lastError : nil)
+                         error: handlerErrors > errorsBefore ? lastError : nil,
+                         unhandled: unhandledMessages > unhandledBefore)
     }
 }
 

@@ -119,6 +119,7 @@ public final class LuaWorker: SpoaWorker {
         state.withEngineID(connection.engineID) {
             handleFrame(notify, ack: &ack)
         }
+        luaspoa_reclaim(state.L)  // memory of a heavy handler goes back to the system
     }
 
     private func handleFrame(_ notify: NotifyFrame, ack: inout AckWriter) {

@@ -16,7 +16,9 @@ public struct SharedDictionary: @unchecked Sendable {
 
     public enum Failure: Error, Equatable {
         case notFound, exists, noMemory, notANumber
-        /// The dict already exists with another capacity.
+        /// The item alone is larger than `maxItemBytes`.
+        case tooLarge
+        /// The dict already exists with another capacity (items or bytes).
         case conflict(existingMaxItems: Int64)
 
         init?(_ code: Int32) {
@@ -25,6 +27,7 @@ public struct SharedDictionary: @unchecked Sendable {
             case LUASPOA_SD_EXISTS: self = .exists
             case LUASPOA_SD_NO_MEMORY: self = .noMemory
             case LUASPOA_SD_NOT_A_NUMBER: self = .notANumber
+            case LUASPOA_SD_TOO_LARGE: self = .tooLarge
             default: return nil
             }
         }
@@ -34,10 +37,13 @@ public struct SharedDictionary: @unchecked Sendable {
         case set = 0, safeSet = 1, add = 2, safeAdd = 3, replace = 4
     }
 
+    /// Keys + values a dict holds unless declared with `maxBytes`.
+    public static let defaultMaxBytes = Int64(LUASPOA_DICT_DEFAULT_MAX_BYTES)
+
     /// Returns the dict `name`, creating it on first use (same rules as `spoa.shared.declare`).
-    public static func declare(_ name: String, maxItems: Int64) throws(Failure) -> SharedDictionary {
+    public static func declare(_ name: String, maxItems: Int64, maxBytes: Int64 = defaultMaxBytes) throws(Failure) -> SharedDictionary {
         var existing: Int64 = 0
-        let handle = luaspoa_dict_declare(name, name.utf8.count, maxItems, &existing)
+        let handle = luaspoa_dict_declare(name, name.utf8.count, maxItems, maxBytes, &existing)
         guard let handle else { throw .conflict(existingMaxItems: existing) }
         return SharedDictionary(handle: handle)
     }
@@ -51,6 +57,11 @@ public struct SharedDictionary: @unchecked Sendable {
 
     public var capacity: Int64 { luaspoa_dict_capacity(handle) }
     public var count: Int { luaspoa_dict_count(handle) }
+    public var maxBytes: Int64 { luaspoa_dict_max_bytes(handle) }
+    /// The largest item (key + value) a store accepts.
+    public var maxItemBytes: Int64 { luaspoa_dict_max_item_bytes(handle) }
+    /// Bytes of keys and values held (what `maxBytes` bounds).
+    public var bytes: Int { luaspoa_dict_bytes(handle) }
 
     public func get(_ key: String) -> SharedValue? {
         var out = luaspoa_sval()

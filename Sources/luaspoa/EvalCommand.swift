@@ -17,7 +17,8 @@ struct EvalCommand: ParsableCommand {
             Example:
               luaspoa eval scripts/ip_reputation.lua --message check-client-ip --arg ip=ipv4:127.0.0.1
               set-var(sess.ip_score) uint32:100
-            Exit status: 0, or 1 when the handler failed (its on_error actions are printed).
+            Exit status: 0, or 1 when the handler failed (its on_error actions are printed)
+            or no handler is registered for the message.
             """)
 
     @Argument(help: "The Lua agent script.")
@@ -39,8 +40,8 @@ struct EvalCommand: ParsableCommand {
             throw ScriptError(message: "\(error)")
         }
         let trip = try worker.roundTrip(messages)
-        if worker.unhandledMessages > 0 {
-            FileHandle.standardError.write(Data("no handler registered for message '\(message.message)'\n".utf8))
+        if trip.unhandled {
+            throw ScriptError(message: "no handler registered for message '\(message.message)' in \(script)")
         }
         for action in trip.actions { print(action) }
         if trip.error != nil { throw ExitCode.failure }

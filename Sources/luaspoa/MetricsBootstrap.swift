@@ -19,12 +19,14 @@ enum MetricsBootstrap {
         return registry
     }
 
-    /// Gauges read at scrape time: items and capacity of each shared dict.
+    /// Gauges read at scrape time: items, bytes and limits of each shared dict.
     static func refreshSharedDicts() {
         for dict in SharedDictionary.all {
             let dimensions = [("dict", dict.name)]
             Gauge(label: "luaspoa_shared_dict_items", dimensions: dimensions).record(dict.count)
             Gauge(label: "luaspoa_shared_dict_capacity", dimensions: dimensions).record(dict.capacity)
+            Gauge(label: "luaspoa_shared_dict_bytes", dimensions: dimensions).record(dict.bytes)
+            Gauge(label: "luaspoa_shared_dict_max_bytes", dimensions: dimensions).record(dict.maxBytes)
         }
     }
 }

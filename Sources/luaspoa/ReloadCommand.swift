@@ -13,7 +13,8 @@ struct ReloadCommand: ParsableCommand {
         discussion: """
             The agent loads the script into fresh states for every worker and swaps them in
             between frames only if all of them loaded; otherwise it keeps the running script
-            and logs the error (file:line). Equivalent to `kill -HUP $(cat FILE)`.
+            and logs the error (file:line). Like `kill -HUP $(cat FILE)`, but it first checks
+            that the process is luaspoa, so a stale PID file does not signal another program.
             """
     )
 
@@ -22,6 +23,7 @@ struct ReloadCommand: ParsableCommand {
 
     func run() throws {
         let pid = try PIDFile.read(pidFile)
+        try PIDFile.checkIsLuaspoa(pid, from: pidFile)
         guard kill(pid, SIGHUP) == 0 else {
             throw PIDFileError(message: "cannot signal process \(pid) from \(pidFile): \(String(cString: strerror(errno)))")
         }

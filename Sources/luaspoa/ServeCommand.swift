@@ -105,11 +105,13 @@ struct ServeCommand: AsyncParsableCommand {
         logFormat.bootstrap(level: logLevel)
         let registry = metrics.map { _ in MetricsBootstrap.start() }
         let logger = Logger(label: "luaspoa")
-        let lua = lua.configuration(script: script, workers: workers, varPrefix: varPrefix)
+        var lua = lua.configuration(script: script, workers: workers, varPrefix: varPrefix)
         // The background state (spoa.worker 0) loads first: a script that cannot
-        // load fails here, before serving. It runs the script's tasks.
+        // load fails here, before serving. It runs the script's tasks. Every state
+        // loads the bytes read here, so all of them run the same version.
         let background: BackgroundTasks
         do {
+            try lua.readScript()
             background = try BackgroundTasks(configuration: lua, generation: 0, logger: logger)
         } catch {
             throw ScriptError(message: "\(error)")
@@ -126,7 +128,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.asyncAck = asyncAck
         configuration.busyPoll = .microseconds(Int64(busyPoll))
         let withMetrics = registry != nil
-        let server = try SpopServer(configuration: configuration, logger: logger) { index in
+        let server = try SpopServer(configuration: configuration, logger: logger) { [lua] index in
             let worker = try LuaWorker(configuration: lua, workerIndex: index + 1, logger: logger)
             if withMetrics { worker.metrics = MessageMetrics(worker: index + 1) }
             return worker

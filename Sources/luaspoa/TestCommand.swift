@@ -34,13 +34,13 @@ struct TestCommand: ParsableCommand {
         }
         var passed = 0, failed = 0
         for spec in specs {
-            let results: [LuaSpecRunner.CaseResult]
+            var results: [LuaSpecRunner.CaseResult]
+            var fileError: LuaSpecRunner.SpecFileError?
             do {
                 results = try runner.run(specPath: spec)
-            } catch {
-                print("not ok - \(spec): \(error)")
-                failed += 1
-                continue
+            } catch let error as LuaSpecRunner.SpecFileError {
+                results = error.cases
+                fileError = error
             }
             for result in results {
                 let number = passed + failed + 1
@@ -51,6 +51,10 @@ struct TestCommand: ParsableCommand {
                     failed += 1
                     print("not ok \(number) - \(result.name): \(result.error ?? "failed")")
                 }
+            }
+            if let fileError {
+                print("not ok - \(spec): \(fileError)")
+                failed += 1
             }
         }
         print("\(passed) passed, \(failed) failed")

@@ -58,6 +58,17 @@ final class CLITests: E2ETestCase {
         XCTAssertTrue(log.contains("raises.lua:2:"), log)
     }
 
+    func testAUnixSocketPathThatIsARegularFileIsNamed() throws {
+        let script = tempDir.appendingPathComponent("ok.lua")
+        try "spoa.register_message('m', function() end)\n".write(to: script, atomically: true, encoding: .utf8)
+        let path = tempDir.appendingPathComponent("not-a-socket").path
+        try "keep me\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let (status, log) = try runToExit(["--script", script.path, "--listen", "unix:\(path)"], name: "unix-file")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(log.contains("\(path) exists and is not a socket"), log)
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "keep me\n", "the file is left alone")
+    }
+
     func testSigtermStopsCleanlyWithOpenConnections() throws {
         let (agent, port) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "term",
                                            extraArgs: ["--workers", "3", "--log-level", "trace"])

@@ -93,6 +93,9 @@ final class OperationsTests: E2ETestCase {
         XCTAssertEqual(total(m, "luaspoa_handler_duration_seconds_count", "ok"), 12)
         XCTAssertEqual(m[#"luaspoa_shared_dict_items{dict="seen"}"#], 12)
         XCTAssertEqual(m[#"luaspoa_shared_dict_capacity{dict="seen"}"#], 1000)
+        // Keys "0"..."11" (14 bytes) and 12 booleans (8 bytes each).
+        XCTAssertEqual(m[#"luaspoa_shared_dict_bytes{dict="seen"}"#], 14 + 12 * 8)
+        XCTAssertEqual(m[#"luaspoa_shared_dict_max_bytes{dict="seen"}"#], 64 * 1024 * 1024)
 
         // Reloads: one good (SIGHUP), counted once it is installed.
         kill(agent.process.processIdentifier, SIGHUP)

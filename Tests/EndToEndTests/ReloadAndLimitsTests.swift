@@ -107,6 +107,29 @@ final class ReloadAndLimitsTests: E2ETestCase {
         XCTAssertEqual(try httpGet(port: web).header("X-V-version"), "good")
     }
 
+    /// Handlers that build 64 MB strings leave hundreds of MB of garbage and freed
+    /// heap behind; after them, the idle agent's RSS comes back near its baseline.
+    func testMemoryGoesBackToTheSystemAfterHeavyHandlers() throws {
+        let (agent, port) = try startAgent(script: """
+            spoa.register_message("big", function(txn)
+              local parts = {}
+              for i = 1, 65536 do parts[i] = string.rep(string.char(65 + i % 26), 1024) end
+              txn:set_var("txn.len", #table.concat(parts))
+            end)
+            """, extraArgs: ["--workers", "1"])
+        let pid = agent.process.processIdentifier
+        let c = try TCPConn(port: port)
+        _ = try c.handshake(haproxyHello(capabilities: "pipelining"))
+        for frame in 1...4 {
+            c.send(notifyFrame(streamID: 1, frameID: UInt64(frame), [SpopMessage(name: "big", args: [])]))
+            let ack = try c.expectFrame(timeout: 30, "ACK")
+            XCTAssertEqual(actionMap(try ack.actions())["txn.len"], .int64(64 << 20), agent.logTail())
+        }
+        usleep(200_000)
+        let rss = try XCTUnwrap(residentKilobytes(pid: pid))
+        XCTAssertLessThan(rss, 100_000, "VmRSS \(rss) kB after the heavy handlers")
+    }
+
     func testRunawayHandlerAnswersWithinItsBudget() throws {
         _ = try requireHAProxy()
         let (agent, agentPort) = try startAgent(script: """

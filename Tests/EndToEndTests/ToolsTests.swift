@@ -85,6 +85,41 @@ final class ToolsTests: E2ETestCase {
         XCTAssertTrue(bad.output.contains("'big' is not a valid int32"), bad.output)
     }
 
+    func testEvalOfAMessageWithNoHandlerExitsNonZero() throws {
+        let path = try write(Self.script, "nohandler.lua")
+        let r = try luaspoa(["eval", path, "--message", "ehco"], name: "eval-nohandler")
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("no handler registered for message 'ehco'"), r.output)
+    }
+
+    func testASpecErrorOutsideACaseStillReportsTheCasesThatRan() throws {
+        let script = try write(Self.script, "agent.lua")
+        let spec = try write("""
+            local T = spoa.test
+            T.case("ran", function() T.eq(1, 1) end)
+            T.case("also ran", function() T.eq(1, 1) end)
+            error("setup broke")
+            """, "late_spec.lua")
+        let r = try luaspoa(["test", script, spec], name: "test-late-error")
+        XCTAssertEqual(r.status, 1, r.output)
+        let lines = r.output.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains("ok 1 - ran") && lines.contains("ok 2 - also ran"), r.output)
+        XCTAssertTrue(r.output.contains("late_spec.lua:4: setup broke"), r.output)
+        XCTAssertEqual(lines.last, "2 passed, 1 failed", r.output)
+    }
+
+    func testReloadRefusesToSignalAProcessThatIsNotLuaspoa() throws {
+        let sleeper = try ManagedProcess(name: "sleeper", executable: "/bin/sleep", arguments: ["30"], logDir: tempDir)
+        children.append(sleeper)
+        let pidFile = try write("\(sleeper.process.processIdentifier)\n", "stale.pid")
+        let r = try luaspoa(["reload", "--pid-file", pidFile], name: "reload-stale")
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("process \(sleeper.process.processIdentifier) from \(pidFile) is 'sleep', not luaspoa"),
+                      r.output)
+        usleep(100_000)
+        XCTAssertTrue(sleeper.isRunning, "the sleep was signalled: \(r.output)")
+    }
+
     static let spec = """
         local T = spoa.test
         T.case("wire types come from the ACK bytes", function()

@@ -30,6 +30,37 @@ final class ErrorTests: XCTestCase {
         XCTAssertEqual(try harness.actions([("m3", [])]), [.setVar(.transaction, "c", .int64(3))])
     }
 
+    func testFailingFinalizersLogOneRateLimitedWarning() throws {
+        let harness = try Harness("""
+            local mt = { __gc = function() error("finalizer broke") end }
+            spoa.register_message("m", function()
+              for i = 1, 1000 do setmetatable({}, mt) end
+              collectgarbage()
+            end)
+            """)
+        _ = try harness.actions([("m", [])])
+        _ = try harness.actions([("m", [])])
+        let warnings = harness.logs.entries.filter { $0.message.contains("finalizer broke") }
+        XCTAssertEqual(warnings.count, 1, "\(warnings.prefix(3))")
+        XCTAssertEqual(warnings.first?.level, .warning)
+        XCTAssertTrue(warnings.first?.message.hasPrefix("error in __gc") ?? false, "\(warnings)")
+    }
+
+    func testLogLinesFromLuaAreCappedAndKeepTheirBytes() throws {
+        let harness = try Harness("""
+            spoa.register_message("big", function() spoa.log(spoa.info, string.rep("x", 100000)) end)
+            spoa.register_message("level", function() spoa.log(1e18, "x") end)
+            spoa.register_message("nul", function() error("before\\0after") end)
+            """)
+        _ = try harness.actions([("big", []), ("level", []), ("nul", [])])
+        let big = try XCTUnwrap(harness.logs.entries.first { $0.level == .info }).message
+        XCTAssertEqual(big, String(repeating: "x", count: 4096) + "... (95904 bytes truncated)")
+        let errors = harness.errorLogs.map(\.message)
+        XCTAssertEqual(errors.count, 2, "\(errors)")
+        XCTAssertTrue(errors.contains { $0.hasSuffix("invalid level 1000000000000000000 (expected 0..7)") }, "\(errors)")
+        XCTAssertTrue(errors.contains { $0.hasSuffix("script.lua:3: before\\0after") }, "\(errors)")
+    }
+
     func testBadReturnTableRollsBackTheImperativeActionsToo() throws {
         let harness = try Harness("""
             spoa.register_message("float", function(txn)

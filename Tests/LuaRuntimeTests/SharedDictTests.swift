@@ -129,6 +129,51 @@ final class SharedDictTests: XCTestCase {
         XCTAssertEqual(try run(h), "true,nil,true|1,nil,3,4|false,no memory|false,no memory|true,nil|3,3")
     }
 
+    func testMaxBytesEvictsByBytesAndRefusesAnItemLargerThanIt() throws {
+        let h = try Harness("""
+            local d = spoa.shared.declare("\(dict)", { max_items = 100, max_bytes = 100 })
+            local function show(...)
+              local out = {}
+              for i = 1, select("#", ...) do out[i] = tostring((select(i, ...))) end
+              return table.concat(out, ",")
+            end
+            spoa.register_message("run", function(txn)
+            local r = show(d:set("a", string.rep("x", 39)))      -- 40 bytes
+            r = r .. "|" .. show(d:set("b", string.rep("x", 39))) -- 80
+            d:get("a")                                            -- b is now the least recent
+            r = r .. "|" .. show(d:set("c", string.rep("x", 39))) -- 120 > 100: evicts b
+            r = r .. "|" .. show(d:get("a") ~= nil, d:get("b"), d:get("c") ~= nil, d:bytes())
+            r = r .. "|" .. show(d:set("big", string.rep("x", 98)))   -- 101 bytes alone
+            r = r .. "|" .. show(d:safe_set("c", string.rep("x", 59)))  -- 60 + 40 fits, no eviction
+            r = r .. "|" .. show(d:safe_set("c", string.rep("x", 60)))  -- 61 + 40 does not
+            d:set("c", nil)
+            txn:set_var("txn.r", r .. "|" .. show(d:count(), d:bytes()))
+            end)
+            """)
+        XCTAssertEqual(try run(h), "true,nil,false|true,nil,false|true,nil,true|true,nil,true,80,100"
+                       + "|false,too large: this dict stores at most 100 bytes per item (key + value, max_bytes),false"
+                       + "|true,nil|false,no memory|1,40,100")
+        XCTAssertThrowsError(try Harness("spoa.shared.declare('\(dict)', { max_items = 100, max_bytes = 5 })")) { error in
+            XCTAssertTrue("\(error)".contains("dict '\(dict)' already declared with max_bytes = 100 (this call asks for 5)"), "\(error)")
+        }
+        XCTAssertThrowsError(try Harness("spoa.shared.declare('x_bytes', { max_bytes = 0 })")) { error in
+            XCTAssertTrue("\(error)".contains("max_bytes must be an integer >= 1"), "\(error)")
+        }
+    }
+
+    func testTheDefaultByteLimitBoundsWhatADictHolds() throws {
+        let d = try SharedDictionary.declare("store_bytes_default", maxItems: 1000)
+        XCTAssertEqual(d.maxBytes, 64 << 20)
+        let megabyte = String(repeating: "v", count: 1 << 20)
+        for i in 0..<100 { try d.store("k\(i)", .string(megabyte)) }
+        XCTAssertLessThanOrEqual(d.bytes, 64 << 20)
+        XCTAssertEqual(d.count, 63, "64 MiB hold 63 items of 1 MiB + key")
+        XCTAssertThrowsError(try d.store("huge", .string(String(repeating: "v", count: 64 << 20)))) { error in
+            XCTAssertEqual(error as? SharedDictionary.Failure, .tooLarge)
+        }
+        XCTAssertNil(d.get("huge"))
+    }
+
     func testGetKeysAndFlushAll() throws {
         let h = try worker("""
             for i = 1, 5 do d:set("k" .. i, i) end
@@ -147,8 +192,8 @@ final class SharedDictTests: XCTestCase {
         XCTAssertThrowsError(try worker("return 1", maxItems: 7)) { error in
             XCTAssertTrue("\(error)".contains("dict '\(dict)' already declared with max_items = 100 (this call asks for 7)"), "\(error)")
         }
-        XCTAssertThrowsError(try Harness("spoa.shared.declare('x_opts', { max_bytes = 1 })")) { error in
-            XCTAssertTrue("\(error)".contains("unknown option 'max_bytes' (supported: max_items)"), "\(error)")
+        XCTAssertThrowsError(try Harness("spoa.shared.declare('x_opts', { size = 1 })")) { error in
+            XCTAssertTrue("\(error)".contains("unknown option 'size' (supported: max_items, max_bytes)"), "\(error)")
         }
         let undeclared = try worker("return spoa.shared.never_declared")
         XCTAssertNil(try run(undeclared))

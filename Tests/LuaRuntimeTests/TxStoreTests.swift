@@ -87,4 +87,14 @@ final class TxStoreTests: XCTestCase {
             XCTAssertTrue(error.contains(expected), "\(what): \(error)")
         }
     }
+
+    func testAnEntryLargerThanItsShareOfMaxBytesIsRefusedAsTooLarge() throws {
+        let h = try Harness("""
+            spoa.register_message("big", function(txn)
+              local ok, err = spoa.txstore.set("big", string.rep("x", 5 * 1024 * 1024))
+              txn:set_var("txn.r", tostring(ok) .. "," .. tostring(err))
+            end)
+            """)
+        XCTAssertEqual(try h.vars("big")["txn.r"]?.text, "false,too large")
+    }
 }

@@ -43,6 +43,9 @@ enum { LUASPOA_NO_HANDLER = 0, LUASPOA_OK = 1, LUASPOA_ERROR = 2, LUASPOA_TIMEOU
 enum {
     LUASPOA_LOG_EMERG = 0, LUASPOA_LOG_ALERT = 1, LUASPOA_LOG_CRIT = 2, LUASPOA_LOG_ERR = 3,
     LUASPOA_LOG_WARNING = 4, LUASPOA_LOG_NOTICE = 5, LUASPOA_LOG_INFO = 6, LUASPOA_LOG_DEBUG = 7,
+    /* A warning from Lua's warn function (errors in __gc): logged rate-limited,
+     * since a finalizer can fail once per object. */
+    LUASPOA_LOG_LUA_WARNING = 8,
 };
 
 typedef struct spoa_bytes {
@@ -165,12 +168,19 @@ typedef struct luaspoa_ctx {
 
 /*
  * Creates a sandboxed state, installs the `spoa` API, then loads and runs the
- * script at `path` (text chunks only). Returns NULL on failure with the error
- * (including file:line and a traceback for runtime errors) in errbuf.
- * `ctx` must outlive the state. `mem_limit` is in bytes, 0 for no limit.
+ * script at `path` (text chunks only), or `source` (source_len bytes, named
+ * after path) when not NULL: a reload reads the file once for all its states.
+ * Returns NULL on failure with the error (including file:line and a traceback
+ * for runtime errors) in errbuf. `ctx` must outlive the state. `mem_limit` is
+ * in bytes, 0 for no limit.
  */
-struct lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit,
-                                   char *errbuf, size_t errcap);
+struct lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, const char *source, size_t source_len,
+                                   size_t mem_limit, char *errbuf, size_t errcap);
+
+/* Called after a frame (or task): when the state grew far past its size after
+ * the last full collection, collects and returns free heap to the system
+ * (malloc_trim). Otherwise one comparison. Returns 1 if it reclaimed. */
+int luaspoa_reclaim(struct lua_State *L);
 
 /* Closes a state made by luaspoa_newstate. */
 void luaspoa_close(struct lua_State *L);

@@ -54,7 +54,11 @@ typedef struct luaspoa_sval {
 enum {
     LUASPOA_SD_OK = 0, LUASPOA_SD_NOT_FOUND = 1, LUASPOA_SD_EXISTS = 2,
     LUASPOA_SD_NO_MEMORY = 3, LUASPOA_SD_NOT_A_NUMBER = 4,
+    LUASPOA_SD_TOO_LARGE = 5,   /* the item alone exceeds max_item_bytes */
 };
+
+/* Keys + values a dict holds when declared without max_bytes. */
+#define LUASPOA_DICT_DEFAULT_MAX_BYTES 67108864 /* 64 MiB */
 
 /* Write modes of luaspoa_dict_store. */
 enum {
@@ -62,14 +66,20 @@ enum {
     LUASPOA_SD_SAFE_ADD = 3, LUASPOA_SD_REPLACE = 4,
 };
 
-/* Returns the dict named `name`, creating it with `max_items` (>= 1) on first
- * use. Same name, other max_items: NULL and *existing_max set. */
+/* Returns the dict named `name`, creating it with `max_items` (>= 1) and
+ * `max_bytes` (keys + values; <= 0: the default) on first use. Same name, other
+ * limits: NULL and *existing_max set to its max_items. LRU eviction keeps both
+ * limits. */
 luaspoa_dict *luaspoa_dict_declare(const char *name, size_t len, int64_t max_items,
-                                   int64_t *existing_max);
+                                   int64_t max_bytes, int64_t *existing_max);
 luaspoa_dict *luaspoa_dict_find(const char *name, size_t len);
 const char *luaspoa_dict_name(const luaspoa_dict *d);
 luaspoa_dict *luaspoa_dict_at(size_t i);
 int64_t luaspoa_dict_capacity(const luaspoa_dict *d);
+int64_t luaspoa_dict_max_bytes(const luaspoa_dict *d);
+/* The largest item (key + value) one store call accepts: max_bytes, or its
+ * share of one shard for dicts of 4096 items and more. */
+int64_t luaspoa_dict_max_item_bytes(const luaspoa_dict *d);
 
 /* get: LUASPOA_SD_OK or NOT_FOUND. With allow_stale, expired items not yet
  * removed are returned too, and *stale tells which. */
@@ -95,6 +105,8 @@ void luaspoa_dict_flush_all(luaspoa_dict *d);
 size_t luaspoa_dict_flush_expired(luaspoa_dict *d, size_t max);
 /* Items stored, including expired ones not yet removed. */
 size_t luaspoa_dict_count(luaspoa_dict *d);
+/* Bytes of keys and values stored (what max_bytes bounds). */
+size_t luaspoa_dict_bytes(luaspoa_dict *d);
 /* Empties every dict (declarations stay: states keep their handles). For tests. */
 void luaspoa_shared_reset_all(void);
 

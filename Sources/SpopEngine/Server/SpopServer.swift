@@ -128,7 +128,12 @@ public final class SpopServer: Service, Sendable {
         case .tcp(let host, let port):
             return try await bootstrap.bind(host: host, port: port).get()
         case .unix(let path, let mode):
-            let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            let channel: Channel
+            do {
+                channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            } catch is UnixDomainSocketPathWrongType {
+                throw SpopServerError("\(path) exists and is not a socket")
+            }
             if let mode, chmod(path, mode) != 0 {
                 try? await channel.close()
                 throw SpopServerError("cannot set mode \(String(mode, radix: 8)) on \(path): errno \(errno)")
