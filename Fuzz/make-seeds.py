@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpus (Fuzz/corpus/frames, Fuzz/corpus/lua) from the golden frames
-of Tests/SpopEngineTests/FrameTests.swift (the protocol digest's hand-checked bytes).
+of Tests/SpopEngineTests/FrameTests.swift (the reference frames of docs/spop-protocol.md §11).
 
 frames/: one mode byte (see Sources/SpopFuzzTargets/FrameStreamFuzzer.swift) + a stream.
 lua/:    the body of a NOTIFY message after its name: NB-ARGS, arguments, more messages.

@@ -93,7 +93,7 @@ in_ct journalctl -u luaspoa --no-pager -o cat | grep -i reload | tail -n 2
 "$BIN" send --to "127.0.0.1:$PORT" --message check-client-ip --arg ip=ipv4:192.0.2.10 >/dev/null
 
 step "stop (SIGTERM drains: an open SPOP connection gets AGENT-DISCONNECT)"
-# A HAProxy 2.6 HELLO (spop-protocol.md §11.1) on a connection kept open across the stop.
+# A HAProxy 2.6 HELLO (docs/spop-protocol.md §11.1) on a connection kept open across the stop.
 python3 - "$PORT" >"$DIR.drain.log" 2>&1 <<'PY' &
 import socket, sys
 hello = bytes.fromhex(

@@ -2,7 +2,7 @@
  *
  * Format (HAProxy configuration.txt, "req.hdrs_bin"):
  *     *(<str:header-name><str:header-value>) <empty string><empty string>
- * where <str> is a varint length (SPOP/peers varint, spop-protocol.md §1.4)
+ * where <str> is a varint length (SPOP/peers varint, docs/spop-protocol.md §1.4)
  * followed by that many bytes. Input comes from the network: every length is
  * checked, and malformed input returns nil plus a message naming the offset. */
 #include <ctype.h>

@@ -1,4 +1,4 @@
-// HAProxy 3.1+ behaviour replayed byte for byte (SPOP digest §9, §11): its HELLO
+// HAProxy 3.1+ behaviour replayed byte for byte (docs/spop-protocol.md §9, §11): its HELLO
 // (pipelining only), odd stream-ids with frame-id 1, 20 streams in flight on one
 // connection, empty NOTIFYs, idle closes with and without DISCONNECT, the fixed
 // health-check HELLO. The byte-level cases a real HAProxy does not produce on

@@ -11,7 +11,7 @@ struct HAProxy3Target: CustomStringConvertible {
     let major: Int
     let minor: Int
 
-    /// 3.1+ runs SPOE on the SPOP multiplexer (spop-protocol.md §9): `mode spop`
+    /// 3.1+ runs SPOE on the SPOP multiplexer (docs/spop-protocol.md §9): `mode spop`
     /// backend, odd stream-ids with frame-id 1, no async, no fragmentation.
     var hasSpopMux: Bool { major > 3 || (major == 3 && minor >= 1) }
     var agentBackendMode: String { hasSpopMux ? "spop" : "tcp" }

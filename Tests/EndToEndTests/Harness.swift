@@ -522,7 +522,7 @@ class E2ETestCase: XCTestCase {
     }
 }
 
-/// The byte strings of spop-protocol.md §11, verbatim.
+/// The reference frames of docs/spop-protocol.md §11, byte for byte.
 enum Golden {
     static let hello11_1 = hexBytes("""
         00 00 00 81 01 00 00 00 01 00 00 12 73 75 70 70

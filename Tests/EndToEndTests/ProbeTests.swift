@@ -1,5 +1,5 @@
 // Raw SPOP over TCP against a real luaspoa process (no HAProxy): the golden
-// frames of spop-protocol.md §11, every error status the agent must send, and
+// frames of docs/spop-protocol.md §11, every error status the agent must send, and
 // many/garbage connections.
 
 import Foundation

@@ -1,4 +1,4 @@
-// Harder edge cases of spop-protocol.md §10 against a real agent: partial
+// Harder edge cases of docs/spop-protocol.md §10 against a real agent: partial
 // reads, boundary sizes, unknown keys, extreme ids, oversized ACKs.
 
 import Foundation

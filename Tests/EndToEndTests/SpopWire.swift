@@ -1,5 +1,5 @@
 // A deliberately small, independent SPOP 2.0 encoder/decoder for the end-to-end
-// tests (spop-protocol.md §1-§4). It does not use SpopEngine on purpose: the
+// tests (docs/spop-protocol.md §1-§4). It does not use SpopEngine on purpose: the
 // tests must catch a codec bug instead of sharing it.
 
 import Foundation

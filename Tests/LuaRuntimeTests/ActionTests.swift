@@ -72,7 +72,7 @@ final class ActionTests: XCTestCase {
             setVarHex("v\(String(format: "%02d", index))", item.1)
         }.joined(separator: " ")
         XCTAssertEqual(hex(payload), expected)
-        // Spot-check one action on its own, the example from the protocol digest.
+        // Spot-check one action on its own: INT32 -1, sign-extended (docs/spop-protocol.md §3.3).
         XCTAssertTrue(hex(payload).hasPrefix("01 03 02 03 76 30 30 02 ff f0 fe fe fe fe fe fe fe 0e"))
     }
 

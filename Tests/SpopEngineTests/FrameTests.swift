@@ -9,7 +9,7 @@ func frame(_ hex: String, maxFrameSize: Int = 16380) throws -> RawFrame {
     return try XCTUnwrap(reader.next(maxFrameSize: maxFrameSize))
 }
 
-/// The digest's hand-checked frames (§11), decoded and re-encoded byte for byte.
+/// The reference frames of docs/spop-protocol.md §11, decoded and re-encoded byte for byte.
 enum Golden {
     static let haproxyHello = """
         00 00 00 81 01 00 00 00 01 00 00 12 73 75 70 70 6f 72 74 65 64 2d 76 65 72 73 69 6f 6e 73 08 03

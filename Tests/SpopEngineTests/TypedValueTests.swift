@@ -14,7 +14,7 @@ final class TypedValueTests: XCTestCase {
         XCTAssertEqual(encode(.bool(false)), "01")
         XCTAssertEqual(encode(.bool(true)), "11")
         XCTAssertEqual(encode(.int32(75)), "02 4b")
-        // Negative values are sign-extended 64-bit patterns (digest §3.3).
+        // Negative values are sign-extended 64-bit patterns (docs/spop-protocol.md §3.3).
         XCTAssertEqual(encode(.int32(-1)), "02 ff f0 fe fe fe fe fe fe fe 0e")
         XCTAssertEqual(encode(.int64(-2)), "04 fe f0 fe fe fe fe fe fe fe 0e")
         XCTAssertEqual(encode(.uint32(16380)), "03 fc f0 06")

@@ -3,7 +3,7 @@ import XCTest
 @testable import SpopEngine
 
 final class VarintTests: XCTestCase {
-    /// The worked examples of the protocol digest, §1.4.
+    /// The worked examples of docs/spop-protocol.md §1.4.
     func testDigestExamples() throws {
         let examples: [(UInt64, String)] = [
             (0, "00"), (239, "ef"), (240, "f0 00"), (241, "f1 00"), (300, "fc 03"), (2287, "ff 7f"),
@@ -21,7 +21,7 @@ final class VarintTests: XCTestCase {
         }
     }
 
-    /// Every size class boundary of the digest's table round-trips with the stated length.
+    /// Every size class boundary of docs/spop-protocol.md §1.4 round-trips with the stated length.
     func testSizeClassBoundaries() throws {
         let smallest: [UInt64] = [
             0, 240, 2288, 264_432, 33_818_864, 4_328_786_160, 554_084_600_048, 70_922_828_777_712,

@@ -19,7 +19,7 @@ extern "C" {
 
 struct lua_State;
 
-/* SPOP typed-data codes (spop-protocol.md §3.2). */
+/* SPOP typed-data codes (docs/spop-protocol.md §3.2). */
 enum {
     LUASPOA_T_NULL = 0,
     LUASPOA_T_BOOL = 1,
