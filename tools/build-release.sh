@@ -4,7 +4,7 @@
 #   bin="$(tools/build-release.sh)"      # .build/release/luaspoa
 #
 # One command for every place that needs the shipped binary: run-agent.sh, the
-# end-to-end tests in run-tests.sh and the README's production section. The
+# end-to-end tests in run-tests.sh and the production install in docs/operations.md. The
 # tests must run what ships: a release-only miscompile once sent every IPv4
 # address as 0.0.0.6 while the debug build passed.
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # systemd-check.sh -- run packaging/luaspoa.service under a real systemd and
-# check what the README promises: it starts, answers, is hardened, reloads on
+# check what docs/operations.md promises: it starts, answers, is hardened, reloads on
 # SIGHUP and drains on stop. For a host without systemd as PID 1 (CI, this
 # sandbox): it boots Debian 13 (trixie, systemd 257) with systemd-nspawn.
 #
@@ -33,7 +33,7 @@ if [ ! -f "$DIR/.luaspoa-ready" ]; then
     touch "$DIR/.luaspoa-ready"
 fi
 
-# The documented install (README "Running in production"), into the container.
+# The documented install (docs/operations.md, "Running in production"), into the container.
 install -m 0755 "$BIN" "$DIR/usr/local/bin/luaspoa"
 chroot "$DIR" sh -c 'id luaspoa >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin luaspoa'
 install -d -m 0755 "$DIR/etc/luaspoa" "$DIR/etc/luaspoa/scripts"

@@ -1,5 +1,5 @@
 // Lua scripts the end-to-end tests load into the agent. They use only the
-// documented API (README "Lua API").
+// documented API (docs/lua-api.md).
 
 import Foundation
 
