@@ -302,7 +302,48 @@ static int co_wrap(lua_State *L) {
     return 1;
 }
 
-void luaspoa_budget_wrap_coroutines(lua_State *L) {
+/* ---- xpcall: no message handler runs once the budget is used ------------- */
+
+/* Lua calls a message handler from inside lua_error, so the timeout raised by
+ * the hook runs it while hooks are off: a looping handler would never be cut,
+ * and one that catches would keep the call going. Once the budget has raised,
+ * the error passes through untouched. */
+static int guarded_msgh(lua_State *L) {
+    if (luaspoa_rt_get(L)->budget.raised) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int finish_xpcall(lua_State *L, int status, lua_KContext extra) {
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+/* xpcall(f, msgh, ...) with msgh guarded; lua_pcallk keeps it yieldable. */
+static int l_xpcall(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, guarded_msgh, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* f, msgh, true, f, args... */
+    return finish_xpcall(L, lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_xpcall), 2);
+}
+
+void luaspoa_budget_wrap_libs(lua_State *L) {
+    lua_pushcfunction(L, l_xpcall);
+    lua_setglobal(L, "xpcall");
     lua_getglobal(L, LUA_COLIBNAME);
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);

@@ -136,8 +136,9 @@ void luaspoa_budget_release(luaspoa_budget *b);   /* before lua_close */
 void luaspoa_budget_start(luaspoa_budget *b, uint32_t ms);
 /* Ends the call's budget; returns 1 if the call was stopped for using it up. */
 int luaspoa_budget_stop(luaspoa_budget *b);
-/* Replaces coroutine.resume/wrap so the watchdog interrupts the running coroutine. */
-void luaspoa_budget_wrap_coroutines(lua_State *L);
+/* Replaces coroutine.resume/wrap so the watchdog interrupts the running
+ * coroutine, and xpcall so its message handler cannot outlive the budget. */
+void luaspoa_budget_wrap_libs(lua_State *L);
 
 /* luaspoa_dispatch.c */
 /* Encodes the action table at index t ({ ["scope.name"] = value }) in sorted

@@ -268,7 +268,7 @@ static int setup_body(lua_State *L) {
         luaL_openlibs(L);
     else
         luaspoa_open_sandbox(L);
-    luaspoa_budget_wrap_coroutines(L);
+    luaspoa_budget_wrap_libs(L);
     lua_setwarnf(L, on_warn, L);
 
     lua_newtable(L);

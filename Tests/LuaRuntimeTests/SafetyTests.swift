@@ -73,6 +73,37 @@ final class SafetyTests: XCTestCase {
         XCTAssertEqual(try setVars(worker, "yields"), ["txn.sum": .int64(6)], "coroutines still work")
     }
 
+    /// Lua runs an xpcall message handler from inside the error the hook raises,
+    /// with hooks off: a looping or catching handler must still be cut.
+    func testXpcallMessageHandlerCannotOutliveTheBudget() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("loops", function(txn)
+              xpcall(function() while true do end end, function(e) while true do end end)
+            end, { on_error = { ["txn.failed"] = true } })
+            spoa.register_message("catches", function(txn)
+              while true do
+                xpcall(function() while true do end end, function(e) return pcall(function() while true do end end) end)
+              end
+            end)
+            spoa.register_message("fine", function(txn)
+              local ok, e = xpcall(error, function(m) return "handled: " .. m end, "boom", 0)
+              local co = coroutine.wrap(function(a)
+                return xpcall(function(b) return b + coroutine.yield(a) end, print, a + 1)
+              end)
+              co(1)
+              local yielded_ok, sum = co(40)
+              return { ["txn.e"] = e, ["txn.ok"] = ok, ["txn.sum"] = sum, ["txn.yielded"] = yielded_ok }
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        let vars = try finishes(within: 5) { try setVars(worker, "loops") }
+        XCTAssertEqual(vars, ["txn.failed": .bool(true)])
+        XCTAssertEqual(try finishes(within: 5) { try setVars(worker, "catches") }, [:])
+        XCTAssertEqual(worker.handlerTimeouts, 2)
+        XCTAssertTrue(errors.allSatisfy { $0.message.contains("execution timeout (20 ms)") }, "\(errors)")
+        XCTAssertEqual(try setVars(worker, "fine"),
+                       ["txn.e": .string("handled: boom"), "txn.ok": .bool(false), "txn.sum": .int64(42), "txn.yielded": .bool(true)])
+    }
+
     func testPerHandlerTimeoutOverridesTheDefault() throws {
         let worker = try makeWorker("""
             spoa.register_message("spin", function() while true do end end, { timeout_ms = 15 })
