@@ -76,7 +76,8 @@ static void disarm_stale(lua_State *L, luaspoa_budget *b) {
 
 static void on_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    luaspoa_budget *b = &luaspoa_rt_get(L)->budget;
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    luaspoa_budget *b = &rt->budget;
     if (atomic_load(&b->deadline) == 0 || atomic_load(&b->armed) != atomic_load(&b->calls)) {
         /* Armed for a call that has ended since. */
         disarm_stale(L, b);
@@ -89,7 +90,8 @@ static void on_hook(lua_State *L, lua_Debug *ar) {
         lua_pushfstring(L, "%s:%d: ", where.short_src, where.currentline);
     else
         lua_pushliteral(L, "");
-    lua_pushfstring(L, "execution timeout (%d ms)", (int)atomic_load(&b->limit_ms));
+    lua_pushfstring(L, "execution timeout%s (%d ms)", rt->loading || rt->in_init ? " while loading" : "",
+                    (int)atomic_load(&b->limit_ms));
     lua_concat(L, 2);
     lua_error(L);
 }

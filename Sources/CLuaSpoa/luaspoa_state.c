@@ -310,10 +310,14 @@ static int setup_body(lua_State *L) {
      * path:line (syntax) or the I/O error, and a traceback would only add noise. */
     if (luaL_loadfilex(L, path, "t") != LUA_OK)
         return 1;
+    /* A body or init function that never returns must not hang a start,
+     * `luaspoa check`, or a reload (which would then never finish). */
+    luaspoa_budget_start(&rt->budget, rt->ctx->load_timeout_ms);
     rt->loading = 1;
     lua_call(L, 0, 0);
     rt->loading = 0;
     luaspoa_run_inits(L);
+    luaspoa_budget_stop(&rt->budget);
     return 0;
 }
 
@@ -344,7 +348,9 @@ lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, size_t mem_limit
     lua_pushcfunction(L, luaspoa_msgh);
     lua_pushcfunction(L, setup_body);
     lua_pushlightuserdata(L, (void *)path);
-    if (lua_pcall(L, 1, 1, 1) != LUA_OK || !lua_isnil(L, -1)) {
+    int status = lua_pcall(L, 1, 1, 1);
+    luaspoa_budget_stop(&rt->budget); /* the load budget, when the load failed */
+    if (status != LUA_OK || !lua_isnil(L, -1)) {
         luaspoa_copy_error(L, -1, errbuf, errcap);
         luaspoa_close(L);
         return NULL;

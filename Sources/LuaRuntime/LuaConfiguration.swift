@@ -10,6 +10,9 @@ public struct LuaConfiguration: Sendable {
     /// Time budget of one handler call in milliseconds (0: none); a handler's
     /// `timeout_ms` option overrides it.
     public var timeoutMilliseconds = 100
+    /// Time budget of loading the script (body and init functions) in one state,
+    /// in milliseconds of CPU time (0: none).
+    public var loadTimeoutMilliseconds = 5000
     /// Load the full standard library (os.execute, io, debug, ...) instead of the sandbox.
     public var unsafeLibraries = false
     /// `scope.name` set to true in the ACK when a handler fails (`--lua-error-var`).

@@ -108,6 +108,7 @@ typedef struct luaspoa_ctx {
     size_t var_prefix_len;
     /* Limits and failure handling, read when the state is created. */
     uint32_t timeout_ms;         /* default time budget per handler call, 0: none */
+    uint32_t load_timeout_ms;    /* time budget of the script body and init functions, 0: none */
     int unsafe_libs;             /* 1: the full standard library (--lua-unsafe) */
     const char *error_var;       /* "scope.name" set to true when a handler fails, or NULL */
     size_t error_var_len;
