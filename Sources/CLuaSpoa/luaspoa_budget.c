@@ -257,6 +257,19 @@ int luaspoa_budget_stop(luaspoa_budget *b) {
     return b->raised;
 }
 
+/* ---- frames ------------------------------------------------------------- */
+
+/* Wall time, unlike a call's budget: HAProxy waits for the frame's ACK in wall
+ * time (timeout processing), and one coarse clock read per message costs
+ * ~10 ns where the thread's CPU clock is a system call. */
+int luaspoa_budget_frame_over(luaspoa_budget *b, uint32_t ms) {
+    if (b->frame_started == 0) {
+        b->frame_started = mono_ns();
+        return 0;
+    }
+    return ms != 0 && mono_ns() - b->frame_started >= (int64_t)ms * 1000000;
+}
+
 /* ---- coroutines: keep `running` on the thread the VM is executing -------- */
 
 /* Calls the function at index 1 with the rest of the stack while `co` is the

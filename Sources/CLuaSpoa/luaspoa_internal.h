@@ -44,6 +44,7 @@ typedef struct luaspoa_budget {
     uint64_t seen_call;           /* call being measured */
     int64_t seen_cpu;             /* its thread's CPU ns at the sighting */
     int64_t next_check;           /* monotonic ns before which it cannot have used its budget */
+    int64_t frame_started;        /* monotonic ns of the frame's first message, 0: none yet */
     struct luaspoa_budget *next;  /* watchdog list */
 } luaspoa_budget;
 
@@ -136,6 +137,9 @@ void luaspoa_budget_release(luaspoa_budget *b);   /* before lua_close */
 void luaspoa_budget_start(luaspoa_budget *b, uint32_t ms);
 /* Ends the call's budget; returns 1 if the call was stopped for using it up. */
 int luaspoa_budget_stop(luaspoa_budget *b);
+/* The frame's total budget (wall ms, 0: none): 1 once its messages have used
+ * it. The first message of a frame starts its clock. */
+int luaspoa_budget_frame_over(luaspoa_budget *b, uint32_t ms);
 /* Replaces coroutine.resume/wrap so the watchdog interrupts the running
  * coroutine, and xpcall so its message handler cannot outlive the budget. */
 void luaspoa_budget_wrap_libs(lua_State *L);

@@ -14,6 +14,11 @@ struct LuaOptions: ParsableArguments {
         valueName: "ms"))
     var loadTimeout = 5000
 
+    @Option(name: .customLong("lua-frame-timeout"), help: ArgumentHelp(
+        "Wall time after which a NOTIFY frame's remaining messages are not run and get their on_error actions (default: 4 x --lua-timeout; 0: none).",
+        valueName: "ms"))
+    var frameTimeout: Int?
+
     @Option(name: .customLong("lua-max-memory"), help: ArgumentHelp(
         "Memory cap of each Lua state: bytes, or with a K, M or G suffix (0: none).", valueName: "size"))
     var maxMemory = ByteCount(0)
@@ -26,7 +31,7 @@ struct LuaOptions: ParsableArguments {
     var errorVariable: String?
 
     func validate() throws {
-        for (name, value) in [("--lua-timeout", timeout), ("--lua-load-timeout", loadTimeout)]
+        for (name, value) in [("--lua-timeout", timeout), ("--lua-load-timeout", loadTimeout), ("--lua-frame-timeout", frameTimeout ?? 0)]
         where !(0...3_600_000).contains(value) {
             throw ValidationError("\(name) must be between 0 and 3600000 ms, got \(value)")
         }
@@ -45,6 +50,7 @@ struct LuaOptions: ParsableArguments {
         configuration.varPrefix = varPrefix
         configuration.timeoutMilliseconds = timeout
         configuration.loadTimeoutMilliseconds = loadTimeout
+        configuration.frameTimeoutMilliseconds = frameTimeout
         configuration.memoryLimit = maxMemory.bytes
         configuration.unsafeLibraries = unsafe
         configuration.errorVariable = errorVariable

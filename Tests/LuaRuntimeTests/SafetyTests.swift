@@ -104,6 +104,40 @@ final class SafetyTests: XCTestCase {
                        ["txn.e": .string("handled: boom"), "txn.ok": .bool(false), "txn.sum": .int64(42), "txn.yielded": .bool(true)])
     }
 
+    /// The call budget is per message: a frame of handlers that all time out would
+    /// be answered after all their budgets. Messages that would start after the
+    /// frame's budget (4 x the call budget by default) are not run and get their
+    /// on_error actions; the next frame starts afresh.
+    func testFrameBudgetStopsRunningTheFramesMessages() throws {
+        let worker = try makeWorker("""
+            local started = 0
+            spoa.register_message("spin", function(txn)
+              started = started + 1
+              while true do end
+            end, { on_error = { ["txn.failed"] = true } })
+            spoa.register_message("inc", function(txn) started = started + 1 end)
+            spoa.register_message("count", function(txn)
+              local n = started
+              started = 0
+              return { ["txn.started"] = n }
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        let spins = [TestMessage](repeating: (name: "spin", arguments: []), count: 100)
+        let actions = try finishes(within: 60) { try SpoaAction.decodeList(handleNotify(worker, spins)) }
+        XCTAssertEqual(actions?.count, 100, "every message has its on_error action")
+        let started = try XCTUnwrap(try setVars(worker, "count")["txn.started"])
+        guard case .int64(let count) = started else { return XCTFail("\(started)") }
+        XCTAssertTrue((1...20).contains(count), "\(count) of 100 handlers ran in an 80 ms frame budget")
+        XCTAssertEqual(worker.handlerTimeouts, 100)
+        XCTAssertTrue(worker.lastError?.contains(
+            "script.lua:2: handler of 'spin': not run: the frame used its time budget (80 ms, --lua-frame-timeout)") ?? false,
+            "\(String(describing: worker.lastError))")
+
+        let incs = [TestMessage](repeating: (name: "inc", arguments: []), count: 100)
+        _ = try handleNotify(worker, incs)
+        XCTAssertEqual(try setVars(worker, "count"), ["txn.started": .int64(100)], "short handlers all run")
+    }
+
     func testPerHandlerTimeoutOverridesTheDefault() throws {
         let worker = try makeWorker("""
             spoa.register_message("spin", function() while true do end end, { timeout_ms = 15 })
