@@ -272,22 +272,31 @@ int luaspoa_budget_frame_over(luaspoa_budget *b, uint32_t ms) {
 
 /* ---- coroutines: keep `running` on the thread the VM is executing -------- */
 
-/* Calls the function at index 1 with the rest of the stack while `co` is the
- * running thread; restores the previous one, then re-raises any error. */
-static int call_running(lua_State *L, lua_State *co) {
-    luaspoa_budget *b = &luaspoa_rt_get(L)->budget;
+lua_State *luaspoa_budget_enter(luaspoa_budget *b, lua_State *co) {
     pthread_mutex_lock(&b->lock);
     lua_State *prev = b->running;
     b->running = co;
     if (atomic_load(&b->armed))
         lua_sethook(co, on_hook, LUA_MASKCOUNT, 1);
     pthread_mutex_unlock(&b->lock);
-    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    return prev;
+}
+
+void luaspoa_budget_leave(luaspoa_budget *b, lua_State *prev) {
     pthread_mutex_lock(&b->lock);
     b->running = prev;
     if (atomic_load(&b->armed)) /* the coroutine stopped; interrupt its resumer too */
         lua_sethook(prev, on_hook, LUA_MASKCOUNT, 1);
     pthread_mutex_unlock(&b->lock);
+}
+
+/* Calls the function at index 1 with the rest of the stack while `co` is the
+ * running thread; restores the previous one, then re-raises any error. */
+static int call_running(lua_State *L, lua_State *co) {
+    luaspoa_budget *b = &luaspoa_rt_get(L)->budget;
+    lua_State *prev = luaspoa_budget_enter(b, co);
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    luaspoa_budget_leave(b, prev);
     if (status != LUA_OK)
         return lua_error(L);
     return lua_gettop(L);

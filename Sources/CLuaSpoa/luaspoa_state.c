@@ -269,6 +269,7 @@ static int setup_body(lua_State *L) {
     else
         luaspoa_open_sandbox(L);
     luaspoa_budget_wrap_libs(L);
+    luaspoa_open_finalizers(L);
     lua_setwarnf(L, on_warn, L);
 
     lua_newtable(L);
@@ -363,8 +364,9 @@ void luaspoa_close(lua_State *L) {
     if (L == NULL)
         return;
     luaspoa_rt *rt = luaspoa_rt_get(L);
-    luaspoa_budget_release(&rt->budget);
+    luaspoa_finalizers_closing(L);
     lua_close(L);
+    luaspoa_budget_release(&rt->budget);
     free(rt);
 }
 

@@ -138,6 +138,55 @@ final class SafetyTests: XCTestCase {
         XCTAssertEqual(try setVars(worker, "count"), ["txn.started": .int64(100)], "short handlers all run")
     }
 
+    /// Lua runs __gc finalizers with hooks off: a looping one must still be cut
+    /// in a handler (and logged), while finalizers keep Lua's semantics.
+    func testLoopingFinalizerIsCutInAHandler() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("gc", function(txn)
+              setmetatable({}, { __gc = function() while true do end end })
+              collectgarbage()
+              txn:set_var("txn.after", true)
+            end, { on_error = { ["txn.failed"] = true } })
+            spoa.register_message("finalizes", function(txn)
+              local ran, mt = {}, {}
+              setmetatable({}, mt)
+              mt.__gc = function() ran[#ran + 1] = "never marked" end
+              local later = setmetatable({}, { __gc = true })
+              getmetatable(later).__gc = function(o) ran[#ran + 1] = tostring(o == later) end
+              local protected = setmetatable({}, { __metatable = "no" })
+              local ok, err = pcall(setmetatable, protected, {})
+              later = nil
+              collectgarbage()
+              return { ["txn.ran"] = table.concat(ran, ","), ["txn.protected"] = err }
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        XCTAssertEqual(try finishes(within: 10) { try setVars(worker, "finalizes") },
+                       ["txn.ran": .string("false"), "txn.protected": .string("cannot change a protected metatable")],
+                       "as in Lua: marked when set with __gc, the field read when finalizing")
+        XCTAssertEqual(try finishes(within: 10) { try setVars(worker, "gc") }, ["txn.failed": .bool(true)])
+        XCTAssertEqual(worker.handlerTimeouts, 1)
+        let warnings = logs.entries.filter { $0.level == .warning }.map(\.message)
+        XCTAssertTrue(warnings.contains { $0.contains("__gc finalizer abandoned: ") && $0.contains("script.lua:2: execution timeout (20 ms)") },
+                      "\(warnings)")
+    }
+
+    /// lua_close runs every pending finalizer: closing an old state on reload must
+    /// not loop forever in one.
+    func testLoopingFinalizerIsCutWhenTheStateCloses() throws {
+        var configuration = LuaConfiguration(scriptPath: try writeScript("""
+            KEPT = setmetatable({}, { __gc = function() while true do end end })
+            ALSO = setmetatable({}, { __gc = function() while true do end end })
+            """), workerCount: 1)
+        configuration.timeoutMilliseconds = 20
+        let worker = try LuaWorker(configuration: configuration, workerIndex: 1, logger: logs.logger)
+        XCTAssertNotNil(try finishes(within: 10) {
+            worker.install(try LuaWorker.prepare(configuration, workerIndex: 1, generation: 1, logger: self.logs.logger))
+        }, "the old state closed")
+        let warnings = logs.entries.filter { $0.level == .warning }.map(\.message)
+        XCTAssertTrue(warnings.contains { $0.contains("__gc finalizer abandoned: ") && $0.contains("script.lua:") }, "\(warnings)")
+        XCTAssertEqual(warnings.count, 2, "both abandoned, sharing one close budget: \(warnings)")
+    }
+
     func testPerHandlerTimeoutOverridesTheDefault() throws {
         let worker = try makeWorker("""
             spoa.register_message("spin", function() while true do end end, { timeout_ms = 15 })
