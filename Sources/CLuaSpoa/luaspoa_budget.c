@@ -9,8 +9,8 @@
  * hook on the Lua thread that is running (lua_sethook may be called from
  * another thread: lua.c does it from a signal handler). The hook then raises
  * "execution timeout" at every instruction until the call ends, so a script
- * cannot swallow it with pcall. Long C calls (string.rep) are not interrupted;
- * the memory limit bounds them.
+ * cannot swallow it with pcall. A hook only fires between VM instructions: long
+ * C functions poll the budget instead (luaspoa_budget_check, luaspoa_strlib.c).
  *
  * Why CPU time: a wall-clock budget cut a one-line handler in a 10-minute soak
  * on an overloaded host (load average > 10): its thread was descheduled for
@@ -74,26 +74,47 @@ static void disarm_stale(lua_State *L, luaspoa_budget *b) {
     pthread_mutex_unlock(&b->lock);
 }
 
-static void on_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
+/* Raises "file:line: execution timeout (N ms)" at the first Lua function from
+ * stack level `level` up (a hook runs in the interrupted function's frame:
+ * level 0; a C function polling the budget is level 0, its caller 1). */
+static int raise_timeout(lua_State *L, int level) {
     luaspoa_rt *rt = luaspoa_rt_get(L);
     luaspoa_budget *b = &rt->budget;
-    if (atomic_load(&b->deadline) == 0 || atomic_load(&b->armed) != atomic_load(&b->calls)) {
-        /* Armed for a call that has ended since. */
-        disarm_stale(L, b);
-        return;
-    }
     b->raised = 1;
-    /* A hook runs inside the interrupted function's frame: level 0 is the site. */
     lua_Debug where;
-    if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0)
+    int found = 0;
+    while (!found && lua_getstack(L, level++, &where))
+        found = lua_getinfo(L, "Sl", &where) && where.currentline > 0;
+    if (found)
         lua_pushfstring(L, "%s:%d: ", where.short_src, where.currentline);
     else
         lua_pushliteral(L, "");
     lua_pushfstring(L, "execution timeout%s (%d ms)", rt->loading || rt->in_init ? " while loading" : "",
                     (int)atomic_load(&b->limit_ms));
     lua_concat(L, 2);
-    lua_error(L);
+    return lua_error(L);
+}
+
+/* Armed by the watchdog for the call that is running now. */
+static int armed_now(luaspoa_budget *b) {
+    uint64_t armed = atomic_load(&b->armed);
+    return armed != 0 && atomic_load(&b->deadline) != 0 && armed == atomic_load(&b->calls);
+}
+
+static void on_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    luaspoa_budget *b = &luaspoa_rt_get(L)->budget;
+    if (!armed_now(b)) {
+        /* Armed for a call that has ended since. */
+        disarm_stale(L, b);
+        return;
+    }
+    raise_timeout(L, 0);
+}
+
+void luaspoa_budget_check(lua_State *L) {
+    if (armed_now(&luaspoa_rt_get(L)->budget))
+        raise_timeout(L, 1);
 }
 
 /* CPU time of the thread running `call`, read while that call runs (so the
@@ -263,11 +284,13 @@ int luaspoa_budget_stop(luaspoa_budget *b) {
  * time (timeout processing), and one coarse clock read per message costs
  * ~10 ns where the thread's CPU clock is a system call. */
 int luaspoa_budget_frame_over(luaspoa_budget *b, uint32_t ms) {
+    if (ms == 0)
+        return 0;
     if (b->frame_started == 0) {
         b->frame_started = mono_ns();
         return 0;
     }
-    return ms != 0 && mono_ns() - b->frame_started >= (int64_t)ms * 1000000;
+    return mono_ns() - b->frame_started >= (int64_t)ms * 1000000;
 }
 
 /* ---- coroutines: keep `running` on the thread the VM is executing -------- */

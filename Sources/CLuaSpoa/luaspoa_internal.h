@@ -139,6 +139,10 @@ void luaspoa_budget_release(luaspoa_budget *b);   /* before lua_close */
 void luaspoa_budget_start(luaspoa_budget *b, uint32_t ms);
 /* Ends the call's budget; returns 1 if the call was stopped for using it up. */
 int luaspoa_budget_stop(luaspoa_budget *b);
+/* For long C functions: raises the running call's "execution timeout" if the
+ * watchdog has found its budget used (the count hook only fires between VM
+ * instructions). Two atomic loads: call it every few thousand steps. */
+void luaspoa_budget_check(lua_State *L);
 /* Makes `co` the thread the watchdog interrupts (armed at once if the budget
  * is used); returns the previous one, to give back to luaspoa_budget_leave. */
 lua_State *luaspoa_budget_enter(luaspoa_budget *b, lua_State *co);
@@ -149,6 +153,9 @@ int luaspoa_budget_frame_over(luaspoa_budget *b, uint32_t ms);
 /* Replaces coroutine.resume/wrap so the watchdog interrupts the running
  * coroutine, and xpcall so its message handler cannot outlive the budget. */
 void luaspoa_budget_wrap_libs(lua_State *L);
+
+/* luaspoa_strlib.c */
+void luaspoa_open_strlib(lua_State *L);           /* string functions under the budget */
 
 /* luaspoa_finalizers.c */
 void luaspoa_open_finalizers(lua_State *L);       /* replaces setmetatable */

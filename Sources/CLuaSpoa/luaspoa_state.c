@@ -270,6 +270,7 @@ static int setup_body(lua_State *L) {
         luaspoa_open_sandbox(L);
     luaspoa_budget_wrap_libs(L);
     luaspoa_open_finalizers(L);
+    luaspoa_open_strlib(L);
     lua_setwarnf(L, on_warn, L);
 
     lua_newtable(L);
