@@ -50,6 +50,12 @@ static int sentinel_gc(lua_State *L) {
     luaspoa_rt *rt = luaspoa_rt_get(L);
     luaspoa_budget *b = &rt->budget;
     lua_getiuservalue(L, 1, 1);
+    /* Forget it, so a resurrected object set again with __gc is marked again. */
+    lua_getfield(L, LUA_REGISTRYINDEX, SENTINELS_KEY);
+    lua_pushvalue(L, -2);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
     if (!lua_getmetatable(L, -1))
         return 0;
     lua_pushliteral(L, "__gc");

@@ -153,6 +153,14 @@ final class SafetyTests: XCTestCase {
               mt.__gc = function() ran[#ran + 1] = "never marked" end
               local later = setmetatable({}, { __gc = true })
               getmetatable(later).__gc = function(o) ran[#ran + 1] = tostring(o == later) end
+              local count, resurrect = 0, {}
+              resurrect.__gc = function(o) count = count + 1; if count == 1 then KEEP = o end end
+              setmetatable({}, resurrect)
+              collectgarbage(); collectgarbage()
+              setmetatable(KEEP, resurrect)
+              KEEP = nil
+              collectgarbage(); collectgarbage()
+              ran[#ran + 1] = "resurrected " .. count
               local protected = setmetatable({}, { __metatable = "no" })
               local ok, err = pcall(setmetatable, protected, {})
               later = nil
@@ -161,7 +169,7 @@ final class SafetyTests: XCTestCase {
             end)
             """, logs: logs) { $0.timeoutMilliseconds = 20 }
         XCTAssertEqual(try finishes(within: 10) { try setVars(worker, "finalizes") },
-                       ["txn.ran": .string("false"), "txn.protected": .string("cannot change a protected metatable")],
+                       ["txn.ran": .string("resurrected 2,false"), "txn.protected": .string("cannot change a protected metatable")],
                        "as in Lua: marked when set with __gc, the field read when finalizing")
         XCTAssertEqual(try finishes(within: 10) { try setVars(worker, "gc") }, ["txn.failed": .bool(true)])
         XCTAssertEqual(worker.handlerTimeouts, 1)
