@@ -325,7 +325,9 @@ static int call_running(lua_State *L, lua_State *co) {
     return lua_gettop(L);
 }
 
-static int co_resume(lua_State *L) {
+/* coroutine.resume and coroutine.close (which runs pending __close methods) run
+ * code on the coroutine given as argument 1: the original is upvalue 1. */
+static int co_on_thread(lua_State *L) {
     lua_State *co = lua_tothread(L, 1);
     luaL_argexpected(L, co, 1, "coroutine");
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -396,9 +398,12 @@ void luaspoa_budget_wrap_libs(lua_State *L) {
         lua_pop(L, 1);
         return;
     }
-    lua_getfield(L, -1, "resume");
-    lua_pushcclosure(L, co_resume, 1);
-    lua_setfield(L, -2, "resume");
+    static const char *const on_thread[] = {"resume", "close"};
+    for (size_t i = 0; i < sizeof on_thread / sizeof *on_thread; i++) {
+        lua_getfield(L, -1, on_thread[i]);
+        lua_pushcclosure(L, co_on_thread, 1);
+        lua_setfield(L, -2, on_thread[i]);
+    }
     lua_getfield(L, -1, "wrap");
     lua_pushcclosure(L, co_wrap, 1);
     lua_setfield(L, -2, "wrap");

@@ -195,6 +195,32 @@ final class SafetyTests: XCTestCase {
         XCTAssertEqual(warnings.count, 2, "both abandoned, sharing one close budget: \(warnings)")
     }
 
+    /// coroutine.close runs the coroutine's pending __close methods on that
+    /// coroutine: the watchdog must interrupt it there too.
+    func testLoopingCloseMethodOfAClosedCoroutineIsStopped() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("close", function(txn)
+              local co = coroutine.create(function()
+                local guard <close> = setmetatable({}, { __close = function() while true do end end })
+                coroutine.yield()
+              end)
+              coroutine.resume(co)
+              txn:set_var("txn.closed", coroutine.close(co))
+            end, { on_error = { ["txn.failed"] = true } })
+            spoa.register_message("fine", function(txn)
+              local co = coroutine.create(function()
+                local guard <close> = setmetatable({}, { __close = function() txn:set_var("txn.ran", true) end })
+                coroutine.yield()
+              end)
+              coroutine.resume(co)
+              txn:set_var("txn.closed", coroutine.close(co))
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        XCTAssertEqual(try finishes(within: 10) { try setVars(worker, "close") }, ["txn.failed": .bool(true)])
+        XCTAssertEqual(worker.handlerTimeouts, 1)
+        XCTAssertEqual(try setVars(worker, "fine"), ["txn.ran": .bool(true), "txn.closed": .bool(true)])
+    }
+
     func testPerHandlerTimeoutOverridesTheDefault() throws {
         let worker = try makeWorker("""
             spoa.register_message("spin", function() while true do end end, { timeout_ms = 15 })
