@@ -180,6 +180,21 @@ final class ReloadAndLimitsTests: E2ETestCase {
         XCTAssertEqual(try version(), .string(Array("second".utf8)))
     }
 
+    /// Closing the old generation's states runs their pending __gc finalizers: a
+    /// looping one is abandoned at the budget and the reload completes.
+    func testReloadCompletesWhenAnOldFinalizerLoops() throws {
+        let script = tempDir.appendingPathComponent("agent.lua")
+        let looping = "KEPT = setmetatable({}, { __gc = function() while true do end end })\n"
+        try (looping + Self.versioned("first")).write(to: script, atomically: true, encoding: .utf8)
+        let (agent, _) = try startAgent(scriptPath: script.path, extraArgs: ["--workers", "2", "--lua-timeout", "50"])
+        try Self.versioned("second").write(to: script, atomically: true, encoding: .utf8)
+        kill(agent.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitForLog(agent, "generation 1 serving"), agent.logTail())
+        XCTAssertTrue(waitForLog(agent, "__gc finalizer abandoned: "), agent.logTail())
+        kill(agent.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitForLog(agent, "generation 2 serving"), "the reloader is free again: \(agent.logTail())")
+    }
+
     /// Polls the agent's log for `text` (the reload is asynchronous to the signal).
     func waitForLog(_ process: ManagedProcess, _ text: String, timeout: Double = 20) -> Bool {
         let deadline = nowSeconds() + timeout
