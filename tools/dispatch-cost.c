@@ -8,7 +8,9 @@
  *   /tmp/dispatch-cost benchmarks/empty_handler.lua 1000000   # ns per dispatch
  * The optional third argument is the time budget in ms (default 100, as the
  * agent's): give a large one under valgrind, which runs ~50x slower, or the
- * run stops at the first "execution timeout". */
+ * run stops at the first "execution timeout". Each dispatch is one frame with
+ * the agent's default frame budget (4 x the time budget); an optional fourth
+ * argument sets another (0: none). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,7 @@ int main(int argc, char **argv) {
         .append_action = append_action, .ack_mark = ack_mark, .ack_rollback = ack_rollback,
         .log = log_line, .timeout_ms = argc > 3 ? (uint32_t)atol(argv[3]) : 100,
     };
+    ctx.frame_timeout_ms = argc > 4 ? (uint32_t)atol(argv[4]) : 4 * ctx.timeout_ms;
     char err[2048];
     struct lua_State *L = luaspoa_newstate(&ctx, argv[1], NULL, 0, 0, err, sizeof err);
     if (L == NULL) {
@@ -54,6 +57,7 @@ int main(int argc, char **argv) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (long i = 0; i < n; i++) {
+        luaspoa_frame_begin(L);
         int status = luaspoa_dispatch(L, &ctx, name, sizeof name - 1, &arg, 1, err, sizeof err);
         if (status != LUASPOA_OK) {
             fprintf(stderr, "dispatch %ld: status %d: %s\n", i, status, err);

@@ -9,8 +9,8 @@
  * hook on the Lua thread that is running (lua_sethook may be called from
  * another thread: lua.c does it from a signal handler). The hook then raises
  * "execution timeout" at every instruction until the call ends, so a script
- * cannot swallow it with pcall. Long C calls (string.rep) are not interrupted;
- * the memory limit bounds them.
+ * cannot swallow it with pcall. A hook only fires between VM instructions: long
+ * C functions poll the budget instead (luaspoa_budget_check, luaspoa_strlib.c).
  *
  * Why CPU time: a wall-clock budget cut a one-line handler in a 10-minute soak
  * on an overloaded host (load average > 10): its thread was descheduled for
@@ -74,24 +74,47 @@ static void disarm_stale(lua_State *L, luaspoa_budget *b) {
     pthread_mutex_unlock(&b->lock);
 }
 
+/* Raises "file:line: execution timeout (N ms)" at the first Lua function from
+ * stack level `level` up (a hook runs in the interrupted function's frame:
+ * level 0; a C function polling the budget is level 0, its caller 1). */
+static int raise_timeout(lua_State *L, int level) {
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    luaspoa_budget *b = &rt->budget;
+    b->raised = 1;
+    lua_Debug where;
+    int found = 0;
+    while (!found && lua_getstack(L, level++, &where))
+        found = lua_getinfo(L, "Sl", &where) && where.currentline > 0;
+    if (found)
+        lua_pushfstring(L, "%s:%d: ", where.short_src, where.currentline);
+    else
+        lua_pushliteral(L, "");
+    lua_pushfstring(L, "execution timeout%s (%d ms)", rt->loading || rt->in_init ? " while loading" : "",
+                    (int)atomic_load(&b->limit_ms));
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* Armed by the watchdog for the call that is running now. */
+static int armed_now(luaspoa_budget *b) {
+    uint64_t armed = atomic_load(&b->armed);
+    return armed != 0 && atomic_load(&b->deadline) != 0 && armed == atomic_load(&b->calls);
+}
+
 static void on_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     luaspoa_budget *b = &luaspoa_rt_get(L)->budget;
-    if (atomic_load(&b->deadline) == 0 || atomic_load(&b->armed) != atomic_load(&b->calls)) {
+    if (!armed_now(b)) {
         /* Armed for a call that has ended since. */
         disarm_stale(L, b);
         return;
     }
-    b->raised = 1;
-    /* A hook runs inside the interrupted function's frame: level 0 is the site. */
-    lua_Debug where;
-    if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0)
-        lua_pushfstring(L, "%s:%d: ", where.short_src, where.currentline);
-    else
-        lua_pushliteral(L, "");
-    lua_pushfstring(L, "execution timeout (%d ms)", (int)atomic_load(&b->limit_ms));
-    lua_concat(L, 2);
-    lua_error(L);
+    raise_timeout(L, 0);
+}
+
+void luaspoa_budget_check(lua_State *L) {
+    if (armed_now(&luaspoa_rt_get(L)->budget))
+        raise_timeout(L, 1);
 }
 
 /* CPU time of the thread running `call`, read while that call runs (so the
@@ -255,30 +278,56 @@ int luaspoa_budget_stop(luaspoa_budget *b) {
     return b->raised;
 }
 
+/* ---- frames ------------------------------------------------------------- */
+
+/* Wall time, unlike a call's budget: HAProxy waits for the frame's ACK in wall
+ * time (timeout processing), and one coarse clock read per message costs
+ * ~10 ns where the thread's CPU clock is a system call. */
+int luaspoa_budget_frame_over(luaspoa_budget *b, uint32_t ms) {
+    if (ms == 0)
+        return 0;
+    if (b->frame_started == 0) {
+        b->frame_started = mono_ns();
+        return 0;
+    }
+    return mono_ns() - b->frame_started >= (int64_t)ms * 1000000;
+}
+
 /* ---- coroutines: keep `running` on the thread the VM is executing -------- */
 
-/* Calls the function at index 1 with the rest of the stack while `co` is the
- * running thread; restores the previous one, then re-raises any error. */
-static int call_running(lua_State *L, lua_State *co) {
-    luaspoa_budget *b = &luaspoa_rt_get(L)->budget;
+lua_State *luaspoa_budget_enter(luaspoa_budget *b, lua_State *co) {
     pthread_mutex_lock(&b->lock);
     lua_State *prev = b->running;
     b->running = co;
     if (atomic_load(&b->armed))
         lua_sethook(co, on_hook, LUA_MASKCOUNT, 1);
     pthread_mutex_unlock(&b->lock);
-    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    return prev;
+}
+
+void luaspoa_budget_leave(luaspoa_budget *b, lua_State *prev) {
     pthread_mutex_lock(&b->lock);
     b->running = prev;
     if (atomic_load(&b->armed)) /* the coroutine stopped; interrupt its resumer too */
         lua_sethook(prev, on_hook, LUA_MASKCOUNT, 1);
     pthread_mutex_unlock(&b->lock);
+}
+
+/* Calls the function at index 1 with the rest of the stack while `co` is the
+ * running thread; restores the previous one, then re-raises any error. */
+static int call_running(lua_State *L, lua_State *co) {
+    luaspoa_budget *b = &luaspoa_rt_get(L)->budget;
+    lua_State *prev = luaspoa_budget_enter(b, co);
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    luaspoa_budget_leave(b, prev);
     if (status != LUA_OK)
         return lua_error(L);
     return lua_gettop(L);
 }
 
-static int co_resume(lua_State *L) {
+/* coroutine.resume and coroutine.close (which runs pending __close methods) run
+ * code on the coroutine given as argument 1: the original is upvalue 1. */
+static int co_on_thread(lua_State *L) {
     lua_State *co = lua_tothread(L, 1);
     luaL_argexpected(L, co, 1, "coroutine");
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -302,15 +351,59 @@ static int co_wrap(lua_State *L) {
     return 1;
 }
 
-void luaspoa_budget_wrap_coroutines(lua_State *L) {
+/* ---- xpcall: no message handler runs once the budget is used ------------- */
+
+/* Lua calls a message handler from inside lua_error, so the timeout raised by
+ * the hook runs it while hooks are off: a looping handler would never be cut,
+ * and one that catches would keep the call going. Once the budget has raised,
+ * the error passes through untouched. */
+static int guarded_msgh(lua_State *L) {
+    if (luaspoa_rt_get(L)->budget.raised) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int finish_xpcall(lua_State *L, int status, lua_KContext extra) {
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+/* xpcall(f, msgh, ...) with msgh guarded; lua_pcallk keeps it yieldable. */
+static int l_xpcall(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, guarded_msgh, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* f, msgh, true, f, args... */
+    return finish_xpcall(L, lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_xpcall), 2);
+}
+
+void luaspoa_budget_wrap_libs(lua_State *L) {
+    lua_pushcfunction(L, l_xpcall);
+    lua_setglobal(L, "xpcall");
     lua_getglobal(L, LUA_COLIBNAME);
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
         return;
     }
-    lua_getfield(L, -1, "resume");
-    lua_pushcclosure(L, co_resume, 1);
-    lua_setfield(L, -2, "resume");
+    static const char *const on_thread[] = {"resume", "close"};
+    for (size_t i = 0; i < sizeof on_thread / sizeof *on_thread; i++) {
+        lua_getfield(L, -1, on_thread[i]);
+        lua_pushcclosure(L, co_on_thread, 1);
+        lua_setfield(L, -2, on_thread[i]);
+    }
     lua_getfield(L, -1, "wrap");
     lua_pushcclosure(L, co_wrap, 1);
     lua_setfield(L, -2, "wrap");

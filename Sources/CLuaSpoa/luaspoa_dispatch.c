@@ -9,6 +9,7 @@ enum { SLOT_PARAMS = 1, SLOT_HANDLERS, SLOT_HANDLER, SLOT_RESULT };
 
 typedef struct dispatch_params {
     int found;
+    int skipped; /* not run: the frame had used its budget */
 } dispatch_params;
 
 static int compare_keys(const void *pa, const void *pb) {
@@ -147,6 +148,12 @@ static int dispatch_body(lua_State *L) {
     if (!cached_handler(L, rt, &ms) && !lookup_handler(L, rt, &ms))
         return 0;
     p->found = 1;
+    uint32_t frame_ms = rt->ctx->frame_timeout_ms;
+    if (luaspoa_budget_frame_over(&rt->budget, frame_ms)) {
+        p->skipped = 1;
+        lua_pushfstring(L, "not run: the frame used its time budget (%d ms, --lua-frame-timeout)", (int)frame_ms);
+        result_error(L, "handler", NULL, lua_tostring(L, -1));
+    }
     lua_pushvalue(L, SLOT_HANDLER);
     luaspoa_push_txn(L);
     luaspoa_push_msg(L);
@@ -197,6 +204,10 @@ static void run_on_error(lua_State *L, luaspoa_ctx *ctx, size_t mark, char *errb
     lua_settop(L, base);
 }
 
+void luaspoa_frame_begin(lua_State *L) {
+    luaspoa_rt_get(L)->budget.frame_started = 0;
+}
+
 int luaspoa_dispatch(lua_State *L, luaspoa_ctx *ctx, const char *msg_name, size_t name_len,
                      const spoa_arg *args, int nargs, char *errbuf, size_t errcap) {
     luaspoa_rt *rt = luaspoa_rt_get(L);
@@ -230,7 +241,7 @@ int luaspoa_dispatch(lua_State *L, luaspoa_ctx *ctx, const char *msg_name, size_
         if (ctx->ack_rollback)
             ctx->ack_rollback(ctx->ud, mark);
         run_on_error(L, ctx, mark, errbuf, errcap);
-        result = timed_out ? LUASPOA_TIMEOUT : LUASPOA_ERROR;
+        result = timed_out || p.skipped ? LUASPOA_TIMEOUT : LUASPOA_ERROR;
     }
     lua_settop(L, base);
     return result;

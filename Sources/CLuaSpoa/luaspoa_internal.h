@@ -44,6 +44,7 @@ typedef struct luaspoa_budget {
     uint64_t seen_call;           /* call being measured */
     int64_t seen_cpu;             /* its thread's CPU ns at the sighting */
     int64_t next_check;           /* monotonic ns before which it cannot have used its budget */
+    int64_t frame_started;        /* monotonic ns of the frame's first message, 0: none yet */
     struct luaspoa_budget *next;  /* watchdog list */
 } luaspoa_budget;
 
@@ -102,6 +103,8 @@ typedef struct luaspoa_rt {
     luaspoa_handler_cache last_handler;
     luaspoa_var_cache vars[LUASPOA_VAR_CACHE];
     int vars_ref;                   /* registry ref: table anchoring the cached names */
+    int closing;                    /* lua_close runs: finalizers share close_cpu_ns's budget */
+    int64_t close_cpu_ns;           /* thread CPU time when the close started */
 } luaspoa_rt;
 
 static inline luaspoa_rt *luaspoa_rt_get(lua_State *L) {
@@ -137,8 +140,27 @@ void luaspoa_budget_release(luaspoa_budget *b);   /* before lua_close */
 void luaspoa_budget_start(luaspoa_budget *b, uint32_t ms);
 /* Ends the call's budget; returns 1 if the call was stopped for using it up. */
 int luaspoa_budget_stop(luaspoa_budget *b);
-/* Replaces coroutine.resume/wrap so the watchdog interrupts the running coroutine. */
-void luaspoa_budget_wrap_coroutines(lua_State *L);
+/* For long C functions: raises the running call's "execution timeout" if the
+ * watchdog has found its budget used (the count hook only fires between VM
+ * instructions). Two atomic loads: call it every few thousand steps. */
+void luaspoa_budget_check(lua_State *L);
+/* Makes `co` the thread the watchdog interrupts (armed at once if the budget
+ * is used); returns the previous one, to give back to luaspoa_budget_leave. */
+lua_State *luaspoa_budget_enter(luaspoa_budget *b, lua_State *co);
+void luaspoa_budget_leave(luaspoa_budget *b, lua_State *prev);
+/* The frame's total budget (wall ms, 0: none): 1 once its messages have used
+ * it. The first message of a frame starts its clock. */
+int luaspoa_budget_frame_over(luaspoa_budget *b, uint32_t ms);
+/* Replaces coroutine.resume/wrap so the watchdog interrupts the running
+ * coroutine, and xpcall so its message handler cannot outlive the budget. */
+void luaspoa_budget_wrap_libs(lua_State *L);
+
+/* luaspoa_strlib.c */
+void luaspoa_open_strlib(lua_State *L);           /* string functions under the budget */
+
+/* luaspoa_finalizers.c */
+void luaspoa_open_finalizers(lua_State *L);       /* replaces setmetatable */
+void luaspoa_finalizers_closing(lua_State *L);    /* before lua_close: one budget for all */
 
 /* luaspoa_dispatch.c */
 /* Encodes the action table at index t ({ ["scope.name"] = value }) in sorted

@@ -164,6 +164,8 @@ static const char *read_file(lua_State *L, const char **path, size_t *len) {
 
 /* spoa.netset.load(path): one "[!]cidr [value]" per line; '#' starts a comment. */
 static int l_netset_load(lua_State *L) {
+    /* Reading a file may block (a FIFO, a slow disk): never in a handler. */
+    luaspoa_require_setup(L, "spoa.netset.load", 1);
     const char *path = luaL_checkstring(L, 1);
     size_t len;
     const char *text = read_file(L, &path, &len);

@@ -338,7 +338,9 @@ static int setup_body(lua_State *L) {
         luaL_openlibs(L);
     else
         luaspoa_open_sandbox(L);
-    luaspoa_budget_wrap_coroutines(L);
+    luaspoa_budget_wrap_libs(L);
+    luaspoa_open_finalizers(L);
+    luaspoa_open_strlib(L);
     lua_setwarnf(L, on_warn, L);
 
     lua_newtable(L);
@@ -381,10 +383,14 @@ static int setup_body(lua_State *L) {
     if (sc->source == NULL ? luaL_loadfilex(L, sc->path, "t") != LUA_OK
                            : load_source(L, sc) != LUA_OK)
         return 1;
+    /* A body or init function that never returns must not hang a start,
+     * `luaspoa check`, or a reload (which would then never finish). */
+    luaspoa_budget_start(&rt->budget, rt->ctx->load_timeout_ms);
     rt->loading = 1;
     lua_call(L, 0, 0);
     rt->loading = 0;
     luaspoa_run_inits(L);
+    luaspoa_budget_stop(&rt->budget);
     return 0;
 }
 
@@ -416,7 +422,9 @@ lua_State *luaspoa_newstate(luaspoa_ctx *ctx, const char *path, const char *sour
     lua_pushcfunction(L, luaspoa_msgh);
     lua_pushcfunction(L, setup_body);
     lua_pushlightuserdata(L, &sc);
-    if (lua_pcall(L, 1, 1, 1) != LUA_OK || !lua_isnil(L, -1)) {
+    int status = lua_pcall(L, 1, 1, 1);
+    luaspoa_budget_stop(&rt->budget); /* the load budget, when the load failed */
+    if (status != LUA_OK || !lua_isnil(L, -1)) {
         luaspoa_copy_error(L, -1, errbuf, errcap);
         luaspoa_close(L);
         return NULL;
@@ -429,8 +437,9 @@ void luaspoa_close(lua_State *L) {
     if (L == NULL)
         return;
     luaspoa_rt *rt = luaspoa_rt_get(L);
-    luaspoa_budget_release(&rt->budget);
+    luaspoa_finalizers_closing(L);
     lua_close(L);
+    luaspoa_budget_release(&rt->budget);
     free(rt);
 }
 

@@ -16,6 +16,19 @@ public struct LuaConfiguration: Sendable {
     /// Time budget of one handler call in milliseconds (0: none); a handler's
     /// `timeout_ms` option overrides it.
     public var timeoutMilliseconds = 100
+    /// Time budget of loading the script (body and init functions) in one state,
+    /// in milliseconds of CPU time (0: none).
+    public var loadTimeoutMilliseconds = 5000
+    /// Wall time after which a NOTIFY frame's remaining messages are not run (they
+    /// get their on_error actions); nil: 4 x `timeoutMilliseconds`, 0: none.
+    public var frameTimeoutMilliseconds: Int?
+    /// The frame budget in effect.
+    public var effectiveFrameTimeoutMilliseconds: Int {
+        frameTimeoutMilliseconds ?? Self.frameTimeoutFactor * timeoutMilliseconds
+    }
+    /// Default frame budget in per-call budgets: a frame of several normal handlers
+    /// fits, a frame of handlers that all time out is answered after about 4 + 1.
+    public static let frameTimeoutFactor = 4
     /// Load the full standard library (os.execute, io, debug, ...) instead of the sandbox.
     public var unsafeLibraries = false
     /// `scope.name` set to true in the ACK when a handler fails (`--lua-error-var`).

@@ -92,6 +92,8 @@ final class LuaState {
         ctx.pointee.worker_index = Int32(clamping: workerIndex)
         ctx.pointee.worker_count = Int32(clamping: configuration.workerCount)
         ctx.pointee.timeout_ms = UInt32(clamping: configuration.timeoutMilliseconds)
+        ctx.pointee.load_timeout_ms = UInt32(clamping: configuration.loadTimeoutMilliseconds)
+        ctx.pointee.frame_timeout_ms = UInt32(clamping: configuration.effectiveFrameTimeoutMilliseconds)
         ctx.pointee.unsafe_libs = configuration.unsafeLibraries ? 1 : 0
         ctx.pointee.generation = Int64(generation)
         if let errorVariable {

@@ -132,6 +132,7 @@ public final class LuaWorker: SpoaWorker {
             // Byte arguments point into the frame's storage, which `notify` keeps
             // alive and nobody mutates while the frame is handled.
             withExtendedLifetime(notify) {
+                luaspoa_frame_begin(state.L)
                 for message in notify.messages {
                     let mark = tracing ? ackPointer.pointee.mark : 0
                     dispatch(message)

@@ -9,6 +9,16 @@ struct LuaOptions: ParsableArguments {
         valueName: "ms"))
     var timeout = 100
 
+    @Option(name: .customLong("lua-load-timeout"), help: ArgumentHelp(
+        "Time budget of loading the script (body and init functions) in each state, in milliseconds of CPU time (0: none).",
+        valueName: "ms"))
+    var loadTimeout = 5000
+
+    @Option(name: .customLong("lua-frame-timeout"), help: ArgumentHelp(
+        "Wall time after which a NOTIFY frame's remaining messages are not run and get their on_error actions (default: 4 x --lua-timeout; 0: none).",
+        valueName: "ms"))
+    var frameTimeout: Int?
+
     @Option(name: .customLong("lua-max-memory"), help: ArgumentHelp(
         "Memory cap of each Lua state: bytes, or with a K, M or G suffix (0: none).", valueName: "size"))
     var maxMemory = ByteCount(0)
@@ -21,8 +31,9 @@ struct LuaOptions: ParsableArguments {
     var errorVariable: String?
 
     func validate() throws {
-        guard (0...3_600_000).contains(timeout) else {
-            throw ValidationError("--lua-timeout must be between 0 and 3600000 ms, got \(timeout)")
+        for (name, value) in [("--lua-timeout", timeout), ("--lua-load-timeout", loadTimeout), ("--lua-frame-timeout", frameTimeout ?? 0)]
+        where !(0...3_600_000).contains(value) {
+            throw ValidationError("\(name) must be between 0 and 3600000 ms, got \(value)")
         }
         if let errorVariable {
             let parts = errorVariable.split(separator: ".", maxSplits: 1)
@@ -38,6 +49,8 @@ struct LuaOptions: ParsableArguments {
         var configuration = LuaConfiguration(scriptPath: script, workerCount: workers)
         configuration.varPrefix = varPrefix
         configuration.timeoutMilliseconds = timeout
+        configuration.loadTimeoutMilliseconds = loadTimeout
+        configuration.frameTimeoutMilliseconds = frameTimeout
         configuration.memoryLimit = maxMemory.bytes
         configuration.unsafeLibraries = unsafe
         configuration.errorVariable = errorVariable

@@ -175,6 +175,49 @@ final class ReloadAndLimitsTests: E2ETestCase {
         XCTAssertTrue(agent.log.contains("not enough memory"), agent.logTail())
     }
 
+    /// A reload whose script never finishes loading fails at --lua-load-timeout and
+    /// logs file:line; the next good reload is applied (the reloader is not stuck).
+    func testLoopingReloadFailsAndALaterReloadIsApplied() throws {
+        let script = tempDir.appendingPathComponent("agent.lua")
+        try Self.versioned("first").write(to: script, atomically: true, encoding: .utf8)
+        let (agent, agentPort) = try startAgent(scriptPath: script.path, extraArgs: ["--workers", "1", "--lua-load-timeout", "300"])
+        func version() throws -> SpopValue? {
+            let c = try TCPConn(port: agentPort)
+            defer { c.shutdownAndClose() }
+            _ = try c.handshake()
+            c.send(notifyFrame(streamID: 1, frameID: 1, [SpopMessage(name: "check", args: [])]))
+            return actionMap(try c.expectFrame(timeout: 10, "ACK").actions())["txn.version"] ?? nil
+        }
+        XCTAssertEqual(try version(), .string(Array("first".utf8)))
+
+        try (Self.versioned("loops") + "\nspoa.register_init(function()\n  while true do end\nend)\n")
+            .write(to: script, atomically: true, encoding: .utf8)
+        kill(agent.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitForLog(agent, "reload failed"), agent.logTail())
+        XCTAssertTrue(agent.log.contains("agent.lua:6: execution timeout while loading (300 ms)"), agent.logTail())
+        XCTAssertEqual(try version(), .string(Array("first".utf8)))
+
+        try Self.versioned("second").write(to: script, atomically: true, encoding: .utf8)
+        kill(agent.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitForLog(agent, "generation 1 serving"), agent.logTail())
+        XCTAssertEqual(try version(), .string(Array("second".utf8)))
+    }
+
+    /// Closing the old generation's states runs their pending __gc finalizers: a
+    /// looping one is abandoned at the budget and the reload completes.
+    func testReloadCompletesWhenAnOldFinalizerLoops() throws {
+        let script = tempDir.appendingPathComponent("agent.lua")
+        let looping = "KEPT = setmetatable({}, { __gc = function() while true do end end })\n"
+        try (looping + Self.versioned("first")).write(to: script, atomically: true, encoding: .utf8)
+        let (agent, _) = try startAgent(scriptPath: script.path, extraArgs: ["--workers", "2", "--lua-timeout", "50"])
+        try Self.versioned("second").write(to: script, atomically: true, encoding: .utf8)
+        kill(agent.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitForLog(agent, "generation 1 serving"), agent.logTail())
+        XCTAssertTrue(waitForLog(agent, "__gc finalizer abandoned: "), agent.logTail())
+        kill(agent.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitForLog(agent, "generation 2 serving"), "the reloader is free again: \(agent.logTail())")
+    }
+
     /// Polls the agent's log for `text` (the reload is asynchronous to the signal).
     func waitForLog(_ process: ManagedProcess, _ text: String, timeout: Double = 20) -> Bool {
         let deadline = nowSeconds() + timeout

@@ -36,6 +36,13 @@ final class ToolsTests: E2ETestCase {
         end, { on_error = { ["txn.score"] = spoa.uint32(50) } })
         """
 
+    func testCheckFailsALoopingScriptAtItsLoadBudget() throws {
+        let loop = try write("local ready = false\nwhile not ready do end\n", "loop.lua")
+        let failed = try luaspoa(["check", "--lua-load-timeout", "200", loop], name: "check-loop")
+        XCTAssertEqual(failed.status, 1, failed.output)
+        XCTAssertTrue(failed.output.contains("loop.lua:2: execution timeout while loading (200 ms)"), failed.output)
+    }
+
     func testCheckReportsOkOrFileAndLine() throws {
         let good = try write(Self.script, "good.lua")
         let ok = try luaspoa(["check", good], name: "check-ok")

@@ -43,6 +43,21 @@ final class LoadingTests: XCTestCase {
         XCTAssertTrue(error.description.contains("\nstack traceback:"))
     }
 
+    /// A body or init function that never returns fails the load at its budget
+    /// (--lua-load-timeout) with file:line, instead of hanging the start or a reload.
+    func testLoopingBodyOrInitFailsTheLoadWithFileAndLine() throws {
+        for (source, site) in [("local n = 0\nwhile true do n = n + 1 end\n", "script.lua:2:"),
+                               ("spoa.register_init(function()\n  while true do end\nend)\n", "script.lua:2:")] {
+            var configuration = LuaConfiguration(scriptPath: try writeScript(source), workerCount: 1)
+            configuration.loadTimeoutMilliseconds = 50
+            let error = try finishes(within: 10) { () -> String in
+                do { try LuaWorker.check(configuration) } catch { return "\(error)" }
+                return "loaded"
+            }
+            XCTAssertTrue(error?.contains("\(site) execution timeout while loading (50 ms)") ?? false, "\(String(describing: error))")
+        }
+    }
+
     func testMissingFile() throws {
         let path = "/nonexistent/luaspoa/script.lua"
         XCTAssertThrowsError(try LuaWorker.check(scriptPath: path)) { error in

@@ -107,6 +107,19 @@ final class NetsetTests: XCTestCase {
         }
     }
 
+    /// Like spoa.map.load: reading a file (maybe a FIFO) must not block a handler.
+    func testLoadIsRefusedInHandlers() throws {
+        let list = try writeScript("10.0.0.0/8 1\n", name: "ok.lst")
+        let harness = try Harness("""
+            local AT_LOAD = spoa.netset.load("\(list)")
+            spoa.register_init(function() assert(spoa.netset.load("\(list)"):size() == 1) end)
+            spoa.register_message("load", function() return { ["txn.size"] = spoa.netset.load("\(list)"):size() } end)
+            """)
+        XCTAssertEqual(try harness.vars("load"), [:])
+        let messages = harness.errorLogs.map(\.message)
+        XCTAssertTrue(messages.contains { $0.contains("script.lua:3: spoa.netset.load is only available while the script loads or in an init function") }, "\(messages)")
+    }
+
     // MARK: 100k CIDRs against a reference
 
     struct Entry { var network: UInt32; var bits: Int; var excluded: Bool; var value: String }

@@ -73,6 +73,154 @@ final class SafetyTests: XCTestCase {
         XCTAssertEqual(try setVars(worker, "yields"), ["txn.sum": .int64(6)], "coroutines still work")
     }
 
+    /// Lua runs an xpcall message handler from inside the error the hook raises,
+    /// with hooks off: a looping or catching handler must still be cut.
+    func testXpcallMessageHandlerCannotOutliveTheBudget() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("loops", function(txn)
+              xpcall(function() while true do end end, function(e) while true do end end)
+            end, { on_error = { ["txn.failed"] = true } })
+            spoa.register_message("catches", function(txn)
+              while true do
+                xpcall(function() while true do end end, function(e) return pcall(function() while true do end end) end)
+              end
+            end)
+            spoa.register_message("fine", function(txn)
+              local ok, e = xpcall(error, function(m) return "handled: " .. m end, "boom", 0)
+              local co = coroutine.wrap(function(a)
+                return xpcall(function(b) return b + coroutine.yield(a) end, print, a + 1)
+              end)
+              co(1)
+              local yielded_ok, sum = co(40)
+              return { ["txn.e"] = e, ["txn.ok"] = ok, ["txn.sum"] = sum, ["txn.yielded"] = yielded_ok }
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        let vars = try finishes(within: 5) { try setVars(worker, "loops") }
+        XCTAssertEqual(vars, ["txn.failed": .bool(true)])
+        XCTAssertEqual(try finishes(within: 5) { try setVars(worker, "catches") }, [:])
+        XCTAssertEqual(worker.handlerTimeouts, 2)
+        XCTAssertTrue(errors.allSatisfy { $0.message.contains("execution timeout (20 ms)") }, "\(errors)")
+        XCTAssertEqual(try setVars(worker, "fine"),
+                       ["txn.e": .string("handled: boom"), "txn.ok": .bool(false), "txn.sum": .int64(42), "txn.yielded": .bool(true)])
+    }
+
+    /// The call budget is per message: a frame of handlers that all time out would
+    /// be answered after all their budgets. Messages that would start after the
+    /// frame's budget (4 x the call budget by default) are not run and get their
+    /// on_error actions; the next frame starts afresh.
+    func testFrameBudgetStopsRunningTheFramesMessages() throws {
+        let worker = try makeWorker("""
+            local started = 0
+            spoa.register_message("spin", function(txn)
+              started = started + 1
+              while true do end
+            end, { on_error = { ["txn.failed"] = true } })
+            spoa.register_message("inc", function(txn) started = started + 1 end)
+            spoa.register_message("count", function(txn)
+              local n = started
+              started = 0
+              return { ["txn.started"] = n }
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        let spins = [TestMessage](repeating: (name: "spin", arguments: []), count: 100)
+        let actions = try finishes(within: 60) { try SpoaAction.decodeList(handleNotify(worker, spins)) }
+        XCTAssertEqual(actions?.count, 100, "every message has its on_error action")
+        let started = try XCTUnwrap(try setVars(worker, "count")["txn.started"])
+        guard case .int64(let count) = started else { return XCTFail("\(started)") }
+        XCTAssertTrue((1...20).contains(count), "\(count) of 100 handlers ran in an 80 ms frame budget")
+        XCTAssertEqual(worker.handlerTimeouts, 100)
+        XCTAssertTrue(worker.lastError?.contains(
+            "script.lua:2: handler of 'spin': not run: the frame used its time budget (80 ms, --lua-frame-timeout)") ?? false,
+            "\(String(describing: worker.lastError))")
+
+        let incs = [TestMessage](repeating: (name: "inc", arguments: []), count: 100)
+        _ = try handleNotify(worker, incs)
+        XCTAssertEqual(try setVars(worker, "count"), ["txn.started": .int64(100)], "short handlers all run")
+    }
+
+    /// Lua runs __gc finalizers with hooks off: a looping one must still be cut
+    /// in a handler (and logged), while finalizers keep Lua's semantics.
+    func testLoopingFinalizerIsCutInAHandler() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("gc", function(txn)
+              setmetatable({}, { __gc = function() while true do end end })
+              collectgarbage()
+              txn:set_var("txn.after", true)
+            end, { on_error = { ["txn.failed"] = true } })
+            spoa.register_message("finalizes", function(txn)
+              local ran, mt = {}, {}
+              setmetatable({}, mt)
+              mt.__gc = function() ran[#ran + 1] = "never marked" end
+              local later = setmetatable({}, { __gc = true })
+              getmetatable(later).__gc = function(o) ran[#ran + 1] = tostring(o == later) end
+              local count, resurrect = 0, {}
+              resurrect.__gc = function(o) count = count + 1; if count == 1 then KEEP = o end end
+              setmetatable({}, resurrect)
+              collectgarbage(); collectgarbage()
+              setmetatable(KEEP, resurrect)
+              KEEP = nil
+              collectgarbage(); collectgarbage()
+              ran[#ran + 1] = "resurrected " .. count
+              local protected = setmetatable({}, { __metatable = "no" })
+              local ok, err = pcall(setmetatable, protected, {})
+              later = nil
+              collectgarbage()
+              return { ["txn.ran"] = table.concat(ran, ","), ["txn.protected"] = err }
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        XCTAssertEqual(try finishes(within: 10) { try setVars(worker, "finalizes") },
+                       ["txn.ran": .string("resurrected 2,false"), "txn.protected": .string("cannot change a protected metatable")],
+                       "as in Lua: marked when set with __gc, the field read when finalizing")
+        XCTAssertEqual(try finishes(within: 10) { try setVars(worker, "gc") }, ["txn.failed": .bool(true)])
+        XCTAssertEqual(worker.handlerTimeouts, 1)
+        let warnings = logs.entries.filter { $0.level == .warning }.map(\.message)
+        XCTAssertTrue(warnings.contains { $0.contains("__gc finalizer abandoned: ") && $0.contains("script.lua:2: execution timeout (20 ms)") },
+                      "\(warnings)")
+    }
+
+    /// lua_close runs every pending finalizer: closing an old state on reload must
+    /// not loop forever in one.
+    func testLoopingFinalizerIsCutWhenTheStateCloses() throws {
+        var configuration = LuaConfiguration(scriptPath: try writeScript("""
+            KEPT = setmetatable({}, { __gc = function() while true do end end })
+            ALSO = setmetatable({}, { __gc = function() while true do end end })
+            """), workerCount: 1)
+        configuration.timeoutMilliseconds = 20
+        let worker = try LuaWorker(configuration: configuration, workerIndex: 1, logger: logs.logger)
+        XCTAssertNotNil(try finishes(within: 10) {
+            worker.install(try LuaWorker.prepare(configuration, workerIndex: 1, generation: 1, logger: self.logs.logger))
+        }, "the old state closed")
+        let warnings = logs.entries.filter { $0.level == .warning }.map(\.message)
+        XCTAssertTrue(warnings.contains { $0.contains("__gc finalizer abandoned: ") && $0.contains("script.lua:") }, "\(warnings)")
+        XCTAssertEqual(warnings.count, 2, "both abandoned, sharing one close budget: \(warnings)")
+    }
+
+    /// coroutine.close runs the coroutine's pending __close methods on that
+    /// coroutine: the watchdog must interrupt it there too.
+    func testLoopingCloseMethodOfAClosedCoroutineIsStopped() throws {
+        let worker = try makeWorker("""
+            spoa.register_message("close", function(txn)
+              local co = coroutine.create(function()
+                local guard <close> = setmetatable({}, { __close = function() while true do end end })
+                coroutine.yield()
+              end)
+              coroutine.resume(co)
+              txn:set_var("txn.closed", coroutine.close(co))
+            end, { on_error = { ["txn.failed"] = true } })
+            spoa.register_message("fine", function(txn)
+              local co = coroutine.create(function()
+                local guard <close> = setmetatable({}, { __close = function() txn:set_var("txn.ran", true) end })
+                coroutine.yield()
+              end)
+              coroutine.resume(co)
+              txn:set_var("txn.closed", coroutine.close(co))
+            end)
+            """, logs: logs) { $0.timeoutMilliseconds = 20 }
+        XCTAssertEqual(try finishes(within: 10) { try setVars(worker, "close") }, ["txn.failed": .bool(true)])
+        XCTAssertEqual(worker.handlerTimeouts, 1)
+        XCTAssertEqual(try setVars(worker, "fine"), ["txn.ran": .bool(true), "txn.closed": .bool(true)])
+    }
+
     func testPerHandlerTimeoutOverridesTheDefault() throws {
         let worker = try makeWorker("""
             spoa.register_message("spin", function() while true do end end, { timeout_ms = 15 })

@@ -137,3 +137,26 @@ extension SpopValue {
         return nil
     }
 }
+
+/// Runs `body` on its own thread and returns its result, or fails the test and
+/// returns nil when it has not returned within `seconds`: a stalled worker then
+/// fails the test instead of hanging the run (its thread is left spinning).
+func finishes<T>(within seconds: Double, file: StaticString = #filePath, line: UInt = #line,
+                 _ body: @escaping () throws -> T) throws -> T? {
+    let outcome = Outcome<T>()
+    nonisolated(unsafe) let body = body
+    Thread.detachNewThread {
+        outcome.result = Result { try body() }
+        outcome.done.signal()
+    }
+    guard outcome.done.wait(timeout: .now() + seconds) == .success, let result = outcome.result else {
+        XCTFail("did not return within \(seconds) s", file: file, line: line)
+        return nil
+    }
+    return try result.get()
+}
+
+private final class Outcome<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
+    let done = DispatchSemaphore(value: 0)
+}

@@ -160,6 +160,8 @@ typedef struct luaspoa_ctx {
     size_t var_prefix_len;
     /* Limits and failure handling, read when the state is created. */
     uint32_t timeout_ms;         /* default time budget per handler call, 0: none */
+    uint32_t load_timeout_ms;    /* time budget of the script body and init functions, 0: none */
+    uint32_t frame_timeout_ms;   /* messages of a frame start only within this (wall ms), 0: none */
     int unsafe_libs;             /* 1: the full standard library (--lua-unsafe) */
     const char *error_var;       /* "scope.name" set to true when a handler fails, or NULL */
     size_t error_var_len;
@@ -184,6 +186,9 @@ int luaspoa_reclaim(struct lua_State *L);
 
 /* Closes a state made by luaspoa_newstate. */
 void luaspoa_close(struct lua_State *L);
+
+/* Starts a NOTIFY frame: its messages then share ctx->frame_timeout_ms. */
+void luaspoa_frame_begin(struct lua_State *L);
 
 /*
  * Runs the handler registered for one message.
