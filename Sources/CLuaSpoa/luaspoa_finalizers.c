@@ -31,7 +31,7 @@ static void abandoned(lua_State *L, const char *why) {
     lua_pushfstring(L, "__gc finalizer abandoned: %s", why);
     size_t len;
     const char *msg = lua_tolstring(L, -1, &len);
-    luaspoa_emit_log(L, LUASPOA_LOG_WARNING, msg, len);
+    luaspoa_emit_log(L, LUASPOA_LOG_LUA_WARNING, msg, len);   /* rate-limited like warn() */
     lua_pop(L, 1);
 }
 

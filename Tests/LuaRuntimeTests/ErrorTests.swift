@@ -43,7 +43,7 @@ final class ErrorTests: XCTestCase {
         let warnings = harness.logs.entries.filter { $0.message.contains("finalizer broke") }
         XCTAssertEqual(warnings.count, 1, "\(warnings.prefix(3))")
         XCTAssertEqual(warnings.first?.level, .warning)
-        XCTAssertTrue(warnings.first?.message.hasPrefix("error in __gc") ?? false, "\(warnings)")
+        XCTAssertTrue(warnings.first?.message.hasPrefix("__gc finalizer abandoned: ") ?? false, "\(warnings)")
     }
 
     func testLogLinesFromLuaAreCappedAndKeepTheirBytes() throws {
