@@ -96,10 +96,6 @@ struct ServeCommand: AsyncParsableCommand {
         guard maxNotifySize >= maxFrameSize else {
             throw ValidationError("--max-notify-size must be at least --max-frame-size (\(maxFrameSize)), got \(maxNotifySize)")
         }
-        guard server.maxReassemblyMemory >= maxNotifySize else {
-            throw ValidationError(
-                "--max-reassembly-memory must be at least --max-notify-size (\(maxNotifySize)), got \(server.maxReassemblyMemory)")
-        }
         if let varPrefix, varPrefix.isEmpty || !varPrefix.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }) {
             throw ValidationError("--var-prefix must be non-empty and use only A-Z a-z 0-9 . _, got \"\(varPrefix)\"")
         }

@@ -18,11 +18,6 @@ struct ServerOptions: ParsableArguments {
         valueName: "bytes"))
     var maxPendingOutput = ServerLimits().maxPendingOutput
 
-    @Option(help: ArgumentHelp(
-        "Bytes of unfinished fragmented NOTIFYs all connections may hold together; a connection that would go over it gets status 13.",
-        valueName: "bytes"))
-    var maxReassemblyMemory = ServerLimits().maxReassemblyMemory
-
     @Option(help: ArgumentHelp("Seconds SIGTERM/SIGINT waits for connections to close; a second signal exits at once.",
                                valueName: "seconds"))
     var drainTimeout = 5.0
@@ -37,7 +32,6 @@ struct ServerOptions: ParsableArguments {
         }
         guard helloTimeout > 0 else { throw ValidationError("--hello-timeout must be above 0") }
         guard maxPendingOutput >= 4096 else { throw ValidationError("--max-pending-output must be at least 4096 bytes") }
-        guard maxReassemblyMemory >= 0 else { throw ValidationError("--max-reassembly-memory must be 0 or more bytes") }
         if let socketMode, UInt32(socketMode, radix: 8).map({ $0 <= 0o777 }) != true {
             throw ValidationError("--socket-mode must be octal permissions such as 660, got \(socketMode)")
         }
@@ -46,7 +40,7 @@ struct ServerOptions: ParsableArguments {
     var limits: ServerLimits {
         ServerLimits(
             maxConnections: maxConnections, helloTimeout: .seconds(helloTimeout), idleTimeout: .seconds(idleTimeout),
-            maxPendingOutput: maxPendingOutput, drainTimeout: .seconds(drainTimeout), maxReassemblyMemory: maxReassemblyMemory
+            maxPendingOutput: maxPendingOutput, drainTimeout: .seconds(drainTimeout)
         )
     }
 

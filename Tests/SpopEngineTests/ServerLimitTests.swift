@@ -32,63 +32,6 @@ final class ServerLimitTests: XCTestCase {
         }
     }
 
-    /// Unfinished fragmented NOTIFYs are bounded for the whole server, not only per
-    /// connection: the connection whose fragment would go over the limit is closed
-    /// with status 13, the others go on, and closed connections give their bytes back.
-    func testFragmentsOfAllConnectionsShareOneBound() async throws {
-        let worker: @Sendable () -> any SpoaWorker = { ClosureWorker { _, _, ack in try? ack.setVar(.transaction, "ok", .bool(true)) } }
-        // One NOTIFY whose payload is cut in two: HELLO + first fragment (3400 bytes), then the rest.
-        var payload = ByteBuffer()
-        payload.writeSpopRawString("m")
-        payload.writeInteger(UInt8(1))
-        payload.writeSpopRawString("pad")
-        payload.writeSpopValue(.string(ByteBuffer(repeating: 0x61, count: 3500)))
-        func frame(_ type: FrameType, _ flags: FrameFlags, _ bytes: ByteBuffer) -> ByteBuffer {
-            var buffer = ByteBuffer()
-            _ = buffer.writeSpopFrame(FrameHeader(type: type, flags: flags, streamID: 1, frameID: 1)) { body in
-                var bytes = bytes
-                body.writeBuffer(&bytes)
-            }
-            return buffer
-        }
-        var firstFragment = ByteBuffer()
-        HaproxyHello(capabilities: ["pipelining", "fragmentation"], engineID: "e").write(to: &firstFragment)
-        var head = frame(.notify, [], payload.getSlice(at: 0, length: 3400)!)
-        firstFragment.writeBuffer(&head)
-        let lastFragment = frame(.unset, .fin, payload.getSlice(at: 3400, length: payload.readableBytes - 3400)!)
-
-        try await withServer(limits: ServerLimits(maxReassemblyMemory: 6000), worker) { server, address in
-            let first = try await TestClient.connect(address)
-            try await first.channel.executeThenClose { inbound, outbound in
-                var stream = FrameStream(inbound)
-                var frames: [RawFrame] = []
-                try await outbound.write(firstFragment)
-                try await stream.read(into: &frames) { $0.count >= 1 }  // AGENT-HELLO
-                while server.reassembly.bytesHeld == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
-
-                // A second connection's fragment would go over 6000 bytes held in all.
-                let refused = try await TestClient.exchange(address, firstFragment, frames: 2)
-                XCTAssertEqual(refused.map(\.header.type), [.agentHello, .agentDisconnect])
-                XCTAssertEqual(try status(of: refused), .resourceAllocation)
-                let message = try Disconnect(refused[1]).message
-                XCTAssertTrue(message.contains("more than 6000 bytes"), message)
-
-                // The first connection is unharmed: its NOTIFY completes and is answered.
-                try await outbound.write(lastFragment)
-                try await stream.read(into: &frames) { $0.count >= 2 }
-                XCTAssertEqual(frames.last?.header.type, .ack)
-                XCTAssertEqual(server.reassembly.bytesHeld, 0, "a completed NOTIFY still holds reassembly bytes")
-            }
-            // And a connection that closes mid-NOTIFY gives its bytes back.
-            let leaver = try await TestClient.connect(address)
-            try await leaver.channel.executeThenClose { inbound, outbound in
-                try await outbound.write(firstFragment)
-                while server.reassembly.bytesHeld == 0 { try await Task.sleep(nanoseconds: 1_000_000) }
-            }
-            while server.reassembly.bytesHeld > 0 { try await Task.sleep(nanoseconds: 1_000_000) }
-        }
-    }
-
     func testSilentPeerIsClosedAfterTheHelloTimeout() async throws {
         try await withServer(limits: ServerLimits(helloTimeout: .milliseconds(200)), silent) { _, address in
             let frames = try await TestClient.exchange(address, ByteBuffer(), frames: 2)

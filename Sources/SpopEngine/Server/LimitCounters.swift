@@ -7,6 +7,5 @@ enum LimitCounters {
     static let helloTimeout = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "hello_timeout")])
     static let idleTimeout = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "idle_timeout")])
     static let pendingOutput = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "max_pending_output")])
-    static let reassemblyMemory = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "max_reassembly_memory")])
     static let drainCut = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "drain_timeout")])
 }

@@ -15,16 +15,11 @@ public struct ServerLimits: Hashable, Sendable {
     public var maxPendingOutput: Int
     /// On SIGTERM/SIGINT, how long connections get to be told goodbye before being cut.
     public var drainTimeout: TimeAmount
-    /// Bytes of unfinished fragmented NOTIFYs all connections may hold together
-    /// (`maxReassembledSize` bounds one NOTIFY): a connection whose fragment would
-    /// go over it gets AGENT-DISCONNECT 13 and is closed.
-    public var maxReassemblyMemory: Int
 
     public init(
         maxConnections: Int = 10_000, helloTimeout: TimeAmount = .seconds(5), idleTimeout: TimeAmount = .seconds(600),
-        maxPendingOutput: Int = 1 << 20, drainTimeout: TimeAmount = .seconds(5), maxReassemblyMemory: Int = 64 << 20
+        maxPendingOutput: Int = 1 << 20, drainTimeout: TimeAmount = .seconds(5)
     ) {
-        self.maxReassemblyMemory = maxReassemblyMemory
         self.maxConnections = maxConnections
         self.helloTimeout = helloTimeout
         self.idleTimeout = idleTimeout

@@ -31,16 +31,12 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private let asyncAcks: AsyncAckRouting?
     private var ackRouter: ConnectionAckRouter?
     private let idleSpinner: IdleSpinner?
-    /// This connection's share of the server's reassembly memory.
-    private let reassembly: ReassemblyMemory?
-    private var reassemblyHeld = 0
 
     init(
         capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger, metrics: ServerMetrics,
-        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil, reassembly: ReassemblyMemory? = nil
+        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil
     ) {
         self.idleSpinner = idleSpinner
-        self.reassembly = reassembly
         self.asyncAcks = asyncAcks
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
         self.limits = limits
@@ -73,7 +69,6 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             while !stateMachine.isClosed, let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) {
                 metrics.received(frame.header.type)
                 execute(stateMachine.frameReceived(frame), context: context)
-                if reassemblyHeld != stateMachine.reassemblyBytes { accountReassembly(context: context) }
             }
         } catch {
             execute(stateMachine.decodingFailed(error), context: context)
@@ -121,29 +116,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    /// Claims (or gives back) this connection's fragment bytes from the server-wide
-    /// budget; a fragment that does not fit closes the connection with status 13.
-    private func accountReassembly(context: ChannelHandlerContext) {
-        let wanted = stateMachine.reassemblyBytes
-        guard let reassembly else { return }
-        if reassembly.resize(from: reassemblyHeld, to: wanted) {
-            reassemblyHeld = wanted
-            return
-        }
-        LimitCounters.reassemblyMemory.increment()
-        execute(stateMachine.resourceExhausted(
-            "fragmented NOTIFYs of all connections would hold more than \(reassembly.limit) bytes"), context: context)
-        releaseReassembly()
-    }
-
-    private func releaseReassembly() {
-        guard reassemblyHeld > 0 else { return }
-        _ = reassembly?.resize(from: reassemblyHeld, to: 0)
-        reassemblyHeld = 0
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
-        releaseReassembly()
         ackRouter?.connectionLost(pending: acks.drain())
         timer?.cancel()
         if !stateMachine.isClosed { logger.info("connection closed by peer") }
@@ -157,7 +130,6 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         // HAProxy 3.2 drops idle pooled SPOP connections with a reset: an ordinary close.
         metrics.closing((error as? IOError)?.errnoCode == ECONNRESET ? .peerClosed : .ioError)
         stateMachine.closed()
-        releaseReassembly()
         context.close(promise: nil)
     }
 

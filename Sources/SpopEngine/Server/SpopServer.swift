@@ -51,8 +51,6 @@ public final class SpopServer: Service, Sendable {
     private let idleSpinner: IdleSpinner?
     /// Made here, after `MetricsSystem.bootstrap`, once for all connections.
     private let metrics = ServerMetrics()
-    /// Fragment bytes held by all connections, against `limits.maxReassemblyMemory`.
-    let reassembly: ReassemblyMemory
 
     /// Builds one worker per thread, on that thread; a failing factory fails the init.
     public init(
@@ -61,7 +59,6 @@ public final class SpopServer: Service, Sendable {
     ) throws {
         self.configuration = configuration
         self.logger = logger
-        self.reassembly = ReassemblyMemory(limit: configuration.limits.maxReassemblyMemory)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.workers))
         var workers: [NIOLoopBound<any SpoaWorker>] = []
         do {
@@ -103,7 +100,6 @@ public final class SpopServer: Service, Sendable {
         let asyncAcks = capabilities.async
             ? AsyncAckRouting(mode: configuration.asyncAck, maxPendingOutput: limits.maxPendingOutput, metrics: metrics, logger: logger)
             : nil
-        let reassembly = self.reassembly
         let bootstrap = ServerBootstrap(group: acceptor, childGroup: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -124,8 +120,7 @@ public final class SpopServer: Service, Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger,
-                                           metrics: metrics, asyncAcks: asyncAcks, idleSpinner: idleSpinner,
-                                           reassembly: reassembly)
+                                           metrics: metrics, asyncAcks: asyncAcks, idleSpinner: idleSpinner)
                     )
                 }
             }

@@ -60,12 +60,6 @@ public struct ConnectionStateMachine {
         return false
     }
 
-    /// Payload bytes of the fragmented NOTIFY being reassembled (0 when none).
-    public var reassemblyBytes: Int {
-        if case .running(let session) = state { return session.fragment?.payload.readableBytes ?? 0 }
-        return 0
-    }
-
     public var isClosed: Bool {
         if case .closed = state { return true }
         return false
@@ -98,13 +92,6 @@ public struct ConnectionStateMachine {
     public mutating func timedOut(_ reason: String) -> Action {
         if case .closed = state { return .none(reason: nil) }
         return fail(SpopProtocolError(.timeout, reason))
-    }
-
-    /// The server could not grant a resource the connection needs (the process-wide
-    /// reassembly memory): AGENT-DISCONNECT status 13 with `reason`, then close.
-    public mutating func resourceExhausted(_ reason: String) -> Action {
-        if case .closed = state { return .none(reason: nil) }
-        return fail(SpopProtocolError(.resourceAllocation, reason))
     }
 
     /// The agent is shutting down: work already received was answered (NOTIFYs are
