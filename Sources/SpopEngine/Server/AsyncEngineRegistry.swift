@@ -8,9 +8,6 @@ import NIOCore
 final class AckPeer: Sendable {
     let id: Int
     let engineID: String
-    /// The connections an ACK may move between: same engine-id from the same peer
-    /// address (see `AsyncEngineRegistry.group`).
-    let group: String
     let channel: any Channel
     let maxFrameSize: Int
     /// The write-buffer high-water mark: ACKs handed over but not yet written count
@@ -23,10 +20,9 @@ final class AckPeer: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    init(id: Int, engineID: String, group: String, channel: any Channel, maxFrameSize: Int, maxPendingOutput: Int) {
+    init(id: Int, engineID: String, channel: any Channel, maxFrameSize: Int, maxPendingOutput: Int) {
         self.id = id
         self.engineID = engineID
-        self.group = group
         self.channel = channel
         self.maxFrameSize = maxFrameSize
         self.maxPendingOutput = maxPendingOutput
@@ -78,12 +74,6 @@ final class AckPeer: Sendable {
 /// engine-id per thread and matches an ACK on any connection of that engine).
 /// Shared by every event loop: the lock is taken when a connection comes or goes
 /// and when an ACK is routed, never on the own-connection fast path.
-///
-/// An engine-id is only a string the peer chose, so connections are grouped by
-/// engine-id *and* peer address: a client that presents another HAProxy's
-/// engine-id from another address never receives that HAProxy's ACKs. (Two
-/// HAProxy processes on one host that present the same engine-id are not told
-/// apart; neither are peers on a Unix socket, which all share one group.)
 final class AsyncEngineRegistry: Sendable {
     private struct Engine {
         var peers: [Int: AckPeer] = [:]
@@ -96,35 +86,29 @@ final class AsyncEngineRegistry: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    /// The routing group of a connection: its engine-id and its peer's IP address.
-    static func group(engineID: String, peer: SocketAddress?) -> String {
-        "\(peer?.ipAddress ?? "local")|\(engineID)"
-    }
-
     func register(engineID: String, channel: any Channel, maxFrameSize: Int, maxPendingOutput: Int) -> AckPeer {
-        let group = Self.group(engineID: engineID, peer: channel.remoteAddress)
-        return state.withLockedValue { state in
+        state.withLockedValue { state in
             state.nextID += 1
-            let peer = AckPeer(id: state.nextID, engineID: engineID, group: group, channel: channel,
-                               maxFrameSize: maxFrameSize, maxPendingOutput: maxPendingOutput)
-            state.engines[group, default: Engine()].peers[peer.id] = peer
+            let peer = AckPeer(id: state.nextID, engineID: engineID, channel: channel, maxFrameSize: maxFrameSize,
+                               maxPendingOutput: maxPendingOutput)
+            state.engines[engineID, default: Engine()].peers[peer.id] = peer
             return peer
         }
     }
 
     func unregister(_ peer: AckPeer) {
         state.withLockedValue { state in
-            state.engines[peer.group]?.peers[peer.id] = nil
-            if state.engines[peer.group]?.peers.isEmpty == true { state.engines[peer.group] = nil }
+            state.engines[peer.engineID]?.peers[peer.id] = nil
+            if state.engines[peer.engineID]?.peers.isEmpty == true { state.engines[peer.engineID] = nil }
         }
     }
 
-    /// The other connections of `peer`'s group, and the group's round-robin turn,
+    /// The other connections of `peer`'s engine, and the engine's round-robin turn,
     /// which then moves on by `advancingTurnBy` (one per ACK spread).
     func siblings(of peer: AckPeer, advancingTurnBy steps: Int = 0) -> (peers: [Int: AckPeer], turn: Int) {
         state.withLockedValue { state in
-            guard let engine = state.engines[peer.group] else { return ([:], 0) }
-            if steps > 0 { state.engines[peer.group]?.turn &+= steps }
+            guard let engine = state.engines[peer.engineID] else { return ([:], 0) }
+            if steps > 0 { state.engines[peer.engineID]?.turn &+= steps }
             let turn = engine.turn
             var others = engine.peers
             others[peer.id] = nil
@@ -132,8 +116,6 @@ final class AsyncEngineRegistry: Sendable {
         }
     }
 
-    /// Connections registered for `engineID`, from any address (tests and logs).
-    func count(engineID: String) -> Int {
-        state.withLockedValue { $0.engines.values.reduce(0) { $0 + $1.peers.values.filter { $0.engineID == engineID }.count } }
-    }
+    /// Connections registered for `engineID` (tests and logs).
+    func count(engineID: String) -> Int { state.withLockedValue { $0.engines[engineID]?.peers.count ?? 0 } }
 }
