@@ -3,6 +3,7 @@
  * list. No Lua here: the Lua side (luaspoa_shared.c) copies values in and out,
  * so no Lua error can ever fire while a lock is held. */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -506,25 +507,20 @@ size_t luaspoa_dict_flush_expired(luaspoa_dict *d, size_t max) {
     return removed;
 }
 
-size_t luaspoa_dict_count(luaspoa_dict *d) {
+/* The sum over all shards of the size_t field at `offset`, each read under its lock. */
+static size_t shard_sum(luaspoa_dict *d, size_t offset) {
     size_t n = 0;
     for (int i = 0; i < d->nshards; i++) {
         pthread_mutex_lock(&d->shards[i].lock);
-        n += d->shards[i].count;
+        n += *(const size_t *)((const char *)&d->shards[i] + offset);
         pthread_mutex_unlock(&d->shards[i].lock);
     }
     return n;
 }
 
-size_t luaspoa_dict_bytes(luaspoa_dict *d) {
-    size_t n = 0;
-    for (int i = 0; i < d->nshards; i++) {
-        pthread_mutex_lock(&d->shards[i].lock);
-        n += d->shards[i].bytes;
-        pthread_mutex_unlock(&d->shards[i].lock);
-    }
-    return n;
-}
+size_t luaspoa_dict_count(luaspoa_dict *d) { return shard_sum(d, offsetof(shard, count)); }
+
+size_t luaspoa_dict_bytes(luaspoa_dict *d) { return shard_sum(d, offsetof(shard, bytes)); }
 
 void luaspoa_shared_reset_all(void) {
     pthread_mutex_lock(&registry_lock);
