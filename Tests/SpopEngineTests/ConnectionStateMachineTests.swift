@@ -256,7 +256,15 @@ final class ConnectionLifecycleTests: XCTestCase {
         machine = ConnectionStateMachine(capabilities: .init())
         _ = machine.frameReceived(try frame(Golden.haproxyHello))
         XCTAssertTrue(machine.isRunning)
-        XCTAssertEqual(machine.drain(), .disconnect(Disconnect(status: .normal, message: "agent is shutting down"), peer: nil))
+        XCTAssertEqual(machine.inputQuiet(), .none(reason: nil), "not draining: quiet input means nothing")
+        // Draining keeps answering NOTIFYs already received; goodbye once input is quiet.
+        guard case .none = machine.drain() else { return XCTFail("a running connection says goodbye only when input is quiet") }
+        XCTAssertTrue(machine.isDraining)
+        guard case .processNotify = machine.frameReceived(try frame(Golden.notifyCheckClientIP)) else {
+            return XCTFail("a NOTIFY received while draining must be answered")
+        }
+        XCTAssertEqual(machine.inputQuiet(), .disconnect(Disconnect(status: .normal, message: "agent is shutting down"), peer: nil))
         XCTAssertTrue(machine.isClosed)
+        XCTAssertEqual(machine.inputQuiet(), .none(reason: nil))
     }
 }

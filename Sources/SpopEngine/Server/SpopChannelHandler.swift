@@ -26,6 +26,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// When the last frame arrived, for the idle timer.
     private var lastRead = NIODeadline.now()
     private var readHeld = false
+    /// The last read did not fill its buffer: the socket had nothing more at that moment.
+    private var socketEmptied = false
 
     /// Set once `async` is negotiated: decides on which connection of the engine ACKs leave.
     private let asyncAcks: AsyncAckRouting?
@@ -64,7 +66,9 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             lastRead = .now()
             idleSpinner?.noteActivity(at: lastRead)
         }
-        frames.append(unwrapInboundIn(data))
+        let bytes = unwrapInboundIn(data)
+        socketEmptied = bytes.writableBytes > 0
+        frames.append(bytes)
         do {
             while !stateMachine.isClosed, let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) {
                 metrics.received(frame.header.type)
@@ -79,6 +83,11 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         if writeOutgoing(context: context) { context.flush() }
         metrics.flush()
+        // Draining: every complete NOTIFY read so far is answered; once the socket was
+        // found empty with no frame half-read, nothing else reached the agent: goodbye.
+        if stateMachine.isDraining, socketEmptied, frames.bufferedBytes == 0 {
+            execute(stateMachine.inputQuiet(), context: context)
+        }
         context.fireChannelReadComplete()
     }
 
@@ -93,6 +102,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard event is ConnectionRegistry.DrainEvent else { return context.fireUserInboundEventTriggered(event) }
         execute(stateMachine.drain(), context: context)
+        if stateMachine.isDraining { armDrainCheck(since: .now(), context: context) }
     }
 
     /// Backpressure: while ACKs above the write-buffer high-water mark wait for a slow
@@ -205,7 +215,22 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    /// One timer at a time: the hello timer, then the idle timer.
+    /// NOTIFYs may still sit in the socket buffer when the drain starts (NIO reads a bounded
+    /// amount per wakeup; reads may be held for backpressure). A read that empties the socket
+    /// ends the drain (`channelReadComplete`); this timer ends it when nothing arrives at all.
+    /// The registry's drain timeout bounds both.
+    private func armDrainCheck(since: NIODeadline, context: ChannelHandlerContext) {
+        arm(at: since + Self.drainQuietPeriod, context: context) {
+            if self.readHeld || self.frames.bufferedBytes > 0 || self.lastRead >= since {
+                return self.armDrainCheck(since: .now(), context: context)
+            }
+            self.execute(self.stateMachine.inputQuiet(), context: context)
+        }
+    }
+
+    static let drainQuietPeriod = TimeAmount.milliseconds(20)
+
+    /// One timer at a time: the hello timer, then the idle timer (or the drain check).
     private func arm(at deadline: NIODeadline, context: ChannelHandlerContext, onTimeout: @escaping () -> Void) {
         timer?.cancel()
         timer = context.eventLoop.scheduleTask(deadline: deadline, onTimeout)

@@ -47,7 +47,7 @@ public final class SpopServer: Service, Sendable {
     /// never stops new connections from being taken in.
     private let acceptor: MultiThreadedEventLoopGroup
     private let workers: [NIOLoopBound<any SpoaWorker>]
-    private let connections: ConnectionRegistry
+    let connections: ConnectionRegistry
     private let idleSpinner: IdleSpinner?
     /// Made here, after `MetricsSystem.bootstrap`, once for all connections.
     private let metrics = ServerMetrics()
