@@ -18,7 +18,7 @@ struct ServerOptions: ParsableArguments {
         valueName: "bytes"))
     var maxPendingOutput = ServerLimits().maxPendingOutput
 
-    @Option(help: ArgumentHelp("Seconds SIGTERM/SIGINT waits for connections to close; a second signal exits at once.",
+    @Option(help: ArgumentHelp("Seconds SIGTERM/SIGINT waits for connections to close; the agent exits (0) at most 2 s later even if a worker is stuck; a second signal exits at once.",
                                valueName: "seconds"))
     var drainTimeout = 5.0
 

@@ -88,6 +88,23 @@ final class CLITests: E2ETestCase {
         XCTAssertTrue(agent.log.contains("exiting without waiting for the drain"), agent.logTail())
     }
 
+    /// Issue 11: with a worker stuck in a handler (--lua-timeout 0), one SIGTERM still ends
+    /// the agent within --drain-timeout + 2 s, with status 0 and a line naming what was stuck.
+    func testSigtermEndsWithinTheDrainTimeoutWhenAWorkerIsStuck() throws {
+        let (agent, port) = try startAgent(
+            script: #"spoa.register_message("spin", function() while true do end end)"#, name: "stuck-stop",
+            extraArgs: ["--workers", "1", "--lua-timeout", "0", "--drain-timeout", "1"], generousTimeBudget: false)
+        let stuck = try TCPConn(port: port)
+        _ = try stuck.handshake()
+        XCTAssertTrue(stuck.send([0, 0, 0, 0x0d, 3, 0, 0, 0, 1, 1, 1, 4, 0x73, 0x70, 0x69, 0x6e, 0]))
+        usleep(300_000)
+        kill(agent.process.processIdentifier, SIGTERM)
+        // 1 s drain + 2 s margin; the rest is slack for a loaded machine.
+        XCTAssertEqual(agent.waitForExit(timeout: 10), 0, "SIGTERM should end a stuck agent with 0:\n\(agent.logTail())")
+        XCTAssertTrue(agent.log.contains("shutdown did not finish within --drain-timeout"), agent.logTail())
+        XCTAssertTrue(agent.log.contains("worker event loops"), agent.logTail())
+    }
+
     func testSigintStopsCleanly() throws {
         let (agent, port) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "int",
                                            extraArgs: ["--log-level", "error"])

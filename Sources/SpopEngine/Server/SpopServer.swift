@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -51,6 +52,8 @@ public final class SpopServer: Service, Sendable {
     private let idleSpinner: IdleSpinner?
     /// Made here, after `MetricsSystem.bootstrap`, once for all connections.
     private let metrics = ServerMetrics()
+    /// What the stop is waiting for, for the log line of a shutdown that overran its deadline.
+    private let stopping = NIOLockedValueBox<String?>(nil)
 
     /// Builds one worker per thread, on that thread; a failing factory fails the init.
     public init(
@@ -154,6 +157,7 @@ public final class SpopServer: Service, Sendable {
     /// the drain timeout; then the threads stop.
     public func drainAndShutdown() async throws {
         let open = connections.count
+        stopping.withLockedValue { $0 = "draining \(open) connections" }
         if open > 0 { logger.info("draining \(open) connections") }
         let cut = await connections.drain(timeout: configuration.limits.drainTimeout)
         if cut > 0 {
@@ -161,15 +165,22 @@ public final class SpopServer: Service, Sendable {
             logger.warning("\(cut) connections did not close within the drain timeout and were cut")
         }
         if case .unix(let path, _) = configuration.address { unlink(path) }
-        logger.info("stopped")
         try await shutdown()
+        logger.info("stopped")
     }
 
     public func shutdown() async throws {
         idleSpinner?.stop()
+        stopping.withLockedValue { $0 = "stopping the accept thread" }
         try await acceptor.shutdownGracefully()
+        // A worker stuck in a handler (a script that never returns) never gets here.
+        stopping.withLockedValue { $0 = "stopping the \(workers.count) worker event loops (one is stuck in a handler)" }
         try await group.shutdownGracefully()
+        stopping.withLockedValue { $0 = "stopped" }
     }
+
+    /// The step the stop is at: nil before it began, "stopped" once the threads ended.
+    public var shutdownStage: String? { stopping.withLockedValue { $0 } }
 }
 
 /// Where the agent listens: TCP (loopback by default) or a Unix domain socket.
