@@ -14,6 +14,11 @@ struct ServerOptions: ParsableArguments {
     var idleTimeout = 600.0
 
     @Option(help: ArgumentHelp(
+        "Seconds a frame that started arriving has to complete (status 2, a peer trickling bytes); 0 = never.",
+        valueName: "seconds"))
+    var frameTimeout = 30.0
+
+    @Option(help: ArgumentHelp(
         "Bytes of ACKs held for a peer that does not read; above it that connection is not read (backpressure).",
         valueName: "bytes"))
     var maxPendingOutput = ServerLimits().maxPendingOutput
@@ -27,7 +32,8 @@ struct ServerOptions: ParsableArguments {
 
     func validate() throws {
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
-        for (name, value) in [("--hello-timeout", helloTimeout), ("--idle-timeout", idleTimeout), ("--drain-timeout", drainTimeout)] {
+        for (name, value) in [("--hello-timeout", helloTimeout), ("--idle-timeout", idleTimeout), ("--frame-timeout", frameTimeout),
+                              ("--drain-timeout", drainTimeout)] {
             guard value >= 0, value < 1e6 else { throw ValidationError("\(name) must be between 0 and 1000000 seconds") }
         }
         guard helloTimeout > 0 else { throw ValidationError("--hello-timeout must be above 0") }
@@ -40,7 +46,7 @@ struct ServerOptions: ParsableArguments {
     var limits: ServerLimits {
         ServerLimits(
             maxConnections: maxConnections, helloTimeout: .seconds(helloTimeout), idleTimeout: .seconds(idleTimeout),
-            maxPendingOutput: maxPendingOutput, drainTimeout: .seconds(drainTimeout)
+            maxPendingOutput: maxPendingOutput, drainTimeout: .seconds(drainTimeout), frameTimeout: .seconds(frameTimeout)
         )
     }
 

@@ -70,6 +70,34 @@ final class ServerLimitTests: XCTestCase {
         }
     }
 
+    /// Issue 11: after the handshake, a peer trickles a frame one byte every 100 ms. The
+    /// idle timer stays fresh, but the frame timeout closes it with status 2.
+    func testPeerTricklingAFrameIsClosedByTheFrameTimeout() async throws {
+        let limits = ServerLimits(idleTimeout: .milliseconds(300), frameTimeout: .milliseconds(400))
+        try await withServer(limits: limits, silent) { _, address in
+            let client = try await TestClient.connect(address)
+            let notify = ByteBuffer(hex: Golden.notifyCheckClientIP)
+            let frames: [RawFrame] = try await client.channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(hex: Golden.haproxyHello))
+                let writer = Task {
+                    for index in 0..<notify.readableBytes - 1 {
+                        try await outbound.write(notify.getSlice(at: index, length: 1)!)
+                        try await Task.sleep(nanoseconds: 100_000_000)
+                    }
+                }
+                defer { writer.cancel() }
+                var stream = FrameStream(inbound)
+                var frames: [RawFrame] = []
+                try await stream.read(into: &frames)
+                return frames
+            }
+            XCTAssertEqual(frames.map(\.header.type), [.agentHello, .agentDisconnect])
+            XCTAssertEqual(try status(of: frames), .timeout)
+            let message = try Disconnect(frames[1]).message
+            XCTAssertTrue(message.hasPrefix("frame incomplete after 0.4 s"), message)
+        }
+    }
+
     /// A peer that sends NOTIFYs but never reads its ACKs: the agent stops taking
     /// NOTIFYs in (bounded memory), and catches up once the peer reads.
     func testSlowReaderGetsBackpressureNotUnboundedBuffering() async throws {

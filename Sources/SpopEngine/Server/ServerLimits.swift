@@ -9,6 +9,9 @@ public struct ServerLimits: Hashable, Sendable {
     /// A handshaken connection with no frame in either direction for this long is closed
     /// (status 2). Zero disables it; HAProxy's own `timeout idle` normally acts first.
     public var idleTimeout: TimeAmount
+    /// A frame that started arriving must be complete this soon (status 2); zero disables it.
+    /// HAProxy writes a frame at once, so only a stalled or hostile peer hits it.
+    public var frameTimeout: TimeAmount
     /// Bytes of ACKs a connection may hold for a peer that does not read; above this
     /// the agent stops reading that connection until the peer catches up (backpressure:
     /// the frames in flight per connection are bounded, nothing queues without bound).
@@ -18,8 +21,9 @@ public struct ServerLimits: Hashable, Sendable {
 
     public init(
         maxConnections: Int = 10_000, helloTimeout: TimeAmount = .seconds(5), idleTimeout: TimeAmount = .seconds(600),
-        maxPendingOutput: Int = 1 << 20, drainTimeout: TimeAmount = .seconds(5)
+        maxPendingOutput: Int = 1 << 20, drainTimeout: TimeAmount = .seconds(5), frameTimeout: TimeAmount = .seconds(30)
     ) {
+        self.frameTimeout = frameTimeout
         self.maxConnections = maxConnections
         self.helloTimeout = helloTimeout
         self.idleTimeout = idleTimeout

@@ -25,6 +25,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private var timer: Scheduled<Void>?
     /// When the last frame arrived, for the idle timer.
     private var lastRead = NIODeadline.now()
+    /// When the frame now half-read in `frames` began arriving, for the frame timeout.
+    private var frameStarted: NIODeadline?
     private var readHeld = false
     /// The last read did not fill its buffer: the socket had nothing more at that moment.
     private var socketEmptied = false
@@ -77,6 +79,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         } catch {
             execute(stateMachine.decodingFailed(error), context: context)
         }
+        // No clock read here: a frame left half-read started at the latest with this read.
+        if frames.bufferedBytes == 0 { frameStarted = nil } else if frameStarted == nil { frameStarted = lastRead }
         metrics.readDone()
     }
 
@@ -202,16 +206,27 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     // MARK: timers
 
-    /// Reads only note the time: re-arming a timer on every read cost more than the Lua
-    /// call (7.5% of the agent's CPU at 64 connections x 1 in flight, perf). The timer
-    /// fires at most once per idle period and re-arms itself for the time left.
+    /// Reads only note the time (see `ConnectionDeadlines`): the timer fires at most once
+    /// per idle or frame-timeout period and re-arms itself for the time left.
     private func armIdleTimer(context: ChannelHandlerContext) {
-        let idleTimeout = limits.idleTimeout
-        guard idleTimeout > .zero else { return }
-        arm(at: lastRead + idleTimeout, context: context) {
-            if self.lastRead + idleTimeout > .now() { return self.armIdleTimer(context: context) }
-            LimitCounters.idleTimeout.increment()
-            self.execute(self.stateMachine.timedOut("idle for \(idleTimeout.secondsDescription)"), context: context)
+        let deadlines = ConnectionDeadlines(idleTimeout: limits.idleTimeout, frameTimeout: limits.frameTimeout)
+        let first = deadlines.check(now: .now(), lastRead: lastRead, frameStarted: frameStarted)
+        guard case .rearm(let at?) = first else { return }
+        arm(at: at, context: context) {
+            switch deadlines.check(now: .now(), lastRead: self.lastRead, frameStarted: self.frameStarted) {
+            case .rearm:
+                self.armIdleTimer(context: context)
+            case .idle:
+                LimitCounters.idleTimeout.increment()
+                self.execute(self.stateMachine.timedOut("idle for \(deadlines.idleTimeout.secondsDescription)"), context: context)
+            case .frameStalled:
+                LimitCounters.frameTimeout.increment()
+                let held = self.frames.bufferedBytes
+                self.execute(
+                    self.stateMachine.timedOut(
+                        "frame incomplete after \(deadlines.frameTimeout.secondsDescription) (\(held) bytes received; --frame-timeout)"),
+                    context: context)
+            }
         }
     }
 
