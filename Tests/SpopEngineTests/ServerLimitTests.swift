@@ -98,6 +98,40 @@ final class ServerLimitTests: XCTestCase {
         }
     }
 
+    /// Issue 11: 12 kB ACKs for 14-byte NOTIFYs, a peer that never reads. The bytes the
+    /// agent queues for it stay within --max-pending-output plus one ACK.
+    func testLargeAcksForAPeerThatNeverReadsStayWithinTheMark() async throws {
+        let cap = 64 * 1024
+        let handled = NIOLockedValueBox(0)
+        let worker: @Sendable () -> any SpoaWorker = {
+            ClosureWorker { _, _, ack in
+                handled.withLockedValue { $0 += 1 }
+                try? ack.setVar(.transaction, "pad", .string(String(repeating: "x", count: 12_000)))
+            }
+        }
+        try await withServer(workers: 1, limits: ServerLimits(maxPendingOutput: cap), worker) { server, address in
+            let peer = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.socketOption(.so_rcvbuf), value: 4096)
+                .channelOption(.autoRead, value: false)
+                .connect(to: address).get()
+            var bytes = ByteBuffer(hex: Golden.haproxyHello)
+            for id in 0..<3000 as Range<UInt64> { NotifyFrame.write(streamID: id, frameID: 1, messages: [("m", [])], to: &bytes) }
+            try await peer.writeAndFlush(bytes)
+            // Wait until the agent stops answering: the kernel buffers are full.
+            var last = -1
+            while handled.withLockedValue({ $0 }) != last {
+                last = handled.withLockedValue { $0 }
+                try await Task.sleep(nanoseconds: 300_000_000)
+            }
+            XCTAssertGreaterThan(last, 0)
+            XCTAssertLessThan(last, 3000, "the peer never reads: the agent must have stopped")
+            let connection = try XCTUnwrap(server.connections.openChannels.first)
+            let held = try await connection.getOption(.bufferedWritableBytes).get()
+            XCTAssertLessThanOrEqual(held, cap + 16_384, "\(held) bytes queued for a peer that does not read")
+            try await peer.close()
+        }
+    }
+
     /// A peer that sends NOTIFYs but never reads its ACKs: the agent stops taking
     /// NOTIFYs in (bounded memory), and catches up once the peer reads.
     func testSlowReaderGetsBackpressureNotUnboundedBuffering() async throws {

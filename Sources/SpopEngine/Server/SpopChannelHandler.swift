@@ -28,6 +28,9 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// When the frame now half-read in `frames` began arriving, for the frame timeout.
     private var frameStarted: NIODeadline?
     private var readHeld = false
+    /// Frames wait in `frames` undecoded: their ACKs would take the bytes held for this
+    /// peer past --max-pending-output.
+    private var decodePaused = false
     /// The last read did not fill its buffer: the socket had nothing more at that moment.
     private var socketEmptied = false
 
@@ -71,28 +74,69 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         let bytes = unwrapInboundIn(data)
         socketEmptied = bytes.writableBytes > 0
         frames.append(bytes)
+        // No clock read here: a frame left half-read started at the latest with this read.
+        decodeFrames(context: context, now: lastRead)
+        metrics.readDone()
+    }
+
+    /// Answers the buffered frames while the bytes held for the peer (queued on the
+    /// channel plus this burst's ACKs) stay below --max-pending-output. ACKs can be far
+    /// larger than their NOTIFYs: holding reads alone let one read burst queue megabytes.
+    /// With `async` the burst alone is bounded; siblings' own marks bound the rest.
+    private func decodeFrames(context: ChannelHandlerContext, now: NIODeadline) {
+        let queued = ackRouter == nil ? ((try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0) : 0
+        // A writable channel always takes one more ACK: it may sit between the marks and
+        // never signal writability again.
+        let budget = context.channel.isWritable ? max(1, limits.maxPendingOutput - queued) : limits.maxPendingOutput - queued
         do {
-            while !stateMachine.isClosed, let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) {
+            while !stateMachine.isClosed {
+                guard acks.byteCount < budget else {
+                    pauseDecoding()
+                    break
+                }
+                guard let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) else { break }
                 metrics.received(frame.header.type)
                 execute(stateMachine.frameReceived(frame), context: context)
             }
         } catch {
             execute(stateMachine.decodingFailed(error), context: context)
         }
-        // No clock read here: a frame left half-read started at the latest with this read.
-        if frames.bufferedBytes == 0 { frameStarted = nil } else if frameStarted == nil { frameStarted = lastRead }
-        metrics.readDone()
+        // A frame stalls on the peer only when it is half-read and not held back by us.
+        if frames.bufferedBytes == 0 || decodePaused { frameStarted = nil } else if frameStarted == nil { frameStarted = now }
+    }
+
+    private func pauseDecoding() {
+        guard !decodePaused else { return }
+        decodePaused = true
+        LimitCounters.pendingOutput.increment()
+        logger.debug("ACKs held for the peer reached --max-pending-output (\(limits.maxPendingOutput) bytes): decoding and reading paused")
+    }
+
+    /// Room for output again: answers what waits in `frames`, then reads on.
+    private func resumeDecoding(context: ChannelHandlerContext) {
+        decodePaused = false
+        decodeFrames(context: context, now: .now())
+        if writeOutgoing(context: context) { context.flush() }
+        finishDrainIfQuiet(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if writeOutgoing(context: context) { context.flush() }
+        // The burst stopped at the mark and the ACKs left at once (or go to a sibling): go on.
+        if decodePaused, !stateMachine.isClosed, context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true {
+            resumeDecoding(context: context)
+        }
         metrics.flush()
-        // Draining: every complete NOTIFY read so far is answered; once the socket was
-        // found empty with no frame half-read, nothing else reached the agent: goodbye.
+        finishDrainIfQuiet(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    /// Draining: every complete NOTIFY read so far is answered; once the socket was
+    /// found empty with no frame half-read, nothing else reached the agent: goodbye.
+    private func finishDrainIfQuiet(context: ChannelHandlerContext) {
         if stateMachine.isDraining, socketEmptied, frames.bufferedBytes == 0 {
             execute(stateMachine.inputQuiet(), context: context)
         }
-        context.fireChannelReadComplete()
     }
 
     /// Queues the burst's ACKs (before any other frame, to keep the order); true if there were any.
@@ -113,8 +157,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// peer, reads are held, so no more NOTIFYs are taken in and nothing queues without bound.
     /// With `async`, reading goes on while a sibling can take the ACKs (its own mark bounds them).
     func read(context: ChannelHandlerContext) {
-        guard context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true else {
-            if !readHeld { LimitCounters.pendingOutput.increment() }
+        guard !decodePaused, context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true else {
+            if !readHeld, !decodePaused { LimitCounters.pendingOutput.increment() }
             readHeld = true
             logger.debug("peer reads slowly, reading paused")
             return
@@ -123,7 +167,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, readHeld {
+        if context.channel.isWritable, decodePaused, !stateMachine.isClosed { resumeDecoding(context: context) }
+        if context.channel.isWritable, !decodePaused, readHeld {
             readHeld = false
             context.read()
         }
