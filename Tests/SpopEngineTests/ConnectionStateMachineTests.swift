@@ -164,6 +164,20 @@ final class ConnectionStateMachineTests: XCTestCase {
         XCTAssertEqual(notify.payload.hex, "01 6d 01 01 73 08 0a 41 42 43 44 45 46 47 48 49 4a")
     }
 
+    /// What the handler charges to the process-wide fragment budget, and the refusal.
+    func testFragmentBytesAndRefusal() throws {
+        var machine = try running()
+        XCTAssertEqual(machine.fragmentBytes, 0)
+        _ = machine.frameReceived(try frame(Golden.fragmentFirst))
+        XCTAssertEqual(machine.fragmentBytes, 11, "the first fragment's payload (19 - 8 header bytes)")
+        _ = machine.frameReceived(try frame(Golden.fragmentAbort))
+        XCTAssertEqual(machine.fragmentBytes, 0, "an abort gives it back")
+        _ = machine.frameReceived(try frame(Golden.fragmentFirst))
+        assertDisconnect(machine.fragmentRefused("over the bound"), .resourceAllocation, "over the bound")
+        XCTAssertEqual(machine.fragmentBytes, 0)
+        XCTAssertEqual(machine.fragmentRefused("again"), .none(reason: nil))
+    }
+
     func testAbortDropsThePartialNotify() throws {
         var machine = try running()
         _ = machine.frameReceived(try frame(Golden.fragmentFirst))

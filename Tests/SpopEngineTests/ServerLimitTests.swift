@@ -132,6 +132,38 @@ final class ServerLimitTests: XCTestCase {
         }
     }
 
+    /// Issue 11: unfinished fragmented NOTIFYs are bounded across connections, not only
+    /// per connection: the one that would pass --max-fragment-memory gets status 13, and
+    /// a closed connection gives its share back.
+    func testUnfinishedFragmentsAreBoundedAcrossConnections() async throws {
+        try await withServer(limits: ServerLimits(maxFragmentMemory: 3000), silent) { server, address in
+            func sendFirstFragment(_ peer: ProbePeer) async throws {
+                var bytes = ByteBuffer()
+                NotifyFrame.write(streamID: 1, frameID: 1, messages: [("m", [("s", .string(String(repeating: "x", count: 2000)))])],
+                                  flags: [], to: &bytes)
+                try await peer.channel.writeAndFlush(bytes)
+            }
+            let a = try await ProbePeer.connect(address, engineID: "a", async: false)
+            try await sendFirstFragment(a)
+            try await ProbePeer.waitUntil { server.fragments.bytesInUse > 2000 }
+            let b = try await ProbePeer.connect(address, engineID: "b", async: false)
+            try await sendFirstFragment(b)
+            try await ProbePeer.waitUntil { b.frames().last?.header.type == .agentDisconnect }
+            let refusal = try Disconnect(XCTUnwrap(b.frames().last))
+            XCTAssertEqual(refusal.status, .resourceAllocation)
+            XCTAssertTrue(refusal.message.contains("--max-fragment-memory"), refusal.message)
+            XCTAssertEqual(a.frames().map(\.header.type), [.agentHello], "the connection within the bound is left alone")
+            try await a.channel.close()
+            try await ProbePeer.waitUntil { server.fragments.bytesInUse == 0 }
+            let c = try await ProbePeer.connect(address, engineID: "c", async: false)
+            try await sendFirstFragment(c)
+            try await ProbePeer.waitUntil { server.fragments.bytesInUse > 2000 }
+            XCTAssertEqual(c.frames().map(\.header.type), [.agentHello])
+            try await c.channel.close()
+            try await ProbePeer.waitUntil { server.fragments.bytesInUse == 0 }
+        }
+    }
+
     /// A peer that sends NOTIFYs but never reads its ACKs: the agent stops taking
     /// NOTIFYs in (bounded memory), and catches up once the peer reads.
     func testSlowReaderGetsBackpressureNotUnboundedBuffering() async throws {

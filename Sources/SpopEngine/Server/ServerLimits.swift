@@ -16,13 +16,18 @@ public struct ServerLimits: Hashable, Sendable {
     /// the agent stops reading that connection until the peer catches up (backpressure:
     /// the frames in flight per connection are bounded, nothing queues without bound).
     public var maxPendingOutput: Int
+    /// Bytes all unfinished fragmented NOTIFYs may hold together; a connection whose
+    /// fragment would pass it gets AGENT-DISCONNECT 13 and is closed.
+    public var maxFragmentMemory: Int
     /// On SIGTERM/SIGINT, how long connections get to be told goodbye before being cut.
     public var drainTimeout: TimeAmount
 
     public init(
         maxConnections: Int = 10_000, helloTimeout: TimeAmount = .seconds(5), idleTimeout: TimeAmount = .seconds(600),
-        maxPendingOutput: Int = 1 << 20, drainTimeout: TimeAmount = .seconds(5), frameTimeout: TimeAmount = .seconds(30)
+        maxPendingOutput: Int = 1 << 20, drainTimeout: TimeAmount = .seconds(5), frameTimeout: TimeAmount = .seconds(30),
+        maxFragmentMemory: Int = 64 << 20
     ) {
+        self.maxFragmentMemory = maxFragmentMemory
         self.frameTimeout = frameTimeout
         self.maxConnections = maxConnections
         self.helloTimeout = helloTimeout

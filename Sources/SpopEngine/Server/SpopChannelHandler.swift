@@ -38,11 +38,15 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private let asyncAcks: AsyncAckRouting?
     private var ackRouter: ConnectionAckRouter?
     private let idleSpinner: IdleSpinner?
+    /// Process-wide bytes of unfinished fragments, and this connection's share of them.
+    private let fragments: FragmentBudget?
+    private var fragmentReserved = 0
 
     init(
         capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger, metrics: ServerMetrics,
-        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil
+        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil, fragments: FragmentBudget? = nil
     ) {
+        self.fragments = fragments
         self.idleSpinner = idleSpinner
         self.asyncAcks = asyncAcks
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
@@ -96,13 +100,38 @@ final class SpopChannelHandler: ChannelDuplexHandler {
                 }
                 guard let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) else { break }
                 metrics.received(frame.header.type)
+                // Only fragments touch the shared budget: a whole NOTIFY holds no reservation.
+                let fragment = frame.header.type == .unset || !frame.header.flags.contains(.fin)
                 execute(stateMachine.frameReceived(frame), context: context)
+                if fragment || fragmentReserved > 0 { accountFragments(context: context) }
             }
         } catch {
             execute(stateMachine.decodingFailed(error), context: context)
         }
         // A frame stalls on the peer only when it is half-read and not held back by us.
         if frames.bufferedBytes == 0 || decodePaused { frameStarted = nil } else if frameStarted == nil { frameStarted = now }
+    }
+
+    /// Moves this connection's reservation to the bytes its fragment now holds; if the
+    /// process-wide bound would be passed, this connection is refused (status 13).
+    private func accountFragments(context: ChannelHandlerContext) {
+        guard let fragments else { return }
+        let held = stateMachine.fragmentBytes
+        if fragments.resize(from: fragmentReserved, to: held) {
+            fragmentReserved = held
+            return
+        }
+        LimitCounters.fragmentMemory.increment()
+        execute(stateMachine.fragmentRefused(
+            "unfinished fragmented NOTIFYs would hold more than \(fragments.limit) bytes in all (--max-fragment-memory)"),
+            context: context)
+        releaseFragments()
+    }
+
+    private func releaseFragments() {
+        guard fragmentReserved > 0 else { return }
+        _ = fragments?.resize(from: fragmentReserved, to: 0)
+        fragmentReserved = 0
     }
 
     private func pauseDecoding() {
@@ -180,6 +209,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         timer?.cancel()
         if !stateMachine.isClosed { logger.info("connection closed by peer") }
         stateMachine.closed()
+        releaseFragments()
         metrics.closed()
         context.fireChannelInactive()
     }
@@ -189,6 +219,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         // HAProxy 3.2 drops idle pooled SPOP connections with a reset: an ordinary close.
         metrics.closing((error as? IOError)?.errnoCode == ECONNRESET ? .peerClosed : .ioError)
         stateMachine.closed()
+        releaseFragments()
         context.close(promise: nil)
     }
 
@@ -227,6 +258,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
         case .disconnect(let reply, let peer):
             timer?.cancel()
+            releaseFragments()  // the closed state machine dropped its fragment
             if let peer {
                 logger.info("HAProxy disconnects: status \(peer.status): \(peer.message)")
             } else if reply.status == .normal {

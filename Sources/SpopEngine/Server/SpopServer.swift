@@ -52,6 +52,8 @@ public final class SpopServer: Service, Sendable {
     private let idleSpinner: IdleSpinner?
     /// Made here, after `MetricsSystem.bootstrap`, once for all connections.
     private let metrics = ServerMetrics()
+    /// Bytes of unfinished fragmented NOTIFYs, all connections together.
+    let fragments: FragmentBudget
     /// What the stop is waiting for, for the log line of a shutdown that overran its deadline.
     private let stopping = NIOLockedValueBox<String?>(nil)
 
@@ -77,6 +79,7 @@ public final class SpopServer: Service, Sendable {
         self.workers = workers
         self.idleSpinner = configuration.busyPoll > .zero ? IdleSpinner(window: configuration.busyPoll, logger: logger) : nil
         self.connections = ConnectionRegistry(maxConnections: configuration.limits.maxConnections)
+        self.fragments = FragmentBudget(limit: configuration.limits.maxFragmentMemory)
     }
 
     /// Connections open right now.
@@ -100,6 +103,7 @@ public final class SpopServer: Service, Sendable {
         let idleSpinner = idleSpinner
         let connections = connections
         let metrics = metrics
+        let fragments = fragments
         let asyncAcks = capabilities.async
             ? AsyncAckRouting(mode: configuration.asyncAck, maxPendingOutput: limits.maxPendingOutput, metrics: metrics, logger: logger)
             : nil
@@ -123,7 +127,8 @@ public final class SpopServer: Service, Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger,
-                                           metrics: metrics, asyncAcks: asyncAcks, idleSpinner: idleSpinner)
+                                           metrics: metrics, asyncAcks: asyncAcks, idleSpinner: idleSpinner,
+                                           fragments: fragments)
                     )
                 }
             }

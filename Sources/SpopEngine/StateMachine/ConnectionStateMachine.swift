@@ -62,6 +62,18 @@ public struct ConnectionStateMachine {
         return false
     }
 
+    /// Bytes of the fragmented NOTIFY being reassembled (0 when none).
+    public var fragmentBytes: Int {
+        if case .running(let session) = state { return session.fragment?.payload.readableBytes ?? 0 }
+        return 0
+    }
+
+    /// Keeping this connection's fragments would pass the process-wide bound: status 13.
+    public mutating func fragmentRefused(_ reason: String) -> Action {
+        if case .closed = state { return .none(reason: nil) }
+        return fail(SpopProtocolError(.resourceAllocation, reason))
+    }
+
     public var isClosed: Bool {
         if case .closed = state { return true }
         return false
