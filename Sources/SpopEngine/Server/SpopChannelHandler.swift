@@ -88,13 +88,18 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// larger than their NOTIFYs: holding reads alone let one read burst queue megabytes.
     /// With `async` the burst alone is bounded; siblings' own marks bound the rest.
     private func decodeFrames(context: ChannelHandlerContext, now: NIODeadline) {
-        let queued = ackRouter == nil ? ((try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0) : 0
-        // A writable channel always takes one more ACK: it may sit between the marks and
-        // never signal writability again.
-        let budget = context.channel.isWritable ? max(1, limits.maxPendingOutput - queued) : limits.maxPendingOutput - queued
+        // Provisional: the channel is asked what it holds only once the burst's ACKs reach
+        // half the mark, so ordinary bursts pay nothing for the bound.
+        var budget = limits.maxPendingOutput / 2
+        var exact = false
         do {
             while !stateMachine.isClosed {
-                guard acks.byteCount < budget else {
+                if acks.byteCount >= budget {
+                    guard exact else {
+                        budget = outputBudget(context: context)
+                        exact = true
+                        continue
+                    }
                     pauseDecoding()
                     break
                 }
@@ -132,6 +137,16 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         guard fragmentReserved > 0 else { return }
         _ = fragments?.resize(from: fragmentReserved, to: 0)
         fragmentReserved = 0
+    }
+
+    /// Bytes of ACKs this burst may still add: the mark minus what the channel already
+    /// queues. A writable channel always takes one more ACK: it may sit between the marks
+    /// and never signal writability again. With `async` only the burst is bounded here.
+    private func outputBudget(context: ChannelHandlerContext) -> Int {
+        guard ackRouter == nil else { return limits.maxPendingOutput }
+        let queued = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        let budget = limits.maxPendingOutput - queued
+        return context.channel.isWritable ? max(1, budget) : budget
     }
 
     private func pauseDecoding() {
