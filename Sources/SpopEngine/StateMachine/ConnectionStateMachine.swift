@@ -62,9 +62,11 @@ public struct ConnectionStateMachine {
         return false
     }
 
-    /// Bytes of the fragmented NOTIFY being reassembled (0 when none).
+    /// Memory the fragmented NOTIFY being reassembled keeps alive (0 when none): its
+    /// buffer's whole storage, which outgrows the payload (doubling on append, or the
+    /// read buffer a first fragment is a slice of).
     public var fragmentBytes: Int {
-        if case .running(let session) = state { return session.fragment?.payload.readableBytes ?? 0 }
+        if case .running(let session) = state { return session.fragment?.payload.storageCapacity ?? 0 }
         return 0
     }
 
