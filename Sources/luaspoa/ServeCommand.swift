@@ -147,7 +147,9 @@ struct ServeCommand: AsyncParsableCommand {
         )
         let drainTimeout = self.server.drainTimeout
         let secondSignal = Task {
-            await Self.boundShutdown(drainTimeout: drainTimeout, stage: { server.shutdownStage }, logger: logger)
+            await Self.boundShutdown(drainTimeout: drainTimeout, stage: { server.shutdownStage }, logger: logger) {
+                pidFile?.remove()  // exit() skips the defer below
+            }
         }
         defer { secondSignal.cancel() }
         do {
@@ -168,12 +170,15 @@ extension ServeCommand {
     /// still runs 2 s later (a worker stuck in a handler, a stuck reload) ends the process
     /// with status 0: the drain is over, only threads that cannot stop remain. A second
     /// signal means "now" (status 1).
-    static func boundShutdown(drainTimeout: Double, stage: @escaping @Sendable () -> String?, logger: Logger) async {
+    static func boundShutdown(
+        drainTimeout: Double, stage: @escaping @Sendable () -> String?, logger: Logger, beforeExit: @escaping @Sendable () -> Void
+    ) async {
         var seen = 0
         for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
             seen += 1
             if seen >= 2 {
                 logger.warning("second \(signal): exiting without waiting for the drain")
+                beforeExit()
                 Glibc.exit(1)
             }
             let limit = drainTimeout + shutdownMargin
@@ -181,6 +186,7 @@ extension ServeCommand {
             DispatchQueue.global().asyncAfter(deadline: .now() + limit) {
                 let stuck = stage().map { $0 == "stopped" ? "the Lua background tasks or a reload" : $0 } ?? "the service group"
                 logger.warning("shutdown did not finish within --drain-timeout + \(shutdownMargin) s (\(limit) s): stuck \(stuck); exiting")
+                beforeExit()
                 Glibc.exit(0)
             }
         }

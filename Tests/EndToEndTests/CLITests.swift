@@ -124,9 +124,11 @@ final class CLITests: E2ETestCase {
     /// Issue 11: with a worker stuck in a handler (--lua-timeout 0), one SIGTERM still ends
     /// the agent within --drain-timeout + 2 s, with status 0 and a line naming what was stuck.
     func testSigtermEndsWithinTheDrainTimeoutWhenAWorkerIsStuck() throws {
+        let pidFile = tempDir.appendingPathComponent("stuck.pid").path
         let (agent, port) = try startAgent(
             script: #"spoa.register_message("spin", function() while true do end end)"#, name: "stuck-stop",
-            extraArgs: ["--workers", "1", "--lua-timeout", "0", "--drain-timeout", "1"], generousTimeBudget: false)
+            extraArgs: ["--workers", "1", "--lua-timeout", "0", "--drain-timeout", "1", "--pid-file", pidFile],
+            generousTimeBudget: false)
         let stuck = try TCPConn(port: port)
         _ = try stuck.handshake()
         XCTAssertTrue(stuck.send([0, 0, 0, 0x0d, 3, 0, 0, 0, 1, 1, 1, 4, 0x73, 0x70, 0x69, 0x6e, 0]))
@@ -136,6 +138,7 @@ final class CLITests: E2ETestCase {
         XCTAssertEqual(agent.waitForExit(timeout: 10), 0, "SIGTERM should end a stuck agent with 0:\n\(agent.logTail())")
         XCTAssertTrue(agent.log.contains("shutdown did not finish within --drain-timeout"), agent.logTail())
         XCTAssertTrue(agent.log.contains("worker event loops"), agent.logTail())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pidFile), "the PID file outlived the forced exit")
     }
 
     func testSigintStopsCleanly() throws {
