@@ -302,8 +302,12 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// per idle or frame-timeout period and re-arms itself for the time left.
     private func armIdleTimer(context: ChannelHandlerContext) {
         let deadlines = ConnectionDeadlines(idleTimeout: limits.idleTimeout, frameTimeout: limits.frameTimeout)
-        let first = deadlines.check(now: .now(), lastRead: lastRead, frameStarted: frameStarted)
-        guard case .rearm(let at?) = first else { return }
+        let at: NIODeadline
+        switch deadlines.check(now: .now(), lastRead: lastRead, frameStarted: frameStarted) {
+        case .rearm(let next?): at = next
+        case .rearm(nil): return  // both timeouts off
+        case .idle, .frameStalled: at = .now()  // expired since the last look: fire at once
+        }
         arm(at: at, context: context) {
             switch deadlines.check(now: .now(), lastRead: self.lastRead, frameStarted: self.frameStarted) {
             case .rearm:
