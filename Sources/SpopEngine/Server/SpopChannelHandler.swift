@@ -201,7 +201,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// peer, reads are held, so no more NOTIFYs are taken in and nothing queues without bound.
     /// With `async`, reading goes on while a sibling can take the ACKs (its own mark bounds them).
     func read(context: ChannelHandlerContext) {
-        guard !decodePaused, context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true else {
+        // After the goodbye the input is only read to be dropped (see closeAfterGoodbye).
+        guard stateMachine.isClosed || !decodePaused && (context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true) else {
             if !readHeld, !decodePaused { LimitCounters.pendingOutput.increment() }
             readHeld = true
             logger.debug("peer reads slowly, reading paused")
@@ -289,12 +290,28 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             _ = writeOutgoing(context: context)
             ackRouter?.markClosing()
             // Peers may already have closed their side: a failed last write is expected.
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { result in
+                guard case .success = result else { return context.close(promise: nil) }
+                self.closeAfterGoodbye(context: context)
+            }
 
         case .none(let reason):
             if let reason { logger.debug("\(reason)") }
         }
     }
+
+    /// Closing a socket with unread input makes the kernel send a reset, and a reset can
+    /// discard the DISCONNECT before the peer reads it (a peer still sending fragments or
+    /// trickling bytes). So: shut the output (FIN after the goodbye), drop what still
+    /// arrives, and close when the peer does (HAProxy does at once) or after a linger.
+    private func closeAfterGoodbye(context: ChannelHandlerContext) {
+        context.close(mode: .output).whenFailure { _ in context.close(promise: nil) }
+        timer?.cancel()
+        timer = context.eventLoop.scheduleTask(in: Self.goodbyeLinger) { context.close(promise: nil) }
+        context.channel.read()
+    }
+
+    static let goodbyeLinger = TimeAmount.seconds(1)
 
     // MARK: timers
 
