@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Logging
 import LuaRuntime
 import NIOCore
@@ -146,7 +147,12 @@ struct ServeCommand: AsyncParsableCommand {
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger
         )
-        let secondSignal = Task { await Self.exitOnSecondSignal(logger: logger) }
+        let drainTimeout = self.server.drainTimeout
+        let secondSignal = Task {
+            await Self.boundShutdown(drainTimeout: drainTimeout, stage: { server.shutdownStage }, logger: logger) {
+                pidFile?.remove()  // exit() skips the defer below
+            }
+        }
         defer { secondSignal.cancel() }
         do {
             try await group.run()
@@ -159,14 +165,31 @@ struct ServeCommand: AsyncParsableCommand {
 }
 
 extension ServeCommand {
-    /// The first SIGTERM/SIGINT drains (ServiceGroup); a second one means "now".
-    static func exitOnSecondSignal(logger: Logger) async {
+    /// Time past --drain-timeout a stop may take (threads ending, background tasks).
+    static let shutdownMargin = 2.0
+
+    /// The first SIGTERM/SIGINT drains (ServiceGroup) within --drain-timeout; a stop that
+    /// still runs 2 s later (a worker stuck in a handler, a stuck reload) ends the process
+    /// with status 0: the drain is over, only threads that cannot stop remain. A second
+    /// signal means "now" (status 1).
+    static func boundShutdown(
+        drainTimeout: Double, stage: @escaping @Sendable () -> String?, logger: Logger, beforeExit: @escaping @Sendable () -> Void
+    ) async {
         var seen = 0
         for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
             seen += 1
             if seen >= 2 {
                 logger.warning("second \(signal): exiting without waiting for the drain")
+                beforeExit()
                 Glibc.exit(1)
+            }
+            let limit = drainTimeout + shutdownMargin
+            // A Dispatch timer, not a task: it must fire even if the task pool is starved.
+            DispatchQueue.global().asyncAfter(deadline: .now() + limit) {
+                let stuck = stage().map { $0 == "stopped" ? "the Lua background tasks or a reload" : $0 } ?? "the service group"
+                logger.warning("shutdown did not finish within --drain-timeout + \(shutdownMargin) s (\(limit) s): stuck \(stuck); exiting")
+                beforeExit()
+                Glibc.exit(0)
             }
         }
     }

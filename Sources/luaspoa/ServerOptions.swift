@@ -14,11 +14,21 @@ struct ServerOptions: ParsableArguments {
     var idleTimeout = 600.0
 
     @Option(help: ArgumentHelp(
+        "Seconds a frame that started arriving has to complete (status 2, a peer trickling bytes); 0 = never.",
+        valueName: "seconds"))
+    var frameTimeout = 30.0
+
+    @Option(help: ArgumentHelp(
         "Bytes of ACKs held for a peer that does not read; above it that connection is not read (backpressure).",
         valueName: "bytes"))
     var maxPendingOutput = ServerLimits().maxPendingOutput
 
-    @Option(help: ArgumentHelp("Seconds SIGTERM/SIGINT waits for connections to close; a second signal exits at once.",
+    @Option(help: ArgumentHelp(
+        "Bytes all unfinished fragmented NOTIFYs may hold together; the connection that would pass it gets status 13.",
+        valueName: "bytes"))
+    var maxFragmentMemory = ServerLimits().maxFragmentMemory
+
+    @Option(help: ArgumentHelp("Seconds SIGTERM/SIGINT waits for connections to close; the agent exits (0) at most 2 s later even if a worker is stuck; a second signal exits at once.",
                                valueName: "seconds"))
     var drainTimeout = 5.0
 
@@ -27,10 +37,12 @@ struct ServerOptions: ParsableArguments {
 
     func validate() throws {
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
-        for (name, value) in [("--hello-timeout", helloTimeout), ("--idle-timeout", idleTimeout), ("--drain-timeout", drainTimeout)] {
+        for (name, value) in [("--hello-timeout", helloTimeout), ("--idle-timeout", idleTimeout), ("--frame-timeout", frameTimeout),
+                              ("--drain-timeout", drainTimeout)] {
             guard value >= 0, value < 1e6 else { throw ValidationError("\(name) must be between 0 and 1000000 seconds") }
         }
         guard helloTimeout > 0 else { throw ValidationError("--hello-timeout must be above 0") }
+        guard maxFragmentMemory >= 0 else { throw ValidationError("--max-fragment-memory must be at least 0") }
         guard maxPendingOutput >= 4096 else { throw ValidationError("--max-pending-output must be at least 4096 bytes") }
         if let socketMode, UInt32(socketMode, radix: 8).map({ $0 <= 0o777 }) != true {
             throw ValidationError("--socket-mode must be octal permissions such as 660, got \(socketMode)")
@@ -40,7 +52,8 @@ struct ServerOptions: ParsableArguments {
     var limits: ServerLimits {
         ServerLimits(
             maxConnections: maxConnections, helloTimeout: .seconds(helloTimeout), idleTimeout: .seconds(idleTimeout),
-            maxPendingOutput: maxPendingOutput, drainTimeout: .seconds(drainTimeout)
+            maxPendingOutput: maxPendingOutput, drainTimeout: .seconds(drainTimeout), frameTimeout: .seconds(frameTimeout),
+            maxFragmentMemory: maxFragmentMemory
         )
     }
 

@@ -99,6 +99,59 @@ final class CLITests: E2ETestCase {
         XCTAssertTrue(agent.log.contains("exiting without waiting for the drain"), agent.logTail())
     }
 
+    /// Issue 11: 8 connections x 50 pipelined NOTIFYs whose handler takes 20 ms; sending
+    /// stops 0.5 s before SIGTERM (--drain-timeout 30). Every NOTIFY gets its ACK before
+    /// its connection's AGENT-DISCONNECT 0, and the agent exits 0.
+    func testSigtermAnswersEveryNotifyAlreadySentBeforeTheGoodbye() throws {
+        let (agent, port) = try startAgent(
+            script: #"spoa.register_message("slow", function() local t = spoa.now_ms() while spoa.now_ms() - t < 20 do end end)"#,
+            name: "drain-all", extraArgs: ["--workers", "2", "--drain-timeout", "30"])
+        var connections: [TCPConn] = []
+        for _ in 0..<8 {
+            let connection = try TCPConn(port: port)
+            _ = try connection.handshake()
+            connections.append(connection)
+        }
+        for connection in connections {
+            var burst: [UInt8] = []
+            for id in 0..<50 as Range<UInt64> { burst += notifyFrame(streamID: id, frameID: 1, [SpopMessage(name: "slow", args: [])]) }
+            XCTAssertTrue(connection.send(burst))
+        }
+        usleep(500_000)
+        kill(agent.process.processIdentifier, SIGTERM)
+        for (index, connection) in connections.enumerated() {
+            var acks = 0
+            var goodbye: SpopFrame?
+            while let frame = try connection.readFrame(timeout: 30) {
+                if frame.type == SpopType.ack.rawValue { acks += 1 }
+                if frame.type == SpopType.agentDisconnect.rawValue { goodbye = frame; break }
+            }
+            XCTAssertEqual(acks, 50, "connection \(index): NOTIFYs sent before SIGTERM lost their ACK\n\(agent.logTail())")
+            XCTAssertEqual(try goodbye?.kv()["status-code"], .uint32(0), "connection \(index)")
+        }
+        XCTAssertEqual(agent.waitForExit(timeout: 30), 0, agent.logTail())
+    }
+
+    /// Issue 11: with a worker stuck in a handler (--lua-timeout 0), one SIGTERM still ends
+    /// the agent within --drain-timeout + 2 s, with status 0 and a line naming what was stuck.
+    func testSigtermEndsWithinTheDrainTimeoutWhenAWorkerIsStuck() throws {
+        let pidFile = tempDir.appendingPathComponent("stuck.pid").path
+        let (agent, port) = try startAgent(
+            script: #"spoa.register_message("spin", function() while true do end end)"#, name: "stuck-stop",
+            extraArgs: ["--workers", "1", "--lua-timeout", "0", "--drain-timeout", "1", "--pid-file", pidFile],
+            generousTimeBudget: false)
+        let stuck = try TCPConn(port: port)
+        _ = try stuck.handshake()
+        XCTAssertTrue(stuck.send([0, 0, 0, 0x0d, 3, 0, 0, 0, 1, 1, 1, 4, 0x73, 0x70, 0x69, 0x6e, 0]))
+        usleep(300_000)
+        kill(agent.process.processIdentifier, SIGTERM)
+        // 1 s drain + 2 s margin; the rest is slack for a loaded machine.
+        XCTAssertEqual(agent.waitForExit(timeout: 10), 0, "SIGTERM should end a stuck agent with 0:\n\(agent.logTail())")
+        XCTAssertTrue(agent.log.contains("shutdown did not finish within --drain-timeout"), agent.logTail())
+        XCTAssertTrue(agent.log.contains("worker event loops"), agent.logTail())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pidFile), "the PID file outlived the forced exit")
+    }
+
     func testSigintStopsCleanly() throws {
         let (agent, port) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "int",
                                            extraArgs: ["--log-level", "error"])

@@ -64,6 +64,21 @@ final class AsyncAckProbeTests: XCTestCase {
         }
     }
 
+    /// Issue 11: a client from another address presenting the same engine-id is not a
+    /// sibling: spread mode keeps every ACK among the original peer's connections.
+    func testSameEngineIDFromAnotherAddressGetsNoAcks() async throws {
+        try await withServer(capabilities: Self.asyncAgent, asyncAck: .spread, Self.worker) { _, address in
+            let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            let intruder = try await ProbePeer.connect(address, engineID: Self.engine, async: true, from: "127.0.0.2")
+            let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)
+            try await a.notify(streamIDs: 0..<40)
+            let acks = try await ProbePeer.acks(40, on: [a, intruder, b])
+            XCTAssertEqual(acks[1], [], "ACKs of 127.0.0.1's engine went to 127.0.0.2")
+            XCTAssertGreaterThan(acks[2].count, 0, "spread still uses the sibling from the same address")
+            XCTAssertEqual((acks[0] + acks[2]).sorted(), Array(0..<40))
+        }
+    }
+
     func testAgentWithoutAsyncNeverReroutesEvenIfHAProxyOffersIt() async throws {
         try await withSiblings(.own, agent: .init()) { a, b in
             try await a.notify(streamIDs: 0..<20)
@@ -146,9 +161,12 @@ final class ProbePeer: Sendable {
     }
 
     /// Connects and completes the handshake (so the agent has registered the connection).
-    static func connect(_ address: SocketAddress, engineID: String, async: Bool, smallReceiveBuffer: Bool = false) async throws -> ProbePeer {
+    static func connect(
+        _ address: SocketAddress, engineID: String, async: Bool, smallReceiveBuffer: Bool = false, from source: String = "127.0.0.1"
+    ) async throws -> ProbePeer {
         let received = NIOLockedValueBox<[RawFrame]>([])
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(to: try SocketAddress(ipAddress: source, port: 0))
             .channelOption(.socketOption(.so_rcvbuf), value: smallReceiveBuffer ? 4096 : 128 * 1024)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(received)) }

@@ -63,3 +63,49 @@ final class ConnectionDrainTests: XCTestCase {
         }
     }
 }
+
+/// The drain of a real SpopServer: NOTIFYs that reached the agent before its goodbye are answered first.
+final class ServerDrainTests: XCTestCase {
+    /// Issue 11: one busy worker loop; connection B's NOTIFYs wait in the socket buffer
+    /// while A's are handled (20 ms each) when the drain starts. Both still get all 50 ACKs,
+    /// then AGENT-DISCONNECT 0.
+    func testNotifiesWaitingInTheSocketAreAnsweredBeforeTheGoodbye() async throws {
+        let slow: @Sendable () -> any SpoaWorker = { ClosureWorker { _, _, _ in usleep(20_000) } }
+        try await withServer(workers: 1, limits: ServerLimits(drainTimeout: .seconds(30)), slow) { server, address in
+            let clients = [try await TestClient.connect(address), try await TestClient.connect(address)]
+            let results = try await withThrowingTaskGroup(of: (Int, [RawFrame]).self) { group in
+                for (index, client) in clients.enumerated() {
+                    group.addTask {
+                        try await client.channel.executeThenClose { inbound, outbound in
+                            var stream = FrameStream(inbound)
+                            var frames: [RawFrame] = []
+                            try await outbound.write(ByteBuffer(hex: Golden.haproxyHello))
+                            try await stream.read(into: &frames) { !$0.isEmpty }
+                            // B sends while the loop is busy with A's burst (50 x 20 ms).
+                            if index == 1 { try await Task.sleep(nanoseconds: 200_000_000) }
+                            var notifies = ByteBuffer()
+                            for id in 0..<50 as Range<UInt64> {
+                                NotifyFrame.write(streamID: id, frameID: 1, messages: [("m", [])], to: &notifies)
+                            }
+                            try await outbound.write(notifies)
+                            try await stream.read(into: &frames)
+                            return (index, frames)
+                        }
+                    }
+                }
+                try await Task.sleep(nanoseconds: 400_000_000)
+                let cut = await server.connections.drain(timeout: .seconds(30))
+                XCTAssertEqual(cut, 0)
+                var results: [Int: [RawFrame]] = [:]
+                for try await (index, frames) in group { results[index] = frames }
+                return results
+            }
+            for index in 0..<2 {
+                let frames = try XCTUnwrap(results[index])
+                XCTAssertEqual(frames.filter { $0.header.type == .ack }.count, 50, "connection \(index)")
+                XCTAssertEqual(frames.last?.header.type, .agentDisconnect, "connection \(index)")
+                if let last = frames.last { XCTAssertEqual(try Disconnect(last).status, .normal) }
+            }
+        }
+    }
+}

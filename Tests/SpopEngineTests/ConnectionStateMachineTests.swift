@@ -164,6 +164,20 @@ final class ConnectionStateMachineTests: XCTestCase {
         XCTAssertEqual(notify.payload.hex, "01 6d 01 01 73 08 0a 41 42 43 44 45 46 47 48 49 4a")
     }
 
+    /// What the handler charges to the process-wide fragment budget, and the refusal.
+    func testFragmentBytesAndRefusal() throws {
+        var machine = try running()
+        XCTAssertEqual(machine.fragmentBytes, 0)
+        _ = machine.frameReceived(try frame(Golden.fragmentFirst))
+        XCTAssertGreaterThanOrEqual(machine.fragmentBytes, 11, "at least the first fragment's payload (19 - 8 header bytes)")
+        _ = machine.frameReceived(try frame(Golden.fragmentAbort))
+        XCTAssertEqual(machine.fragmentBytes, 0, "an abort gives it back")
+        _ = machine.frameReceived(try frame(Golden.fragmentFirst))
+        assertDisconnect(machine.fragmentRefused("over the bound"), .resourceAllocation, "over the bound")
+        XCTAssertEqual(machine.fragmentBytes, 0)
+        XCTAssertEqual(machine.fragmentRefused("again"), .none(reason: nil))
+    }
+
     func testAbortDropsThePartialNotify() throws {
         var machine = try running()
         _ = machine.frameReceived(try frame(Golden.fragmentFirst))
@@ -256,7 +270,15 @@ final class ConnectionLifecycleTests: XCTestCase {
         machine = ConnectionStateMachine(capabilities: .init())
         _ = machine.frameReceived(try frame(Golden.haproxyHello))
         XCTAssertTrue(machine.isRunning)
-        XCTAssertEqual(machine.drain(), .disconnect(Disconnect(status: .normal, message: "agent is shutting down"), peer: nil))
+        XCTAssertEqual(machine.inputQuiet(), .none(reason: nil), "not draining: quiet input means nothing")
+        // Draining keeps answering NOTIFYs already received; goodbye once input is quiet.
+        guard case .none = machine.drain() else { return XCTFail("a running connection says goodbye only when input is quiet") }
+        XCTAssertTrue(machine.isDraining)
+        guard case .processNotify = machine.frameReceived(try frame(Golden.notifyCheckClientIP)) else {
+            return XCTFail("a NOTIFY received while draining must be answered")
+        }
+        XCTAssertEqual(machine.inputQuiet(), .disconnect(Disconnect(status: .normal, message: "agent is shutting down"), peer: nil))
         XCTAssertTrue(machine.isClosed)
+        XCTAssertEqual(machine.inputQuiet(), .none(reason: nil))
     }
 }

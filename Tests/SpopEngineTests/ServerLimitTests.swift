@@ -70,6 +70,109 @@ final class ServerLimitTests: XCTestCase {
         }
     }
 
+    /// Issue 11: after the handshake, a peer trickles a frame one byte every 100 ms. The
+    /// idle timer stays fresh, but the frame timeout closes it with status 2 (and the
+    /// DISCONNECT arrives although the peer goes on sending).
+    func testPeerTricklingAFrameIsClosedByTheFrameTimeout() async throws {
+        let limits = ServerLimits(idleTimeout: .milliseconds(300), frameTimeout: .milliseconds(400))
+        try await withServer(limits: limits, silent) { _, address in
+            let client = try await TestClient.connect(address)
+            let notify = ByteBuffer(hex: Golden.notifyCheckClientIP)
+            let frames: [RawFrame] = try await client.channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(hex: Golden.haproxyHello))
+                let writer = Task {
+                    for index in 0..<notify.readableBytes - 1 {
+                        try await outbound.write(notify.getSlice(at: index, length: 1)!)
+                        try await Task.sleep(nanoseconds: 100_000_000)
+                    }
+                }
+                defer { writer.cancel() }
+                var stream = FrameStream(inbound)
+                var frames: [RawFrame] = []
+                try await stream.read(into: &frames)
+                return frames
+            }
+            XCTAssertEqual(frames.map(\.header.type), [.agentHello, .agentDisconnect])
+            XCTAssertEqual(try status(of: frames), .timeout)
+            let message = try Disconnect(frames[1]).message
+            XCTAssertTrue(message.hasPrefix("frame incomplete after 0.4 s"), message)
+        }
+    }
+
+    /// Issue 11: 12 kB ACKs for 14-byte NOTIFYs, a peer that never reads. The bytes the
+    /// agent queues for it stay within --max-pending-output plus one ACK.
+    func testLargeAcksForAPeerThatNeverReadsStayWithinTheMark() async throws {
+        let cap = 64 * 1024
+        let handled = NIOLockedValueBox(0)
+        let worker: @Sendable () -> any SpoaWorker = {
+            ClosureWorker { _, _, ack in
+                handled.withLockedValue { $0 += 1 }
+                try? ack.setVar(.transaction, "pad", .string(String(repeating: "x", count: 12_000)))
+            }
+        }
+        try await withServer(workers: 1, limits: ServerLimits(maxPendingOutput: cap), worker) { server, address in
+            let peer = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.socketOption(.so_rcvbuf), value: 4096)
+                .channelOption(.autoRead, value: false)
+                .connect(to: address).get()
+            var bytes = ByteBuffer(hex: Golden.haproxyHello)
+            for id in 0..<3000 as Range<UInt64> { NotifyFrame.write(streamID: id, frameID: 1, messages: [("m", [])], to: &bytes) }
+            try await peer.writeAndFlush(bytes)
+            // Wait until the agent stops answering: the kernel buffers are full.
+            var last = -1
+            while handled.withLockedValue({ $0 }) != last {
+                last = handled.withLockedValue { $0 }
+                try await Task.sleep(nanoseconds: 300_000_000)
+            }
+            XCTAssertGreaterThan(last, 0)
+            XCTAssertLessThan(last, 3000, "the peer never reads: the agent must have stopped")
+            let connection = try XCTUnwrap(server.connections.openChannels.first)
+            let held = try await connection.getOption(.bufferedWritableBytes).get()
+            XCTAssertLessThanOrEqual(held, cap + 16_384, "\(held) bytes queued for a peer that does not read")
+            try await peer.close()
+        }
+    }
+
+    /// Issue 11: unfinished fragmented NOTIFYs are bounded across connections, not only
+    /// per connection: connections each holding a first fragment are taken until the
+    /// next would pass --max-fragment-memory; that one gets status 13, the others are
+    /// left alone, and closed connections give their share back.
+    func testUnfinishedFragmentsAreBoundedAcrossConnections() async throws {
+        let bound = 20_000
+        try await withServer(limits: ServerLimits(maxFragmentMemory: bound), silent) { server, address in
+            func holdFragment(_ name: String) async throws -> ProbePeer {
+                let peer = try await ProbePeer.connect(address, engineID: name, async: false)
+                var bytes = ByteBuffer()
+                NotifyFrame.write(streamID: 1, frameID: 1, messages: [("m", [("s", .string(String(repeating: "x", count: 2000)))])],
+                                  flags: [], to: &bytes)
+                let before = server.fragments.bytesInUse
+                try await peer.channel.writeAndFlush(bytes)
+                try await ProbePeer.waitUntil {
+                    server.fragments.bytesInUse > before || peer.frames().last?.header.type == .agentDisconnect
+                }
+                return peer
+            }
+            var held: [ProbePeer] = []
+            var refused: ProbePeer?
+            for index in 0..<100 where refused == nil {
+                let peer = try await holdFragment("e\(index)")
+                if peer.frames().last?.header.type == .agentDisconnect { refused = peer } else { held.append(peer) }
+            }
+            let refusal = try Disconnect(XCTUnwrap(refused?.frames().last, "100 fragments of 2 kB within a 20 kB bound"))
+            XCTAssertEqual(refusal.status, .resourceAllocation)
+            XCTAssertTrue(refusal.message.contains("--max-fragment-memory"), refusal.message)
+            XCTAssertGreaterThan(held.count, 0)
+            XCTAssertLessThanOrEqual(server.fragments.bytesInUse, bound)
+            for peer in held { XCTAssertEqual(peer.frames().map(\.header.type), [.agentHello], "within the bound: left alone") }
+            for peer in held { try await peer.channel.close() }
+            try await ProbePeer.waitUntil { server.fragments.bytesInUse == 0 }
+            let again = try await holdFragment("again")
+            XCTAssertEqual(again.frames().map(\.header.type), [.agentHello], "room again once the others closed")
+            try await again.channel.close()
+            try await ProbePeer.waitUntil { server.fragments.bytesInUse == 0 }
+        }
+    }
+
     /// A peer that sends NOTIFYs but never reads its ACKs: the agent stops taking
     /// NOTIFYs in (bounded memory), and catches up once the peer reads.
     func testSlowReaderGetsBackpressureNotUnboundedBuffering() async throws {

@@ -50,6 +50,21 @@ final class SpopServerTests: XCTestCase {
         }
     }
 
+    /// A peer still sending when the agent gives up (here 256 kB behind a bad frame) must
+    /// still read the DISCONNECT: closing with unread input would send a reset, and a
+    /// reset discards what the peer has not read yet.
+    func testDisconnectReachesAPeerThatKeepsSending() async throws {
+        try await withServer({ ClosureWorker { _, _, _ in } }) { _, address in
+            var bytes = ByteBuffer(hex: "00 01 00 00")
+            bytes.writeRepeatingByte(0, count: 256 * 1024)
+            for _ in 0..<5 {
+                let frames = try await TestClient.exchange(address, bytes, frames: 2)
+                XCTAssertEqual(frames.map(\.header.type), [.agentDisconnect])
+                XCTAssertEqual(try frames.first.map { try Disconnect($0).status }, .frameTooBig)
+            }
+        }
+    }
+
     func testHealthCheckIsAnsweredThenClosed() async throws {
         try await withServer({ ClosureWorker { _, _, _ in } }) { _, address in
             let frames = try await TestClient.exchange(address, ByteBuffer(hex: Golden.healthCheckHello), frames: 2)

@@ -51,6 +51,23 @@ final class TypedValueTests: XCTestCase {
         XCTAssertEqual(try buffer.readSpopValue(), .bool(false), "flags 0x30 are not exactly 0x10")
     }
 
+    /// HAProxy's spoe_decode_data: the type is the low nibble, flags are ignored except
+    /// that BOOL is true only for flags 0x10 and STRING needs the whole byte 0x08.
+    func testFlagBitsAreReadAsHAProxyReadsThem() throws {
+        for (hex, value) in [("01", SpopValue.bool(false)), ("11", .bool(true)), ("21", .bool(false)), ("91", .bool(false)),
+                             ("f1", .bool(false)), ("92 4b", .int32(75)), ("f4 01", .int64(1)), ("50", .null),
+                             ("e6 c0 00 02 0a", .ipv4(IPv4Address(192, 0, 2, 10))), ("08 01 41", .string("A")),
+                             ("18 01 41", .binary([0x41])), ("f8 00", .binary([])), ("19 01 41", .binary([0x41]))] {
+            var buffer = ByteBuffer(hex: hex)
+            XCTAssertEqual(try buffer.readSpopValue(), value, hex)
+            XCTAssertEqual(buffer.readableBytes, 0, hex)
+        }
+        var written = ByteBuffer()
+        written.writeSpopBool(true)
+        written.writeSpopBool(false)
+        XCTAssertEqual(written.hex, "11 01")
+    }
+
     func testMalformedValuesAreRefused() {
         for hex in ["", "0a", "0f", "06 c0 00 02", "07 20 01", "08 05 41 42", "02 ff f0", "09"] {
             var buffer = ByteBuffer(hex: hex)

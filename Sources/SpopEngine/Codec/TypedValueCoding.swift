@@ -36,6 +36,7 @@ extension ByteBuffer {
         case .null:
             return .null
         case .bool:
+            // HAProxy: true iff the flag nibble is exactly 0x10 (0x31 is false).
             return .bool(typeByte & 0xF0 == 0x10)
         case .int32, .uint32, .int64, .uint64:
             let bits: UInt64
@@ -55,7 +56,9 @@ extension ByteBuffer {
             else { throw .truncated("ipv6 address") }
             return .ipv6(IPv6Address(high: high, low: low))
         case .string:
-            return .string(try self.readSpopRawString("string"))
+            // HAProxy tells STRING from BINARY on the whole byte: 0x18 is a binary.
+            let bytes = try self.readSpopRawString("string")
+            return typeByte == SpopDataType.string.rawValue ? .string(bytes) : .binary(bytes)
         case .binary:
             return .binary(try self.readSpopRawString("binary"))
         }

@@ -15,6 +15,9 @@ public struct AckBatch {
 
     public init() {}
 
+    /// Bytes of ACKs encoded since the last `drain()`.
+    public var byteCount: Int { pending?.readableBytes ?? 0 }
+
     /// Encodes one ACK after the burst's previous ones; `body` adds its actions.
     public mutating func append(
         streamID: UInt64, frameID: UInt64, maxFrameSize: Int, allocator: ByteBufferAllocator,

@@ -8,6 +8,8 @@ import NIOCore
 final class AckPeer: Sendable {
     let id: Int
     let engineID: String
+    /// Siblings are connections of the same engine-id *and* peer address (see `EngineKey`).
+    let key: EngineKey
     let channel: any Channel
     let maxFrameSize: Int
     /// The write-buffer high-water mark: ACKs handed over but not yet written count
@@ -20,9 +22,10 @@ final class AckPeer: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    init(id: Int, engineID: String, channel: any Channel, maxFrameSize: Int, maxPendingOutput: Int) {
+    init(id: Int, key: EngineKey, channel: any Channel, maxFrameSize: Int, maxPendingOutput: Int) {
         self.id = id
-        self.engineID = engineID
+        self.engineID = key.engineID
+        self.key = key
         self.channel = channel
         self.maxFrameSize = maxFrameSize
         self.maxPendingOutput = maxPendingOutput
@@ -70,8 +73,22 @@ final class AckPeer: Sendable {
     }
 }
 
-/// The established `async` connections by engine-id (HAProxy 2.6 announces one
-/// engine-id per thread and matches an ACK on any connection of that engine).
+/// Who may receive a connection's ACKs: the engine-id alone is whatever the peer says,
+/// so any client presenting another's engine-id would get its ACKs. Siblings must also
+/// come from the same IP address (all of HAProxy's connections do); a unix socket
+/// peer has no address and counts as one host.
+struct EngineKey: Hashable, Sendable {
+    var engineID: String
+    var peerHost: String
+
+    init(engineID: String, channel: any Channel) {
+        self.engineID = engineID
+        self.peerHost = channel.remoteAddress?.ipAddress ?? "local"
+    }
+}
+
+/// The established `async` connections by engine-id and peer address (HAProxy 2.6
+/// announces one engine-id per thread and matches an ACK on any connection of that engine).
 /// Shared by every event loop: the lock is taken when a connection comes or goes
 /// and when an ACK is routed, never on the own-connection fast path.
 final class AsyncEngineRegistry: Sendable {
@@ -81,25 +98,26 @@ final class AsyncEngineRegistry: Sendable {
         var turn = 0
     }
     private struct State {
-        var engines: [String: Engine] = [:]
+        var engines: [EngineKey: Engine] = [:]
         var nextID = 0
     }
     private let state = NIOLockedValueBox(State())
 
     func register(engineID: String, channel: any Channel, maxFrameSize: Int, maxPendingOutput: Int) -> AckPeer {
-        state.withLockedValue { state in
+        let key = EngineKey(engineID: engineID, channel: channel)
+        return state.withLockedValue { state in
             state.nextID += 1
-            let peer = AckPeer(id: state.nextID, engineID: engineID, channel: channel, maxFrameSize: maxFrameSize,
+            let peer = AckPeer(id: state.nextID, key: key, channel: channel, maxFrameSize: maxFrameSize,
                                maxPendingOutput: maxPendingOutput)
-            state.engines[engineID, default: Engine()].peers[peer.id] = peer
+            state.engines[key, default: Engine()].peers[peer.id] = peer
             return peer
         }
     }
 
     func unregister(_ peer: AckPeer) {
         state.withLockedValue { state in
-            state.engines[peer.engineID]?.peers[peer.id] = nil
-            if state.engines[peer.engineID]?.peers.isEmpty == true { state.engines[peer.engineID] = nil }
+            state.engines[peer.key]?.peers[peer.id] = nil
+            if state.engines[peer.key]?.peers.isEmpty == true { state.engines[peer.key] = nil }
         }
     }
 
@@ -107,8 +125,8 @@ final class AsyncEngineRegistry: Sendable {
     /// which then moves on by `advancingTurnBy` (one per ACK spread).
     func siblings(of peer: AckPeer, advancingTurnBy steps: Int = 0) -> (peers: [Int: AckPeer], turn: Int) {
         state.withLockedValue { state in
-            guard let engine = state.engines[peer.engineID] else { return ([:], 0) }
-            if steps > 0 { state.engines[peer.engineID]?.turn &+= steps }
+            guard let engine = state.engines[peer.key] else { return ([:], 0) }
+            if steps > 0 { state.engines[peer.key]?.turn &+= steps }
             let turn = engine.turn
             var others = engine.peers
             others[peer.id] = nil
@@ -116,6 +134,8 @@ final class AsyncEngineRegistry: Sendable {
         }
     }
 
-    /// Connections registered for `engineID` (tests and logs).
-    func count(engineID: String) -> Int { state.withLockedValue { $0.engines[engineID]?.peers.count ?? 0 } }
+    /// Connections registered for `engineID`, from any address (tests and logs).
+    func count(engineID: String) -> Int {
+        state.withLockedValue { $0.engines.filter { $0.key.engineID == engineID }.values.reduce(0) { $0 + $1.peers.count } }
+    }
 }

@@ -21,6 +21,9 @@ final class ConnectionRegistry: Sendable {
 
     var count: Int { state.withLockedValue { $0.channels.count } }
 
+    /// The open connections (tests).
+    var openChannels: [any Channel] { state.withLockedValue { Array($0.channels.values) } }
+
     /// Registers `channel`; false when the limit is reached or the server is draining.
     func admit(_ channel: any Channel) -> Bool {
         let admitted = state.withLockedValue { state in

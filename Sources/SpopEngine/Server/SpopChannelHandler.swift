@@ -25,17 +25,28 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private var timer: Scheduled<Void>?
     /// When the last frame arrived, for the idle timer.
     private var lastRead = NIODeadline.now()
+    /// When the frame now half-read in `frames` began arriving, for the frame timeout.
+    private var frameStarted: NIODeadline?
     private var readHeld = false
+    /// Frames wait in `frames` undecoded: their ACKs would take the bytes held for this
+    /// peer past --max-pending-output.
+    private var decodePaused = false
+    /// The last read did not fill its buffer: the socket had nothing more at that moment.
+    private var socketEmptied = false
 
     /// Set once `async` is negotiated: decides on which connection of the engine ACKs leave.
     private let asyncAcks: AsyncAckRouting?
     private var ackRouter: ConnectionAckRouter?
     private let idleSpinner: IdleSpinner?
+    /// Process-wide bytes of unfinished fragments, and this connection's share of them.
+    private let fragments: FragmentBudget?
+    private var fragmentReserved = 0
 
     init(
         capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger, metrics: ServerMetrics,
-        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil
+        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil, fragments: FragmentBudget? = nil
     ) {
+        self.fragments = fragments
         self.idleSpinner = idleSpinner
         self.asyncAcks = asyncAcks
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
@@ -64,22 +75,112 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             lastRead = .now()
             idleSpinner?.noteActivity(at: lastRead)
         }
-        frames.append(unwrapInboundIn(data))
+        let bytes = unwrapInboundIn(data)
+        socketEmptied = bytes.writableBytes > 0
+        frames.append(bytes)
+        // No clock read here: a frame left half-read started at the latest with this read.
+        decodeFrames(context: context, now: lastRead)
+        metrics.readDone()
+    }
+
+    /// Answers the buffered frames while the bytes held for the peer (queued on the
+    /// channel plus this burst's ACKs) stay below --max-pending-output. ACKs can be far
+    /// larger than their NOTIFYs: holding reads alone let one read burst queue megabytes.
+    /// With `async` the burst alone is bounded; siblings' own marks bound the rest.
+    private func decodeFrames(context: ChannelHandlerContext, now: NIODeadline) {
+        // Provisional: the channel is asked what it holds only once the burst's ACKs reach
+        // half the mark, so ordinary bursts pay nothing for the bound.
+        var budget = limits.maxPendingOutput / 2
+        var exact = false
         do {
-            while !stateMachine.isClosed, let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) {
+            while !stateMachine.isClosed {
+                if acks.byteCount >= budget {
+                    guard exact else {
+                        budget = outputBudget(context: context)
+                        exact = true
+                        continue
+                    }
+                    pauseDecoding()
+                    break
+                }
+                guard let frame = try frames.next(maxFrameSize: stateMachine.maxFrameSize) else { break }
                 metrics.received(frame.header.type)
+                // Only fragments touch the shared budget: a whole NOTIFY holds no reservation.
+                let fragment = frame.header.type == .unset || !frame.header.flags.contains(.fin)
                 execute(stateMachine.frameReceived(frame), context: context)
+                if fragment || fragmentReserved > 0 { accountFragments(context: context) }
             }
         } catch {
             execute(stateMachine.decodingFailed(error), context: context)
         }
-        metrics.readDone()
+        // A frame stalls on the peer only when it is half-read and not held back by us.
+        if frames.bufferedBytes == 0 || decodePaused { frameStarted = nil } else if frameStarted == nil { frameStarted = now }
+    }
+
+    /// Moves this connection's reservation to the bytes its fragment now holds; if the
+    /// process-wide bound would be passed, this connection is refused (status 13).
+    private func accountFragments(context: ChannelHandlerContext) {
+        guard let fragments else { return }
+        let held = stateMachine.fragmentBytes
+        if fragments.resize(from: fragmentReserved, to: held) {
+            fragmentReserved = held
+            return
+        }
+        LimitCounters.fragmentMemory.increment()
+        execute(stateMachine.fragmentRefused(
+            "unfinished fragmented NOTIFYs would hold more than \(fragments.limit) bytes in all (--max-fragment-memory)"),
+            context: context)
+        releaseFragments()
+    }
+
+    private func releaseFragments() {
+        guard fragmentReserved > 0 else { return }
+        _ = fragments?.resize(from: fragmentReserved, to: 0)
+        fragmentReserved = 0
+    }
+
+    /// Bytes of ACKs this burst may still add: the mark minus what the channel already
+    /// queues. A writable channel always takes one more ACK: it may sit between the marks
+    /// and never signal writability again. With `async` only the burst is bounded here.
+    private func outputBudget(context: ChannelHandlerContext) -> Int {
+        guard ackRouter == nil else { return limits.maxPendingOutput }
+        let queued = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        let budget = limits.maxPendingOutput - queued
+        return context.channel.isWritable ? max(1, budget) : budget
+    }
+
+    private func pauseDecoding() {
+        guard !decodePaused else { return }
+        decodePaused = true
+        LimitCounters.pendingOutput.increment()
+        logger.debug("ACKs held for the peer reached --max-pending-output (\(limits.maxPendingOutput) bytes): decoding and reading paused")
+    }
+
+    /// Room for output again: answers what waits in `frames`, then reads on.
+    private func resumeDecoding(context: ChannelHandlerContext) {
+        decodePaused = false
+        decodeFrames(context: context, now: .now())
+        if writeOutgoing(context: context) { context.flush() }
+        finishDrainIfQuiet(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if writeOutgoing(context: context) { context.flush() }
+        // The burst stopped at the mark and the ACKs left at once (or go to a sibling): go on.
+        if decodePaused, !stateMachine.isClosed, context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true {
+            resumeDecoding(context: context)
+        }
         metrics.flush()
+        finishDrainIfQuiet(context: context)
         context.fireChannelReadComplete()
+    }
+
+    /// Draining: every complete NOTIFY read so far is answered; once the socket was
+    /// found empty with no frame half-read, nothing else reached the agent: goodbye.
+    private func finishDrainIfQuiet(context: ChannelHandlerContext) {
+        if stateMachine.isDraining, socketEmptied, frames.bufferedBytes == 0 {
+            execute(stateMachine.inputQuiet(), context: context)
+        }
     }
 
     /// Queues the burst's ACKs (before any other frame, to keep the order); true if there were any.
@@ -93,14 +194,16 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard event is ConnectionRegistry.DrainEvent else { return context.fireUserInboundEventTriggered(event) }
         execute(stateMachine.drain(), context: context)
+        if stateMachine.isDraining { armDrainCheck(since: .now(), context: context) }
     }
 
     /// Backpressure: while ACKs above the write-buffer high-water mark wait for a slow
     /// peer, reads are held, so no more NOTIFYs are taken in and nothing queues without bound.
     /// With `async`, reading goes on while a sibling can take the ACKs (its own mark bounds them).
     func read(context: ChannelHandlerContext) {
-        guard context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true else {
-            if !readHeld { LimitCounters.pendingOutput.increment() }
+        // After the goodbye the input is only read to be dropped (see closeAfterGoodbye).
+        guard stateMachine.isClosed || !decodePaused && (context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true) else {
+            if !readHeld, !decodePaused { LimitCounters.pendingOutput.increment() }
             readHeld = true
             logger.debug("peer reads slowly, reading paused")
             return
@@ -109,7 +212,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, readHeld {
+        if context.channel.isWritable, decodePaused, !stateMachine.isClosed { resumeDecoding(context: context) }
+        if context.channel.isWritable, !decodePaused, readHeld {
             readHeld = false
             context.read()
         }
@@ -121,6 +225,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         timer?.cancel()
         if !stateMachine.isClosed { logger.info("connection closed by peer") }
         stateMachine.closed()
+        releaseFragments()
         metrics.closed()
         context.fireChannelInactive()
     }
@@ -130,6 +235,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         // HAProxy 3.2 drops idle pooled SPOP connections with a reset: an ordinary close.
         metrics.closing((error as? IOError)?.errnoCode == ECONNRESET ? .peerClosed : .ioError)
         stateMachine.closed()
+        releaseFragments()
         context.close(promise: nil)
     }
 
@@ -168,6 +274,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
         case .disconnect(let reply, let peer):
             timer?.cancel()
+            releaseFragments()  // the closed state machine dropped its fragment
             if let peer {
                 logger.info("HAProxy disconnects: status \(peer.status): \(peer.message)")
             } else if reply.status == .normal {
@@ -183,29 +290,75 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             _ = writeOutgoing(context: context)
             ackRouter?.markClosing()
             // Peers may already have closed their side: a failed last write is expected.
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { result in
+                guard case .success = result else { return context.close(promise: nil) }
+                self.closeAfterGoodbye(context: context)
+            }
 
         case .none(let reason):
             if let reason { logger.debug("\(reason)") }
         }
     }
 
+    /// Closing a socket with unread input makes the kernel send a reset, and a reset can
+    /// discard the DISCONNECT before the peer reads it (a peer still sending fragments or
+    /// trickling bytes). So: shut the output (FIN after the goodbye), drop what still
+    /// arrives, and close when the peer does (HAProxy does at once) or after a linger.
+    private func closeAfterGoodbye(context: ChannelHandlerContext) {
+        context.close(mode: .output).whenFailure { _ in context.close(promise: nil) }
+        timer?.cancel()
+        timer = context.eventLoop.scheduleTask(in: Self.goodbyeLinger) { context.close(promise: nil) }
+        context.channel.read()
+    }
+
+    static let goodbyeLinger = TimeAmount.seconds(1)
+
     // MARK: timers
 
-    /// Reads only note the time: re-arming a timer on every read cost more than the Lua
-    /// call (7.5% of the agent's CPU at 64 connections x 1 in flight, perf). The timer
-    /// fires at most once per idle period and re-arms itself for the time left.
+    /// Reads only note the time (see `ConnectionDeadlines`): the timer fires at most once
+    /// per idle or frame-timeout period and re-arms itself for the time left.
     private func armIdleTimer(context: ChannelHandlerContext) {
-        let idleTimeout = limits.idleTimeout
-        guard idleTimeout > .zero else { return }
-        arm(at: lastRead + idleTimeout, context: context) {
-            if self.lastRead + idleTimeout > .now() { return self.armIdleTimer(context: context) }
-            LimitCounters.idleTimeout.increment()
-            self.execute(self.stateMachine.timedOut("idle for \(idleTimeout.secondsDescription)"), context: context)
+        let deadlines = ConnectionDeadlines(idleTimeout: limits.idleTimeout, frameTimeout: limits.frameTimeout)
+        let at: NIODeadline
+        switch deadlines.check(now: .now(), lastRead: lastRead, frameStarted: frameStarted) {
+        case .rearm(let next?): at = next
+        case .rearm(nil): return  // both timeouts off
+        case .idle, .frameStalled: at = .now()  // expired since the last look: fire at once
+        }
+        arm(at: at, context: context) {
+            switch deadlines.check(now: .now(), lastRead: self.lastRead, frameStarted: self.frameStarted) {
+            case .rearm:
+                self.armIdleTimer(context: context)
+            case .idle:
+                LimitCounters.idleTimeout.increment()
+                self.execute(self.stateMachine.timedOut("idle for \(deadlines.idleTimeout.secondsDescription)"), context: context)
+            case .frameStalled:
+                LimitCounters.frameTimeout.increment()
+                let held = self.frames.bufferedBytes
+                self.execute(
+                    self.stateMachine.timedOut(
+                        "frame incomplete after \(deadlines.frameTimeout.secondsDescription) (\(held) bytes received; --frame-timeout)"),
+                    context: context)
+            }
         }
     }
 
-    /// One timer at a time: the hello timer, then the idle timer.
+    /// NOTIFYs may still sit in the socket buffer when the drain starts (NIO reads a bounded
+    /// amount per wakeup; reads may be held for backpressure). A read that empties the socket
+    /// ends the drain (`channelReadComplete`); this timer ends it when nothing arrives at all.
+    /// The registry's drain timeout bounds both.
+    private func armDrainCheck(since: NIODeadline, context: ChannelHandlerContext) {
+        arm(at: since + Self.drainQuietPeriod, context: context) {
+            if self.readHeld || self.frames.bufferedBytes > 0 || self.lastRead >= since {
+                return self.armDrainCheck(since: .now(), context: context)
+            }
+            self.execute(self.stateMachine.inputQuiet(), context: context)
+        }
+    }
+
+    static let drainQuietPeriod = TimeAmount.milliseconds(20)
+
+    /// One timer at a time: the hello timer, then the idle timer (or the drain check).
     private func arm(at deadline: NIODeadline, context: ChannelHandlerContext, onTimeout: @escaping () -> Void) {
         timer?.cancel()
         timer = context.eventLoop.scheduleTask(deadline: deadline, onTimeout)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -47,10 +48,14 @@ public final class SpopServer: Service, Sendable {
     /// never stops new connections from being taken in.
     private let acceptor: MultiThreadedEventLoopGroup
     private let workers: [NIOLoopBound<any SpoaWorker>]
-    private let connections: ConnectionRegistry
+    let connections: ConnectionRegistry
     private let idleSpinner: IdleSpinner?
     /// Made here, after `MetricsSystem.bootstrap`, once for all connections.
     private let metrics = ServerMetrics()
+    /// Bytes of unfinished fragmented NOTIFYs, all connections together.
+    let fragments: FragmentBudget
+    /// What the stop is waiting for, for the log line of a shutdown that overran its deadline.
+    private let stopping = NIOLockedValueBox<String?>(nil)
 
     /// Builds one worker per thread, on that thread; a failing factory fails the init.
     public init(
@@ -74,6 +79,7 @@ public final class SpopServer: Service, Sendable {
         self.workers = workers
         self.idleSpinner = configuration.busyPoll > .zero ? IdleSpinner(window: configuration.busyPoll, logger: logger) : nil
         self.connections = ConnectionRegistry(maxConnections: configuration.limits.maxConnections)
+        self.fragments = FragmentBudget(limit: configuration.limits.maxFragmentMemory)
     }
 
     /// Connections open right now.
@@ -97,6 +103,7 @@ public final class SpopServer: Service, Sendable {
         let idleSpinner = idleSpinner
         let connections = connections
         let metrics = metrics
+        let fragments = fragments
         let asyncAcks = capabilities.async
             ? AsyncAckRouting(mode: configuration.asyncAck, maxPendingOutput: limits.maxPendingOutput, metrics: metrics, logger: logger)
             : nil
@@ -120,7 +127,8 @@ public final class SpopServer: Service, Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger,
-                                           metrics: metrics, asyncAcks: asyncAcks, idleSpinner: idleSpinner)
+                                           metrics: metrics, asyncAcks: asyncAcks, idleSpinner: idleSpinner,
+                                           fragments: fragments)
                     )
                 }
             }
@@ -159,6 +167,7 @@ public final class SpopServer: Service, Sendable {
     /// the drain timeout; then the threads stop.
     public func drainAndShutdown() async throws {
         let open = connections.count
+        stopping.withLockedValue { $0 = "draining \(open) connections" }
         if open > 0 { logger.info("draining \(open) connections") }
         let cut = await connections.drain(timeout: configuration.limits.drainTimeout)
         if cut > 0 {
@@ -166,15 +175,22 @@ public final class SpopServer: Service, Sendable {
             logger.warning("\(cut) connections did not close within the drain timeout and were cut")
         }
         if case .unix(let path, _) = configuration.address { unlink(path) }
-        logger.info("stopped")
         try await shutdown()
+        logger.info("stopped")
     }
 
     public func shutdown() async throws {
         idleSpinner?.stop()
+        stopping.withLockedValue { $0 = "stopping the accept thread" }
         try await acceptor.shutdownGracefully()
+        // A worker stuck in a handler (a script that never returns) never gets here.
+        stopping.withLockedValue { $0 = "stopping the \(workers.count) worker event loops (one is stuck in a handler)" }
         try await group.shutdownGracefully()
+        stopping.withLockedValue { $0 = "stopped" }
     }
+
+    /// The step the stop is at: nil before it began, "stopped" once the threads ended.
+    public var shutdownStage: String? { stopping.withLockedValue { $0 } }
 }
 
 /// Where the agent listens: TCP (loopback by default) or a Unix domain socket.

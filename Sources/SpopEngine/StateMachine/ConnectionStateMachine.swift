@@ -30,6 +30,8 @@ public struct ConnectionStateMachine {
         /// Both sides announced `async`: this connection's ACKs may leave on a sibling.
         var async = false
         var fragment: PartialNotify?
+        /// The agent is stopping: frames already received are still answered, then goodbye.
+        var draining = false
     }
 
     struct PartialNotify {
@@ -58,6 +60,20 @@ public struct ConnectionStateMachine {
     public var asyncNegotiated: Bool {
         if case .running(let session) = state { return session.async }
         return false
+    }
+
+    /// Memory the fragmented NOTIFY being reassembled keeps alive (0 when none): its
+    /// buffer's whole storage, which outgrows the payload (doubling on append, or the
+    /// read buffer a first fragment is a slice of).
+    public var fragmentBytes: Int {
+        if case .running(let session) = state { return session.fragment?.payload.storageCapacity ?? 0 }
+        return 0
+    }
+
+    /// Keeping this connection's fragments would pass the process-wide bound: status 13.
+    public mutating func fragmentRefused(_ reason: String) -> Action {
+        if case .closed = state { return .none(reason: nil) }
+        return fail(SpopProtocolError(.resourceAllocation, reason))
     }
 
     public var isClosed: Bool {
@@ -94,10 +110,35 @@ public struct ConnectionStateMachine {
         return fail(SpopProtocolError(.timeout, reason))
     }
 
-    /// The agent is shutting down: work already received was answered (NOTIFYs are
-    /// handled as they arrive), so say goodbye with status 0 and close.
+    /// The agent is shutting down. Before the handshake: goodbye at once. After it,
+    /// NOTIFYs already on their way (socket buffer, reader) must still be answered,
+    /// so the connection keeps reading until `inputQuiet()` says nothing more came.
     public mutating func drain() -> Action {
-        if case .closed = state { return .none(reason: nil) }
+        switch state {
+        case .closed:
+            return .none(reason: nil)
+        case .awaitingHello:
+            return goodbye()
+        case .running(var session):
+            session.draining = true
+            state = .running(session)
+            return .none(reason: "draining: answering the NOTIFYs already received")
+        }
+    }
+
+    /// Draining, and the handler saw no new bytes for a while: everything received was
+    /// answered, so say goodbye with status 0 and close.
+    public mutating func inputQuiet() -> Action {
+        guard case .running(let session) = state, session.draining else { return .none(reason: nil) }
+        return goodbye()
+    }
+
+    public var isDraining: Bool {
+        if case .running(let session) = state { return session.draining }
+        return false
+    }
+
+    private mutating func goodbye() -> Action {
         state = .closed
         return .disconnect(Disconnect(status: .normal, message: "agent is shutting down"), peer: nil)
     }
