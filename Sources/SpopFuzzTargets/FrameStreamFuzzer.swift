@@ -31,7 +31,7 @@ public enum FrameStreamFuzzer {
             connection.receive(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: stream[offset..<end])))
             offset = end
         }
-        if mode & 0x20 != 0 { connection.end(connection.machine.drain()) }
+        if mode & 0x20 != 0 { connection.end(connection.drain()) }
         if mode & 0x40 != 0 { connection.end(connection.machine.timedOut("fuzz timer")) }
         // The whole input as an ACK's LIST-OF-ACTIONS (what `luaspoa bench` and tests decode).
         ActionListCheck.roundTrip(ByteBuffer(bytes: stream))
@@ -91,6 +91,15 @@ public enum FrameStreamFuzzer {
             case .none:
                 break
             }
+        }
+
+        /// A drain keeps a running connection open to answer what already came in; once
+        /// the input is quiet it says goodbye.
+        mutating func drain() -> ConnectionStateMachine.Action {
+            let action = machine.drain()
+            guard machine.isDraining else { return action }
+            precondition(machine.isRunning, "a draining connection must keep answering NOTIFYs")
+            return machine.inputQuiet()
         }
 
         /// A drain or a timer: whatever the state, the connection ends closed.
