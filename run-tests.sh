@@ -5,6 +5,7 @@
 #   ./run-tests.sh                        # everything
 #   ./run-tests.sh --filter EndToEndTests # extra arguments go to `swift test`
 #   FUZZ_SECONDS=0 ./run-tests.sh         # without the short fuzz run
+#   BENCH_CHECK=0 ./run-tests.sh          # without the malloc-count check of the microbenchmarks
 #   SANITIZERS=0 ./run-tests.sh           # without the ASan/TSan runs of the unit suites
 #
 # On a fresh Debian 12 machine it installs what it needs first (liblua5.4-dev,
@@ -39,6 +40,13 @@ E2E_LUASPOA_BIN="$release_bin" swift test -c release --scratch-path .build-relea
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 if [[ "$FUZZ_SECONDS" != 0 ]]; then
     SECONDS_PER_TARGET=$FUZZ_SECONDS Fuzz/run.sh
+fi
+
+# The malloc counts of the hot-path microbenchmarks (Benchmarks/, built in release from
+# scratch: about 4 minutes on 2 cores) against the committed baseline, docs/performance.md.
+# One malloc more per 1000 messages on the engine path fails the run. BENCH_CHECK=0 skips it.
+if [[ "${BENCH_CHECK:-1}" != 0 ]]; then
+    benchmarks/check-allocations.sh
 fi
 
 # The unit suites under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer, each in

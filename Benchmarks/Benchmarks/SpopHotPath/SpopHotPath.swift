@@ -7,11 +7,22 @@ import LuaRuntime
 import NIOCore
 import SpopEngine
 
+// The malloc counts are checked (benchmarks/check-allocations.sh) against the committed
+// baseline .benchmarkBaselines/SpopHotPath/allocations, at every percentile, per sample of
+// 1000 messages (the scaled iteration). Decode, encode and the engine path: no tolerance,
+// one malloc more than the baseline fails. Lua dispatch: its own allocations (about 1.6 per
+// message with empty_handler.lua, 4.7 with ip_reputation.lua) vary by a few per 1000
+// messages with the collector's timing, so a ceiling 10 above the baseline. Time is never
+// checked (shared, noisy machines).
 let benchmarks: @Sendable () -> Void = {
+    let exact = BenchmarkThresholds(absolute: [.p0: 0, .p25: 0, .p50: 0, .p75: 0, .p90: 0, .p99: 0, .p100: 0])
+    let luaCeiling = BenchmarkThresholds(absolute: [.p0: 10, .p25: 10, .p50: 10, .p75: 10, .p90: 10, .p99: 10, .p100: 10])
+
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .mallocCountTotal, .throughput],
         scalingFactor: .kilo,
-        maxDuration: .seconds(2)
+        maxDuration: .seconds(2),
+        thresholds: [.mallocCountTotal: exact]
     )
 
     Benchmark("decode a NOTIFY (1 message, ipv4 argument)") { benchmark in
@@ -55,7 +66,10 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     for script in ["empty_handler", "ip_reputation"] {
-        Benchmark("Lua dispatch of one message (\(script).lua)") { benchmark in
+        Benchmark(
+            "Lua dispatch of one message (\(script).lua)",
+            configuration: .init(thresholds: [.mallocCountTotal: luaCeiling])
+        ) { benchmark in
             let worker = try! Fixtures.luaWorker(script)
             let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
             var reader = FrameReader()
