@@ -34,8 +34,7 @@ if [[ -z "${LUASPOA:-}" ]]; then
     # The Swift runtime and Foundation linked statically: only the pages used are
     # resident (idle RSS 18.5 MB instead of about 25 MB with shared libraries).
     "$root/tools/ensure-deps.sh" >/dev/null
-    (cd "$root" && swift build -c release --static-swift-stdlib --scratch-path .build/static --product luaspoa >&2)
-    LUASPOA="$root/.build/static/release/luaspoa"
+    LUASPOA="$("$root/tools/build-release.sh")"  # the binary that ships
 fi
 if ! command -v wrk >/dev/null && [[ -z "${SKIP_HAPROXY:-}" ]]; then
     echo "installing wrk" >&2

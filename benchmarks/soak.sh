@@ -48,8 +48,7 @@ fe_port=$((BASE_PORT + 1))
 
 if [[ -z "${LUASPOA:-}" ]]; then
     "$root/tools/ensure-deps.sh" >/dev/null
-    (cd "$root" && swift build -c release --static-swift-stdlib --scratch-path .build/static --product luaspoa >&2)
-    LUASPOA="$root/.build/static/release/luaspoa"
+    LUASPOA="$("$root/tools/build-release.sh")"  # the binary that ships
 fi
 command -v wrk >/dev/null || { echo "soak.sh needs wrk (apt-get install wrk)" >&2; exit 2; }
 

@@ -3,7 +3,8 @@
 #
 #   bin="$(tools/build-release.sh)"      # .build/release/luaspoa
 #
-# One command for every place that needs the shipped binary: run-agent.sh, the
+# One command for every place that needs the shipped binary: run-agent.sh,
+# benchmarks/run.sh and soak.sh, the
 # end-to-end tests in run-tests.sh and the production install in docs/operations.md. The
 # tests must run what ships: a release-only miscompile once sent every IPv4
 # address as 0.0.0.6 while the debug build passed.
