@@ -63,7 +63,7 @@ public struct BenchRunner {
         }
 
         try await Task.sleep(nanoseconds: UInt64(config.warmup * 1e9))
-        try await onEveryLoop(recorders) { $0.reset(); $0.measuring = true }
+        _ = try await onEveryLoop(recorders) { $0.reset(); $0.measuring = true }
         let start = NIODeadline.now()
         try await Task.sleep(nanoseconds: UInt64(config.duration * 1e9))
         let samples = try await onEveryLoop(recorders) { recorder -> BenchSample in
