@@ -90,7 +90,7 @@ static int raise_timeout(lua_State *L, int level) {
     else
         lua_pushliteral(L, "");
     lua_pushfstring(L, "execution timeout%s (%d ms)", rt->loading || rt->in_init ? " while loading" : "",
-                    (int)atomic_load(&b->limit_ms));
+                    (int)b->shown_ms);
     lua_concat(L, 2);
     return lua_error(L);
 }
@@ -252,6 +252,8 @@ void luaspoa_budget_start(luaspoa_budget *b, uint32_t ms) {
     if (atomic_load(&b->armed))
         disarm(b);
     b->raised = 0;
+    b->shown_ms = ms;
+    b->part_cpu = 0;
     atomic_store_explicit(&b->limit_ms, ms, memory_order_relaxed);
     if (ms == 0)
         return;
@@ -278,6 +280,39 @@ int luaspoa_budget_stop(luaspoa_budget *b) {
     return b->raised;
 }
 
+/* ---- calls that wait ---------------------------------------------------- */
+
+static int64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts_ns(&ts);
+}
+
+void luaspoa_budget_part(luaspoa_budget *b, uint32_t limit_ms, int64_t used_ns) {
+    if (limit_ms == 0) {
+        luaspoa_budget_start(b, 0);
+        return;
+    }
+    int64_t left = (int64_t)limit_ms * 1000000 - used_ns;
+    uint32_t ms = left < 1000000 ? 1 : (uint32_t)((left + 999999) / 1000000);
+    luaspoa_budget_start(b, ms);
+    b->shown_ms = limit_ms;
+    b->part_cpu = thread_cpu_ns();
+}
+
+int64_t luaspoa_budget_pause(luaspoa_budget *b) {
+    int64_t deadline = atomic_load(&b->deadline);
+    int64_t used = 0;
+    if (deadline != 0) {
+        if (b->part_cpu != 0)
+            used = thread_cpu_ns() - b->part_cpu;
+        else
+            used = mono_ns() - (deadline - (int64_t)atomic_load(&b->limit_ms) * 1000000 - clock_resolution_ns);
+    }
+    luaspoa_budget_stop(b);
+    return used < 0 ? 0 : used;
+}
+
 /* ---- frames ------------------------------------------------------------- */
 
 /* Wall time, unlike a call's budget: HAProxy waits for the frame's ACK in wall
@@ -291,6 +326,16 @@ int luaspoa_budget_frame_over(luaspoa_budget *b, uint32_t ms) {
         return 0;
     }
     return mono_ns() - b->frame_started >= (int64_t)ms * 1000000;
+}
+
+int64_t luaspoa_frame_elapsed(lua_State *L) {
+    int64_t started = luaspoa_rt_get(L)->budget.frame_started;
+    return started == 0 ? 0 : mono_ns() - started;
+}
+
+/* Frames interleave once handlers wait: each gets its own clock back. */
+void luaspoa_frame_continue(lua_State *L, int64_t elapsed_ns) {
+    luaspoa_rt_get(L)->budget.frame_started = elapsed_ns == 0 ? 0 : mono_ns() - elapsed_ns;
 }
 
 /* ---- coroutines: keep `running` on the thread the VM is executing -------- */

@@ -38,6 +38,8 @@ typedef struct luaspoa_budget {
     pthread_mutex_t lock;         /* orders hook changes against the watchdog */
     lua_State *main;              /* the state's main thread */
     lua_State *running;           /* thread to interrupt (main or a resumed coroutine) */
+    uint32_t shown_ms;            /* the call's whole budget, for the error message */
+    int64_t part_cpu;             /* thread CPU ns when a resumed part of a call started */
     int raised;                   /* the hook raised "execution timeout" in this call */
     /* The watchdog's own (under its list lock): CPU time is counted from its
      * first sighting of a call. */
@@ -65,7 +67,28 @@ typedef struct luaspoa_handler_cache {
     int ref;                        /* registry slot holding the handler, 0: none yet */
     int has_timeout;                /* the handler has its own timeout_ms */
     uint32_t timeout_ms;
+    int has_deadline;               /* the handler has its own deadline_ms */
+    uint32_t deadline_ms;
 } luaspoa_handler_cache;
+
+/* A handler call or task run in a pooled coroutine (luaspoa_calls.c). The
+ * struct and its coroutine are reused: a call that does not wait allocates
+ * nothing. */
+struct luaspoa_call {
+    lua_State *co;
+    int ref;                        /* registry ref anchoring co */
+    struct luaspoa_call *next;      /* free list */
+    luaspoa_wait wait;
+    int task;                       /* 1: a background task, no message */
+    int index;                      /* task: its index */
+    int found, skipped;             /* handler: it exists / not run (frame budget) */
+    int timed_out;                  /* the time budget stopped it */
+    size_t mark;                    /* ACK mark before the handler ran */
+    uint64_t gen;                   /* generation of its txn/msg handles */
+    uint32_t limit_ms;              /* its CPU budget (0: none) ... */
+    int64_t used_ns;                /* ... and what earlier parts used of it */
+    uint32_t deadline_ms;           /* wall-clock deadline once it waits, 0: none */
+};
 
 /* Per-state runtime, reached through lua_getextraspace. Owned by the state. */
 /* A parsed "scope.name", remembered by the Lua string it came from. */
@@ -84,7 +107,12 @@ typedef struct luaspoa_rt {
     int loading;                    /* 1 while the script body runs */
     int active;                     /* 1 while a handler runs */
     int in_init;                    /* 1 while register_init functions run */
-    uint64_t gen;                   /* bumped for each dispatch; msg/txn remember theirs */
+    uint64_t gen;                   /* the running call's; msg/txn remember theirs */
+    uint64_t gens;                  /* generations handed out */
+    luaspoa_call *call;             /* the call running now, NULL: none */
+    int can_wait;                   /* its caller can resume it later */
+    luaspoa_call *free_calls;       /* pool of idle calls */
+    int nfree_calls;
     const char *msg_name;           /* current message */
     size_t msg_name_len;
     const spoa_arg *args;           /* current message's arguments */
@@ -148,6 +176,13 @@ void luaspoa_budget_check(lua_State *L);
  * is used); returns the previous one, to give back to luaspoa_budget_leave. */
 lua_State *luaspoa_budget_enter(luaspoa_budget *b, lua_State *co);
 void luaspoa_budget_leave(luaspoa_budget *b, lua_State *prev);
+/* A part of a call that waits: luaspoa_budget_part starts it with what is
+ * left of the call's limit_ms after used_ns (at least 1 ms); the pause ends it
+ * and returns what it used (CPU time when resumed; the first part, started by
+ * luaspoa_budget_start, is counted in wall time: reading the thread's CPU
+ * clock there would cost a system call per message). */
+void luaspoa_budget_part(luaspoa_budget *b, uint32_t limit_ms, int64_t used_ns);
+int64_t luaspoa_budget_pause(luaspoa_budget *b);
 /* The frame's total budget (wall ms, 0: none): 1 once its messages have used
  * it. The first message of a frame starts its clock. */
 int luaspoa_budget_frame_over(luaspoa_budget *b, uint32_t ms);
@@ -161,6 +196,28 @@ void luaspoa_open_strlib(lua_State *L);           /* string functions under the 
 /* luaspoa_finalizers.c */
 void luaspoa_open_finalizers(lua_State *L);       /* replaces setmetatable */
 void luaspoa_finalizers_closing(lua_State *L);    /* before lua_close: one budget for all */
+
+/* luaspoa_calls.c */
+/* A call from the pool (or a new one), NULL on memory error. */
+luaspoa_call *luaspoa_call_take(lua_State *L);
+void luaspoa_call_release(lua_State *L, luaspoa_call *c);
+/* Runs (nargs on c->co: body, param) or resumes c's coroutine with `c` as the
+ * running call. Returns LUA_YIELD when it waits, else the status of the body
+ * (protected inside the coroutine, with luaspoa_msgh) and its error in errbuf. */
+int luaspoa_call_step(lua_State *L, luaspoa_call *c, int nargs, char *errbuf, size_t errcap);
+/* Starts c: body(param) in its coroutine, under luaspoa_msgh. */
+int luaspoa_call_start(lua_State *L, luaspoa_call *c, lua_CFunction body, char *errbuf, size_t errcap);
+/* Closes c's coroutine without resuming it: pending __close run under the
+ * state's time budget. */
+void luaspoa_call_close(lua_State *L, luaspoa_call *c);
+
+/* luaspoa_wait.c */
+void luaspoa_open_wait(lua_State *L);             /* spoa table at top */
+/* Records what the running call waits for and yields; once resumed, returns
+ * nil, error when the operation failed, else what `push` pushes. Raises with
+ * `fn` and file:line where waiting is impossible. */
+typedef int (*luaspoa_wait_push)(lua_State *L, const luaspoa_wait *w);
+int luaspoa_wait_yield(lua_State *L, const char *fn, const luaspoa_wait *w, luaspoa_wait_push push);
 
 /* luaspoa_dispatch.c */
 /* Encodes the action table at index t ({ ["scope.name"] = value }) in sorted
@@ -252,6 +309,8 @@ void luaspoa_open_shared(lua_State *L);
 void luaspoa_open_txstore(lua_State *L);        /* spoa table at top */
 void luaspoa_open_map(lua_State *L);
 void luaspoa_open_lifecycle(lua_State *L);
+/* luaspoa_resume for a task. */
+int luaspoa_task_resume(lua_State *L, luaspoa_call *c, char *errbuf, size_t errcap, luaspoa_call **waiting);
 /* Runs the functions given to spoa.register_init, in order (inside a protected call). */
 void luaspoa_run_inits(lua_State *L);
 /* Raises unless the script body (or, with allow_init, an init function) is running. */

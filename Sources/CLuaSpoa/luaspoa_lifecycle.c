@@ -135,23 +135,45 @@ void luaspoa_task_schedule(lua_State *L, int index, int64_t *every_ms, int *at_s
     lua_pop(L, 4);
 }
 
-static int task_body(lua_State *L) {
-    int index = (int)lua_tointeger(L, 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
-    lua_rawgeti(L, -1, index + 1);
-    lua_rawgeti(L, -1, 1);
-    lua_call(L, 0, 0);
+static int task_done(lua_State *L, int status, lua_KContext k) {
+    (void)L;
+    (void)status;
+    (void)k;
     return 0;
 }
 
-int luaspoa_run_task(lua_State *L, int index, char *errbuf, size_t errcap) {
-    int base = lua_gettop(L);
-    lua_pushcfunction(L, luaspoa_msgh);
-    lua_pushcfunction(L, task_body);
-    lua_pushinteger(L, index);
-    int status = lua_pcall(L, 1, 0, base + 1);
-    if (status != LUA_OK)
-        luaspoa_copy_error(L, -1, errbuf, errcap);
-    lua_settop(L, base);
+/* Runs in the call's coroutine: tasks may wait too. */
+static int task_body(lua_State *L) {
+    luaspoa_call *c = lua_touserdata(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+    lua_rawgeti(L, -1, c->index + 1);
+    lua_rawgeti(L, -1, 1);
+    lua_callk(L, 0, 0, 0, task_done);
+    return 0;
+}
+
+static int task_result(lua_State *L, luaspoa_call *c, int status, luaspoa_call **waiting) {
+    if (status == LUA_YIELD && waiting != NULL) {
+        *waiting = c;
+        return LUASPOA_WAITING;
+    }
+    luaspoa_call_release(L, c);
     return status == LUA_OK ? LUASPOA_OK : LUASPOA_ERROR;
+}
+
+int luaspoa_run_task(lua_State *L, int index, char *errbuf, size_t errcap, luaspoa_call **waiting) {
+    luaspoa_rt *rt = luaspoa_rt_get(L);
+    luaspoa_call *c = luaspoa_call_take(L);
+    if (c == NULL) {
+        snprintf(errbuf, errcap, "not enough memory for the task's coroutine");
+        return LUASPOA_ERROR;
+    }
+    c->task = 1;
+    c->index = index;
+    rt->can_wait = waiting != NULL;
+    return task_result(L, c, luaspoa_call_start(L, c, task_body, errbuf, errcap), waiting);
+}
+
+int luaspoa_task_resume(lua_State *L, luaspoa_call *c, char *errbuf, size_t errcap, luaspoa_call **waiting) {
+    return task_result(L, c, luaspoa_call_step(L, c, 0, errbuf, errcap), waiting);
 }

@@ -235,11 +235,11 @@ static void store_options(lua_State *L, luaspoa_rt *rt, int names_idx) {
     lua_pushnil(L);
     while (lua_next(L, 3) != 0) {
         const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-        if (strcmp(key, "timeout_ms") == 0) {
+        if (strcmp(key, "timeout_ms") == 0 || strcmp(key, "deadline_ms") == 0) {
             int isint;
             lua_Integer ms = lua_tointegerx(L, -1, &isint);
             if (!isint || ms <= 0 || ms > 3600000)
-                luaL_error(L, "spoa.register_message: timeout_ms must be an integer from 1 to 3600000");
+                luaL_error(L, "spoa.register_message: %s must be an integer from 1 to 3600000", key);
         } else if (strcmp(key, "on_error") == 0) {
             luaL_checktype(L, -1, LUA_TTABLE);
             lua_pushnil(L);
@@ -259,7 +259,7 @@ static void store_options(lua_State *L, luaspoa_rt *rt, int names_idx) {
                 lua_pop(L, 1);
             }
         } else {
-            luaL_error(L, "spoa.register_message: unknown option '%s' (expected timeout_ms, on_error)", key);
+            luaL_error(L, "spoa.register_message: unknown option '%s' (expected timeout_ms, deadline_ms, on_error)", key);
         }
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
@@ -376,6 +376,7 @@ static int setup_body(lua_State *L) {
     luaspoa_open_netset(L);
     luaspoa_open_hdrs(L);
     luaspoa_open_hash(L);
+    luaspoa_open_wait(L);
     lua_setglobal(L, "spoa");
 
     /* A load failure is returned, not raised: its message already holds
@@ -440,6 +441,12 @@ void luaspoa_close(lua_State *L) {
     luaspoa_finalizers_closing(L);
     lua_close(L);
     luaspoa_budget_release(&rt->budget);
+    /* Idle calls only: the owner ends suspended ones before closing. */
+    while (rt->free_calls) {
+        luaspoa_call *c = rt->free_calls;
+        rt->free_calls = c->next;
+        free(c);
+    }
     free(rt);
 }
 

@@ -106,7 +106,7 @@ public final class BackgroundTasks: @unchecked Sendable {
     private func run(_ index: Int32) {
         let status = withUnsafeTemporaryAllocation(of: CChar.self, capacity: LuaState.errorCapacity) { buffer in
             buffer[0] = 0
-            let status = luaspoa_run_task(state.L, index, buffer.baseAddress, buffer.count)
+            let status = luaspoa_run_task(state.L, index, buffer.baseAddress, buffer.count, nil)
             if status == LUASPOA_ERROR {
                 let (text, traceback) = LuaScriptError.split(String(cString: buffer.baseAddress!))
                 var metadata: Logger.Metadata = ["lua.task": "\(index + 1)"]

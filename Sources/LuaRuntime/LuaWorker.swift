@@ -154,7 +154,7 @@ public final class LuaWorker: SpoaWorker {
         let status = message.name.withUnsafeReadableBytes { name in
             luaspoa_dispatch(
                 state.L, state.ctx, name.baseAddress?.assumingMemoryBound(to: CChar.self), name.count,
-                arguments, Int32(count), errorBuffer, LuaState.errorCapacity)
+                arguments, Int32(count), errorBuffer, LuaState.errorCapacity, nil)
         }
         metrics?.record(message.name, status: status, startedAt: started)
         switch Int(status) {

@@ -36,8 +36,33 @@ enum {
 /* Action kinds passed to append_action. */
 enum { LUASPOA_ACTION_SET = 1, LUASPOA_ACTION_UNSET = 2 };
 
-/* Results of luaspoa_dispatch. */
-enum { LUASPOA_NO_HANDLER = 0, LUASPOA_OK = 1, LUASPOA_ERROR = 2, LUASPOA_TIMEOUT = 3 };
+/* Results of luaspoa_dispatch, luaspoa_resume and luaspoa_abandon. WAITING: the
+ * call is suspended (see luaspoa_call); DEADLINE: it was abandoned at its
+ * wall-clock deadline and its on_error actions written. */
+enum {
+    LUASPOA_NO_HANDLER = 0, LUASPOA_OK = 1, LUASPOA_ERROR = 2, LUASPOA_TIMEOUT = 3,
+    LUASPOA_WAITING = 4, LUASPOA_DEADLINE = 5,
+};
+
+/* What a suspended call waits for (luaspoa_wait.c). */
+enum { LUASPOA_WAIT_SLEEP = 1, LUASPOA_WAIT_YIELD = 2 };
+
+/*
+ * The operation a suspended call waits for: written by the waiting Lua function
+ * before it yields, read by the caller, who writes the result before
+ * luaspoa_resume. A failed operation (error not NULL, copied by C) makes the
+ * Lua function return nil, error.
+ */
+typedef struct luaspoa_wait {
+    int kind;                    /* LUASPOA_WAIT_* */
+    int64_t ms;                  /* SLEEP: how long */
+    const char *error;           /* result: NULL, or why the operation failed */
+    size_t error_len;
+} luaspoa_wait;
+
+/* A handler call or task run that waits: a coroutine of the state, suspended
+ * until luaspoa_resume or luaspoa_abandon ends it. Owned by the state. */
+typedef struct luaspoa_call luaspoa_call;
 
 /* syslog-style levels used by spoa.log and the log callback. */
 enum {
@@ -166,6 +191,7 @@ typedef struct luaspoa_ctx {
     const char *error_var;       /* "scope.name" set to true when a handler fails, or NULL */
     size_t error_var_len;
     int64_t generation;          /* spoa.generation: number of reloads before this state */
+    uint32_t deadline_ms;        /* default wall-clock deadline of a message that waits, 0: none */
 } luaspoa_ctx;
 
 /*
@@ -190,16 +216,51 @@ void luaspoa_close(struct lua_State *L);
 /* Starts a NOTIFY frame: its messages then share ctx->frame_timeout_ms. */
 void luaspoa_frame_begin(struct lua_State *L);
 
+/* The frame's clock (ns since its first message; 0 when --lua-frame-timeout is
+ * off), to save when a frame waits and give back before its next message. */
+int64_t luaspoa_frame_elapsed(struct lua_State *L);
+void luaspoa_frame_continue(struct lua_State *L, int64_t elapsed_ns);
+
 /*
- * Runs the handler registered for one message.
- * Returns LUASPOA_NO_HANDLER, LUASPOA_OK, or LUASPOA_ERROR (errbuf then holds
- * "file:line: message" and a short traceback, and the message's actions have
- * been rolled back to the mark taken before the handler ran).
+ * Runs the handler registered for one message, in a coroutine of the state.
+ * Returns LUASPOA_NO_HANDLER, LUASPOA_OK, or LUASPOA_ERROR / LUASPOA_TIMEOUT
+ * (errbuf then holds "file:line: message" and a short traceback, and the
+ * message's actions have been rolled back to the mark taken before the handler
+ * ran, followed by its on_error actions). LUASPOA_WAITING: the handler waits;
+ * *waiting is the suspended call (its luaspoa_call_wait says for what). With
+ * waiting NULL, a handler that tries to wait raises instead.
  */
 int luaspoa_dispatch(struct lua_State *L, luaspoa_ctx *ctx,
                      const char *msg_name, size_t name_len,
                      const spoa_arg *args, int nargs,
-                     char *errbuf, size_t errcap);
+                     char *errbuf, size_t errcap, luaspoa_call **waiting);
+
+/* What a suspended call waits for; its result fields are written before resuming. */
+luaspoa_wait *luaspoa_call_wait(luaspoa_call *call);
+/* The wall-clock deadline of a suspended handler call (deadline_ms or
+ * ctx->deadline_ms), 0: none. */
+uint32_t luaspoa_call_deadline_ms(const luaspoa_call *call);
+
+/*
+ * Continues a suspended call once its wait is over, with the same results as
+ * luaspoa_dispatch (or luaspoa_run_task for a task: name and args unused). The
+ * message's name and arguments are given again: the caller may have moved them.
+ * The ACK's mark taken before the handler first ran must still be valid.
+ */
+int luaspoa_resume(struct lua_State *L, luaspoa_ctx *ctx, luaspoa_call *call,
+                   const char *msg_name, size_t name_len, const spoa_arg *args, int nargs,
+                   char *errbuf, size_t errcap, luaspoa_call **waiting);
+
+/*
+ * Ends a suspended call without resuming it: its coroutine is closed (pending
+ * __close methods run under the time budget). deadline_ms > 0: the deadline
+ * passed; its actions are rolled back, its on_error actions written, errbuf
+ * says where it waited, and it returns LUASPOA_DEADLINE. deadline_ms == 0: its
+ * connection is gone; nothing is written and it returns LUASPOA_OK.
+ */
+int luaspoa_abandon(struct lua_State *L, luaspoa_ctx *ctx, luaspoa_call *call,
+                    const char *msg_name, size_t name_len, uint32_t deadline_ms,
+                    char *errbuf, size_t errcap);
 
 /*
  * Runs the spec file `path` in state L with `spoa.test` installed (luaspoa

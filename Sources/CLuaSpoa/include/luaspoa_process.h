@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "luaspoa.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -116,9 +118,10 @@ void luaspoa_shared_reset_all(void);
 int luaspoa_task_count(struct lua_State *L);
 /* every_ms 0: run once. */
 void luaspoa_task_schedule(struct lua_State *L, int index, int64_t *every_ms, int *at_start);
-/* Runs task `index` (0-based) in a protected call: LUASPOA_OK or LUASPOA_ERROR
- * with "file:line: message" and a traceback in errbuf. */
-int luaspoa_run_task(struct lua_State *L, int index, char *errbuf, size_t errcap);
+/* Runs task `index` (0-based) in a coroutine: LUASPOA_OK or LUASPOA_ERROR
+ * with "file:line: message" and a traceback in errbuf, or LUASPOA_WAITING
+ * with *waiting suspended (continue it with luaspoa_resume). */
+int luaspoa_run_task(struct lua_State *L, int index, char *errbuf, size_t errcap, luaspoa_call **waiting);
 
 #ifdef __cplusplus
 }
