@@ -358,7 +358,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             if closeAfterWrite {
                 logger.debug("health check answered")
                 metrics.closing(.healthCheck)
-                context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+                context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             } else {
                 connection.engineID = stateMachine.engineID
                 if let engineID = connection.engineID { logger[metadataKey: "engine-id"] = "\(engineID)" }
@@ -401,7 +401,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             _ = writeOutgoing(context: context)
             ackRouter?.markClosing()
             // Peers may already have closed their side: a failed last write is expected.
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { result in
+            context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { result in
                 guard case .success = result else { return context.close(promise: nil) }
                 self.closeAfterGoodbye(context: context)
             }
@@ -416,9 +416,9 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// trickling bytes). So: shut the output (FIN after the goodbye), drop what still
     /// arrives, and close when the peer does (HAProxy does at once) or after a linger.
     private func closeAfterGoodbye(context: ChannelHandlerContext) {
-        context.close(mode: .output).whenFailure { _ in context.close(promise: nil) }
+        context.close(mode: .output).assumeIsolated().whenFailure { _ in context.close(promise: nil) }
         timer?.cancel()
-        timer = context.eventLoop.scheduleTask(in: Self.goodbyeLinger) { context.close(promise: nil) }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.goodbyeLinger) { context.close(promise: nil) }
         context.channel.read()
     }
 
@@ -474,7 +474,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// One timer at a time: the hello timer, then the idle timer (or the drain check).
     private func arm(at deadline: NIODeadline, context: ChannelHandlerContext, onTimeout: @escaping () -> Void) {
         timer?.cancel()
-        timer = context.eventLoop.scheduleTask(deadline: deadline, onTimeout)
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline, onTimeout)
     }
 }
 
