@@ -333,9 +333,12 @@ int64_t luaspoa_frame_elapsed(lua_State *L) {
     return started == 0 ? 0 : mono_ns() - started;
 }
 
-/* Frames interleave once handlers wait: each gets its own clock back. */
-void luaspoa_frame_continue(lua_State *L, int64_t elapsed_ns) {
-    luaspoa_rt_get(L)->budget.frame_started = elapsed_ns == 0 ? 0 : mono_ns() - elapsed_ns;
+int64_t luaspoa_frame_clock(lua_State *L) {
+    return luaspoa_rt_get(L)->budget.frame_started;
+}
+
+void luaspoa_frame_set_clock(lua_State *L, int64_t clock) {
+    luaspoa_rt_get(L)->budget.frame_started = clock;
 }
 
 /* ---- coroutines: keep `running` on the thread the VM is executing -------- */

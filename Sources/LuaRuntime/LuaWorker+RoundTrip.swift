@@ -16,7 +16,8 @@ extension LuaWorker {
 
     /// Encodes a NOTIFY frame as HAProxy does, decodes it and handles it exactly as
     /// the server would, then decodes the ACK frame the worker wrote. Only the socket
-    /// is missing: `luaspoa eval` and `luaspoa test` use it.
+    /// is missing: `luaspoa eval` and `luaspoa test` use it. A handler that waits
+    /// waits here, on this thread: real time, or the test clock once a spec froze it.
     public func roundTrip(
         _ messages: [(name: String, arguments: [(name: String, value: SpopValue)])],
         streamID: UInt64 = 1, frameID: UInt64 = 1, maxFrameSize: Int = AgentCapabilities.defaultMaxFrameSize
@@ -26,6 +27,9 @@ extension LuaWorker {
         let notify = try NotifyFrame(decoding: frame, maxFrameSize: maxFrameSize)
         var ack = AckWriter(streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize, buffer: ByteBuffer())
         let errorsBefore = handlerErrors, unhandledBefore = unhandledMessages
+        // No event loop here: a handler that waits blocks this thread (tools only).
+        inlineWaits = true
+        defer { inlineWaits = false }
         handle(notify, connection: SpoaConnectionInfo(engineID: "luaspoa-test"), ack: &ack)
         let reply = try RawFrame(decoding: ack.finish(), maxFrameSize: maxFrameSize)
         guard reply.header.type == .ack else { throw SpopDecodingError("the worker did not answer with an ACK") }

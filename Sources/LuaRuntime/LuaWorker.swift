@@ -7,9 +7,10 @@ import SpopEngine
 /// Answers NOTIFY frames with a Lua script: one `lua_State` per worker, used only
 /// on the worker's event-loop thread.
 ///
-/// Each message runs in one protected call (`luaspoa_dispatch`). A failing handler
-/// loses only its own message's actions; the frame's other messages keep theirs and
-/// the ACK is always sent.
+/// Each message runs in a coroutine of the state (`luaspoa_dispatch`). A failing
+/// handler loses only its own message's actions; the frame's other messages keep
+/// theirs and the ACK is always sent. A handler that waits suspends its frame's ACK
+/// (LuaWorker+Waiting.swift); the worker serves other frames meanwhile.
 public final class LuaWorker: SpoaWorker {
     public var scriptPath: String { state.scriptPath }
     public let workerIndex: Int
@@ -19,6 +20,13 @@ public final class LuaWorker: SpoaWorker {
     public private(set) var handlerTimeouts = 0
     /// Messages that had no registered handler.
     public private(set) var unhandledMessages = 0
+    /// Messages whose handler was still waiting at its deadline.
+    public internal(set) var deadlinesExceeded = 0
+    /// Frames waiting for a handler now (each holds its script generation's state).
+    public internal(set) var waitingFrames = 0
+    /// Waits run on the calling thread, blocking it, instead of suspending the
+    /// frame (`roundTrip`: `luaspoa test` and `eval`, which have no event loop).
+    var inlineWaits = false
     /// Reloads installed in this worker (`spoa.generation` of the current state).
     public private(set) var generation = 0
 
@@ -29,10 +37,11 @@ public final class LuaWorker: SpoaWorker {
     public private(set) var lastError: String?
     private(set) var logger: Logger
     /// `--log-level trace`: one line per message with its arguments and actions.
-    private let tracing: Bool
+    let tracing: Bool
     private var errorLogs = ErrorLogLimiter()
+    /// Filled for each part of a call: C reads them only while it runs.
     private let arguments: UnsafeMutablePointer<spoa_arg>
-    private let errorBuffer: UnsafeMutablePointer<CChar>
+    let errorBuffer: UnsafeMutablePointer<CChar>
 
     /// Loads `scriptPath` into a new state. Throws a `LuaScriptError` whose message
     /// holds file:line for syntax errors and errors raised while the script loads.
@@ -105,62 +114,132 @@ public final class LuaWorker: SpoaWorker {
         return PreparedState(state: state, generation: generation)
     }
 
-    /// Replaces the state between two frames. Call it on the worker's thread; the
-    /// old state is closed here, as no frame can be using it.
+    /// Replaces the state between two frames. Call it on the worker's thread. New
+    /// frames use the new state at once; frames waiting for a handler hold the old
+    /// one, which closes when the last of them ends (here when none waits).
     public func install(_ prepared: PreparedState) {
         state = prepared.state
         generation = prepared.generation
     }
 
     public func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter) {
+        let state = self.state
         let ctx = state.ctx
         ctx.pointee.stream_id = notify.streamID
         ctx.pointee.frame_id = notify.frameID
         state.withEngineID(connection.engineID) {
-            handleFrame(notify, ack: &ack)
+            withUnsafeMutablePointer(to: &ack) { ackPointer in
+                state.bridge.ack = ackPointer
+                defer {
+                    state.bridge.ack = nil
+                    state.bridge.currentMessage = nil
+                }
+                // Byte arguments point into the frame's storage, which `notify` keeps
+                // alive and nobody mutates while the frame is handled.
+                withExtendedLifetime(notify) {
+                    luaspoa_frame_begin(state.L)
+                    if let waiting = runMessages(notify, from: 0, state: state, ack: ackPointer) {
+                        suspend(notify, waiting, state: state, engineID: connection.engineID, ack: ackPointer)
+                    }
+                }
+            }
         }
         luaspoa_reclaim(state.L)  // memory of a heavy handler goes back to the system
     }
 
-    private func handleFrame(_ notify: NotifyFrame, ack: inout AckWriter) {
-        withUnsafeMutablePointer(to: &ack) { ackPointer in
-            state.bridge.ack = ackPointer
-            defer {
-                state.bridge.ack = nil
-                state.bridge.currentMessage = nil
-            }
-            // Byte arguments point into the frame's storage, which `notify` keeps
-            // alive and nobody mutates while the frame is handled.
-            withExtendedLifetime(notify) {
-                luaspoa_frame_begin(state.L)
-                for message in notify.messages {
-                    let mark = tracing ? ackPointer.pointee.mark : 0
-                    dispatch(message)
-                    if tracing { trace(message, notify: notify, actions: ackPointer.pointee.actions(since: mark)) }
-                }
-            }
-        }
+    /// A message whose handler waits: where it is in its frame and since when.
+    struct WaitingMessage {
+        var index: Int
+        var call: OpaquePointer
+        var started: UInt64
+        var mark: Int
     }
 
-    private func dispatch(_ message: SpoaMessage) {
+    /// Runs the frame's messages from `start` on, in order; returns the first one
+    /// whose handler waits (the rest then run once it is done), or nil.
+    func runMessages(
+        _ notify: NotifyFrame, from start: Int, state: LuaState, ack: UnsafeMutablePointer<AckWriter>
+    ) -> WaitingMessage? {
+        var index = -1
+        for message in notify.messages {
+            index += 1
+            guard index >= start else { continue }
+            let mark = tracing ? ack.pointee.mark : 0
+            let started = metrics == nil ? 0 : MessageMetrics.now()
+            var waiting: OpaquePointer?
+            let status = dispatch(message, state: state, waiting: &waiting)
+            if status == LUASPOA_WAITING, let waiting {
+                return WaitingMessage(index: index, call: waiting, started: started, mark: mark)
+            }
+            finished(message, status: status, startedAt: started)
+            if tracing { trace(message, notify: notify, actions: ack.pointee.actions(since: mark)) }
+        }
+        return nil
+    }
+
+    private func dispatch(_ message: SpoaMessage, state: LuaState, waiting: UnsafeMutablePointer<OpaquePointer?>) -> Int32 {
+        let count = fillArguments(message)
+        state.bridge.currentMessage = message.name
+        errorBuffer[0] = 0
+        var status = message.name.withUnsafeReadableBytes { name in
+            luaspoa_dispatch(
+                state.L, state.ctx, name.baseAddress?.assumingMemoryBound(to: CChar.self), name.count,
+                arguments, Int32(count), errorBuffer, LuaState.errorCapacity, waiting)
+        }
+        if status == LUASPOA_WAITING, inlineWaits, let call = waiting.pointee {
+            status = waitInline(message, call: call, state: state, waiting: waiting)
+        }
+        return status
+    }
+
+    /// Fills the C argument array from the message (byte values point into its frame).
+    func fillArguments(_ message: SpoaMessage) -> Int {
         var count = 0
         for argument in message.arguments where count < 256 {
             fill(&arguments[count], with: argument)
             count += 1
         }
+        return count
+    }
+
+    /// Resumes a suspended call of `message` (its arguments filled again from the
+    /// frame, which may have moved), with the result of its wait.
+    func resume(
+        _ message: SpoaMessage, call: OpaquePointer, result: LuaWaitResult, state: LuaState,
+        waiting: UnsafeMutablePointer<OpaquePointer?>
+    ) -> Int32 {
+        let count = fillArguments(message)
         state.bridge.currentMessage = message.name
         errorBuffer[0] = 0
-        let started = metrics == nil ? 0 : MessageMetrics.now()
-        let status = message.name.withUnsafeReadableBytes { name in
-            luaspoa_dispatch(
-                state.L, state.ctx, name.baseAddress?.assumingMemoryBound(to: CChar.self), name.count,
-                arguments, Int32(count), errorBuffer, LuaState.errorCapacity, nil)
+        return result.withResult(in: luaspoa_call_wait(call)) {
+            message.name.withUnsafeReadableBytes { name in
+                luaspoa_resume(
+                    state.L, state.ctx, call, name.baseAddress?.assumingMemoryBound(to: CChar.self), name.count,
+                    arguments, Int32(count), errorBuffer, LuaState.errorCapacity, waiting)
+            }
         }
+    }
+
+    /// Ends a suspended call without resuming it: at its deadline (on_error actions
+    /// written) or, with `deadline` 0, because its connection is gone.
+    func abandon(_ message: SpoaMessage, call: OpaquePointer, deadline: UInt32, state: LuaState) -> Int32 {
+        state.bridge.currentMessage = message.name
+        errorBuffer[0] = 0
+        return message.name.withUnsafeReadableBytes { name in
+            luaspoa_abandon(
+                state.L, state.ctx, call, name.baseAddress?.assumingMemoryBound(to: CChar.self), name.count,
+                deadline, errorBuffer, LuaState.errorCapacity)
+        }
+    }
+
+    /// Counts, measures and logs how one message ended.
+    func finished(_ message: SpoaMessage, status: Int32, startedAt started: UInt64) {
         metrics?.record(message.name, status: status, startedAt: started)
         switch Int(status) {
-        case LUASPOA_ERROR, LUASPOA_TIMEOUT:
+        case LUASPOA_ERROR, LUASPOA_TIMEOUT, LUASPOA_DEADLINE:
             handlerErrors += 1
             if Int(status) == LUASPOA_TIMEOUT { handlerTimeouts += 1 }
+            if Int(status) == LUASPOA_DEADLINE { deadlinesExceeded += 1 }
             logError(message.nameString, String(cString: errorBuffer))
         case LUASPOA_NO_HANDLER:
             unhandledMessages += 1

@@ -3,9 +3,10 @@ import CoreMetrics
 import Dispatch
 import NIOCore
 
-/// Per-message-name metrics of one worker: messages, handler latency, errors and
-/// timeouts. Objects are made the first time a name is seen and cached by the
-/// name's bytes, so the hot path neither allocates nor builds a label.
+/// Per-message-name metrics of one worker: messages, handler latency (from the
+/// message's start to its end, waits included), errors, timeouts and deadlines.
+/// Objects are made the first time a name is seen and cached by the name's bytes,
+/// so the hot path neither allocates nor builds a label.
 ///
 /// One instance per worker, used only on its thread, with its own series. Only installed when metrics
 /// are exported: without it a worker reads no clock.
@@ -16,6 +17,7 @@ public final class MessageMetrics {
         let errors: Counter
         let timeouts: Counter
         let unhandled: Counter
+        let deadlines: Counter
 
         init(name: String, worker: String) {
             let dimensions = [("message", name), ("worker", worker)]
@@ -24,6 +26,7 @@ public final class MessageMetrics {
             errors = Counter(label: "luaspoa_lua_errors_total", dimensions: dimensions)
             timeouts = Counter(label: "luaspoa_lua_timeouts_total", dimensions: dimensions)
             unhandled = Counter(label: "luaspoa_messages_unhandled_total", dimensions: dimensions)
+            deadlines = Counter(label: "luaspoa_lua_deadline_exceeded_total", dimensions: dimensions)
         }
     }
 
@@ -53,6 +56,9 @@ public final class MessageMetrics {
             entry.errors.increment()
             entry.timeouts.increment()
         case LUASPOA_ERROR: entry.errors.increment()
+        case LUASPOA_DEADLINE:
+            entry.errors.increment()
+            entry.deadlines.increment()
         case LUASPOA_NO_HANDLER: entry.unhandled.increment()
         default: break
         }

@@ -216,10 +216,12 @@ void luaspoa_close(struct lua_State *L);
 /* Starts a NOTIFY frame: its messages then share ctx->frame_timeout_ms. */
 void luaspoa_frame_begin(struct lua_State *L);
 
-/* The frame's clock (ns since its first message; 0 when --lua-frame-timeout is
- * off), to save when a frame waits and give back before its next message. */
+/* Nanoseconds since the frame's first message (0 when --lua-frame-timeout is off). */
 int64_t luaspoa_frame_elapsed(struct lua_State *L);
-void luaspoa_frame_continue(struct lua_State *L, int64_t elapsed_ns);
+/* The frame's clock, to save when a frame waits and give back before it goes on
+ * (frames interleave once handlers wait). */
+int64_t luaspoa_frame_clock(struct lua_State *L);
+void luaspoa_frame_set_clock(struct lua_State *L, int64_t clock);
 
 /*
  * Runs the handler registered for one message, in a coroutine of the state.
