@@ -111,7 +111,10 @@ let package = Package(
         ),
         .testTarget(
             name: "LuaRuntimeTests",
-            dependencies: ["LuaRuntime", "SpopEngine", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "LuaRuntime", "SpopEngine", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "SpopBenchTests",

@@ -29,8 +29,8 @@ int luaspoa_wait_yield(lua_State *L, const char *fn, const luaspoa_wait *w, luas
     if (c->co != L)
         return luaL_error(L, "%s: cannot wait inside a coroutine the script made", fn);
     if (!lua_isyieldable(L))
-        return luaL_error(L, "%s: cannot wait inside a metamethod or a function called from C "
-                          "(string.gsub, table.sort, __gc, ...)", fn);
+        return luaL_error(L, "%s: cannot wait inside a function called from C "
+                          "(string.gsub, table.sort, a __gc or __close method, ...)", fn);
     c->wait = *w;
     c->wait.error = NULL;
     c->wait.error_len = 0;

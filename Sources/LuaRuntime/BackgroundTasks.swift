@@ -5,7 +5,8 @@ import Logging
 /// The background state (`spoa.worker == 0`) and the thread that runs the
 /// script's `spoa.register_task` functions. Tasks may block: they run on their
 /// own thread, never on a worker's event loop, and publish through shared dicts
-/// and maps. A failing task is logged and runs again at its next period.
+/// and maps. A task may wait (`spoa.sleep`): it runs in a coroutine, and this
+/// thread waits for it. A failing task is logged and runs again at its next period.
 public final class BackgroundTasks: @unchecked Sendable {
     struct Task {
         var index: Int32
@@ -106,7 +107,18 @@ public final class BackgroundTasks: @unchecked Sendable {
     private func run(_ index: Int32) {
         let status = withUnsafeTemporaryAllocation(of: CChar.self, capacity: LuaState.errorCapacity) { buffer in
             buffer[0] = 0
-            let status = luaspoa_run_task(state.L, index, buffer.baseAddress, buffer.count, nil)
+            var waiting: OpaquePointer?
+            var status = luaspoa_run_task(state.L, index, buffer.baseAddress, buffer.count, &waiting)
+            // A task that waits blocks this thread (nothing else runs here); stop()
+            // ends a sleep early and closes the task's coroutine.
+            while status == LUASPOA_WAITING, let call = waiting {
+                waiting = nil
+                guard LuaWaits.block(luaspoa_call_wait(call).pointee, stop: condition, stopping: { stopping }) else {
+                    status = luaspoa_abandon(state.L, state.ctx, call, nil, 0, 0, buffer.baseAddress, buffer.count)
+                    break
+                }
+                status = luaspoa_resume(state.L, state.ctx, call, nil, 0, nil, 0, buffer.baseAddress, buffer.count, &waiting)
+            }
             if status == LUASPOA_ERROR {
                 let (text, traceback) = LuaScriptError.split(String(cString: buffer.baseAddress!))
                 var metadata: Logger.Metadata = ["lua.task": "\(index + 1)"]

@@ -29,6 +29,10 @@ public struct LuaConfiguration: Sendable {
     /// Default frame budget in per-call budgets: a frame of several normal handlers
     /// fits, a frame of handlers that all time out is answered after about 4 + 1.
     public static let frameTimeoutFactor = 4
+    /// Wall-clock deadline of a message whose handler waits, in milliseconds from the
+    /// frame's arrival (0: none); a handler's `deadline_ms` option overrides it. At
+    /// the deadline the wait is abandoned and the handler's on_error actions sent.
+    public var deadlineMilliseconds = 400
     /// Load the full standard library (os.execute, io, debug, ...) instead of the sandbox.
     public var unsafeLibraries = false
     /// `scope.name` set to true in the ACK when a handler fails (`--lua-error-var`).

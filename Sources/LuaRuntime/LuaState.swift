@@ -94,6 +94,7 @@ final class LuaState {
         ctx.pointee.timeout_ms = UInt32(clamping: configuration.timeoutMilliseconds)
         ctx.pointee.load_timeout_ms = UInt32(clamping: configuration.loadTimeoutMilliseconds)
         ctx.pointee.frame_timeout_ms = UInt32(clamping: configuration.effectiveFrameTimeoutMilliseconds)
+        ctx.pointee.deadline_ms = UInt32(clamping: configuration.deadlineMilliseconds)
         ctx.pointee.unsafe_libs = configuration.unsafeLibraries ? 1 : 0
         ctx.pointee.generation = Int64(generation)
         if let errorVariable {

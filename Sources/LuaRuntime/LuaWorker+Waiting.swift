@@ -57,7 +57,7 @@ extension LuaWorker {
         let pending = ack.pointee.suspend()
         let frame = WaitingFrame(
             state: state, notify: notify.copied(), engineID: engineID, pending: pending, message: waiting,
-            frameClock: luaspoa_frame_clock(state.L), arrival: .now() - .nanoseconds(elapsed))
+            frameClock: luaspoa_frame_clock(state.L), arrival: pending.eventLoop.now - .nanoseconds(elapsed))
         waitingFrames += 1
         // The closure and the frame hold each other until complete() or the cancel drops it.
         pending.onCancel = { [unowned self] in self.cancel(frame) }
