@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "SpopEngine", targets: ["SpopEngine"]),
         .library(name: "LuaRuntime", targets: ["LuaRuntime"]),
         .executable(name: "luaspoa", targets: ["luaspoa"]),
+        .executable(name: "async-agent-example", targets: ["AsyncAgentExample"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -83,6 +84,17 @@ let package = Package(
                     ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"],
                     .when(platforms: [.linux], configuration: .release))
             ]
+        ),
+        // A Swift agent without Lua whose handler awaits (docs/library.md).
+        .executableTarget(
+            name: "AsyncAgentExample",
+            dependencies: [
+                "SpopEngine",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/AsyncAgent"
         ),
         // Fuzz entry points (frame decoder + state machine, Lua dispatch); see docs/fuzzing.md.
         .target(
