@@ -9,18 +9,22 @@ final class PendingHandlerBudget {
     let limit: Int
     let eventLoop: any EventLoop
     private(set) var count = 0
+    /// `luaspoa_handlers_pending{worker}`.
     private let gauge: Meter?
+    /// `luaspoa_limit_hits_total{limit="max_pending"}`: a connection stopped at the limit.
+    private let limitHits: Counter
     private let logger: Logger
     /// Connections that stopped at the limit, resumed (on a later turn) once there is room.
     private var waiting: [() -> Void] = []
     private var loggedLimit = false
 
     /// - Parameter worker: the `worker` label of `luaspoa_handlers_pending`; nil: no gauge.
-    init(limit: Int, eventLoop: any EventLoop, worker: Int?, logger: Logger) {
+    init(limit: Int, eventLoop: any EventLoop, worker: Int?, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) {
         self.limit = max(1, limit)
         self.eventLoop = eventLoop
         self.logger = logger
-        self.gauge = worker.map { Meter(label: "luaspoa_handlers_pending", dimensions: [("worker", "\($0)")]) }
+        self.gauge = worker.map { Meter(label: "luaspoa_handlers_pending", dimensions: [("worker", "\($0)")], factory: metrics) }
+        self.limitHits = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "max_pending")], factory: metrics)
     }
 
     var isFull: Bool { count >= limit }
@@ -37,12 +41,12 @@ final class PendingHandlerBudget {
         let resumed = waiting
         waiting = []
         // Not inline: a completion may run inside a handler, in the middle of a read burst.
-        eventLoop.execute { for resume in resumed { resume() } }
+        eventLoop.assumeIsolated().execute { for resume in resumed { resume() } }
     }
 
     /// A connection found the budget full: `resume` runs once some handler finished.
     func waitForRoom(_ resume: @escaping () -> Void) {
-        LimitCounters.maxPending.increment()
+        limitHits.increment()
         if !loggedLimit {
             loggedLimit = true
             logger.warning("\(limit) handlers of this worker are waiting (--max-pending): new frames wait until some finish")

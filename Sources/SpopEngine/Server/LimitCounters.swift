@@ -10,5 +10,4 @@ enum LimitCounters {
     static let fragmentMemory = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "max_fragment_memory")])
     static let pendingOutput = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "max_pending_output")])
     static let drainCut = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "drain_timeout")])
-    static let maxPending = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "max_pending")])
 }
