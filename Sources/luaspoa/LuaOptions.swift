@@ -9,6 +9,11 @@ struct LuaOptions: ParsableArguments {
         valueName: "ms"))
     var timeout = 100
 
+    @Option(name: .customLong("lua-deadline"), help: ArgumentHelp(
+        "Wall-clock deadline of a message whose handler waits, from the frame's arrival, in milliseconds (0: none); a handler's deadline_ms overrides it. Keep it below HAProxy's timeout processing.",
+        valueName: "ms"))
+    var deadline = 400
+
     @Option(name: .customLong("lua-load-timeout"), help: ArgumentHelp(
         "Time budget of loading the script (body and init functions) in each state, in milliseconds of CPU time (0: none).",
         valueName: "ms"))
@@ -31,7 +36,8 @@ struct LuaOptions: ParsableArguments {
     var errorVariable: String?
 
     func validate() throws {
-        for (name, value) in [("--lua-timeout", timeout), ("--lua-load-timeout", loadTimeout), ("--lua-frame-timeout", frameTimeout ?? 0)]
+        for (name, value) in [("--lua-timeout", timeout), ("--lua-load-timeout", loadTimeout), ("--lua-frame-timeout", frameTimeout ?? 0),
+                              ("--lua-deadline", deadline)]
         where !(0...3_600_000).contains(value) {
             throw ValidationError("\(name) must be between 0 and 3600000 ms, got \(value)")
         }
@@ -51,6 +57,7 @@ struct LuaOptions: ParsableArguments {
         configuration.timeoutMilliseconds = timeout
         configuration.loadTimeoutMilliseconds = loadTimeout
         configuration.frameTimeoutMilliseconds = frameTimeout
+        configuration.deadlineMilliseconds = deadline
         configuration.memoryLimit = maxMemory.bytes
         configuration.unsafeLibraries = unsafe
         configuration.errorVariable = errorVariable
