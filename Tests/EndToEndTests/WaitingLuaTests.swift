@@ -1,0 +1,63 @@
+// Lua handlers that wait (spoa.sleep), end to end: behind a real HAProxy with many
+// clients, and on one raw pipelined connection.
+
+import Foundation
+import XCTest
+
+final class WaitingLuaTests: E2ETestCase {
+    static let script = """
+        spoa.register_message("check-client-ip", function(txn, msg)
+          txn:set_var("sess.ip_family", "ipv" .. msg.args.ip:family())
+          spoa.sleep(msg.args.ms or 50)
+          txn:set_var("sess.ip_score", spoa.uint32(msg.args.ip:is_loopback() and 100 or 50))
+        end)
+        spoa.register_message("fast", function(txn)
+          txn:set_var("txn.fast", true)
+        end)
+        """
+
+    /// 2000 requests from 64 concurrent clients, each handler sleeping 50 ms: all are
+    /// answered correctly, and the sleeps overlap (serial sleeping would take 100 s).
+    func testSleepingHandlersServeConcurrentRequestsThroughHAProxy() throws {
+        _ = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(script: Self.script, name: "sleeper", extraArgs: ["--workers", "2"])
+        let p = try ProxySetup(agent: agentPort)
+        let headers = ProxySetup.varHeaders(["ip_score", "ip_family"], scope: "sess")
+        let spoe = ProxySetup.spoeConfig(messages: [("check-client-ip", "ip=src")], processing: "10s")
+        let haproxy = try startHAProxy(config: p.haproxyConfig(headers: headers), files: ["e2e-spoe.conf": spoe], waitPort: p.web)
+
+        let total = 2000, connections = 64
+        let (results, seconds) = httpLoad(port: p.web, total: total, connections: connections, timeout: 30,
+                                          request: { ("/sleep/\($0)", []) },
+                                          accept: { _, r in
+                                              r.status == 200 && r.header("X-V-ip_score") == "100"
+                                                  && r.header("X-V-ip_family") == "ipv4" && r.header("X-SPOE-Error") == nil
+                                          })
+        let (ok, failures, samples) = results.snapshot()
+        print("E2E Lua spoa.sleep(50): \(total) requests over \(connections) connections: \(ok) ok, \(failures) failed, "
+              + String(format: "%.2fs (serial sleeping: %.0fs)", seconds, Double(total) * 0.05))
+        XCTAssertEqual(ok, total, "first failures: \(samples)\n\(haproxy.logTail(10))\nagent problems:\n\(agent.problems())")
+        XCTAssertLessThan(seconds, 40, "sleeps did not overlap")
+        XCTAssertTrue(agent.isRunning)
+    }
+
+    /// One pipelined connection: a message whose handler sleeps 200 ms, then one that
+    /// does not wait. The second ACK arrives first; both carry their own ids and actions.
+    func testFastMessageOvertakesASleepingOneOnOnePipelinedConnection() throws {
+        let (_, port) = try startAgent(script: Self.script, name: "sleeper", extraArgs: ["--workers", "1"])
+        let c = try TCPConn(port: port)
+        _ = try c.handshake(haproxyHello(capabilities: "pipelining"))
+        c.send(notifyFrame(streamID: 7, frameID: 1, [SpopMessage(name: "check-client-ip", args: [("ip", .ipv4([127, 0, 0, 1])), ("ms", .int32(200))])])
+               + notifyFrame(streamID: 8, frameID: 1, [SpopMessage(name: "fast", args: [])]))
+        let first = try c.expectFrame(timeout: 10, "first ACK")
+        let second = try c.expectFrame(timeout: 10, "second ACK")
+        XCTAssertEqual([first.type, second.type], [SpopType.ack.rawValue, SpopType.ack.rawValue])
+        XCTAssertEqual(first.streamID, 8, "the message that does not wait is answered first")
+        XCTAssertEqual(actionMap(try first.actions())["txn.fast"], .some(.bool(true)))
+        XCTAssertEqual(second.streamID, 7)
+        XCTAssertEqual(second.frameID, 1)
+        let actions = actionMap(try second.actions())
+        XCTAssertEqual(actions["sess.ip_score"]??.intValue, 100)
+        XCTAssertEqual(actions["sess.ip_family"]??.stringValue, "ipv4")
+    }
+}
