@@ -25,6 +25,33 @@ final class SpecRunnerTests: XCTestCase {
                        results[2].error ?? "")
     }
 
+    /// Handlers that wait run to completion inside T.notify; with the test clock
+    /// frozen, spoa.sleep moves it instead of sleeping, deadlines included.
+    func testWaitingHandlersOnTheTestClock() throws {
+        let runner = try runner("""
+            spoa.register_message("slow", function(txn, msg)
+              local before = spoa.mono_ms()
+              spoa.sleep(msg.args.ms)
+              spoa.yield()
+              txn:set_var("txn.slept", spoa.mono_ms() - before)
+            end, { deadline_ms = 10000, on_error = { ["txn.late"] = true } })
+            """)
+        let results = try runner.run(specPath: try writeScript("""
+            local T = spoa.test
+            T.case("virtual", function()
+              T.clock.set_ms(1000000)
+              T.eq(T.notify("slow", { ms = 5000 }):get("txn.slept"), 5000)
+            end)
+            T.case("deadline", function()
+              T.clock.set_ms(1000000)
+              local ack = T.notify("slow", { ms = 20000 })
+              T.eq(ack:get("txn.late"), true)
+              T.eq(ack:get("txn.slept"), nil)
+            end)
+            """, name: "wait_spec.lua"))
+        XCTAssertEqual(results.map(\.passed), [true, true], results.map { $0.error ?? "" }.joined(separator: "\n"))
+    }
+
     func testAnErrorOutsideACaseKeepsTheCasesThatRan() throws {
         let runner = try runner("")
         XCTAssertThrowsError(try runner.run(specPath: try writeScript("""
