@@ -160,6 +160,9 @@ compare "4 conn x 64 in flight (pipelined)" pipelined_run "${agents[@]}"
 scenario "4 x 64, 4-arg request, scoring" luaspoa "$here/header_scoring.lua" \
     --connections 4 --in-flight 64 --message request --expect txn.req_score
 scenario "4 x 64, empty Lua handler" luaspoa "$here/empty_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score
+# Handlers that wait: the same handler after spoa.sleep(1), so every frame suspends and resumes.
+scenario "4 x 64, spoa.sleep(1) handler" luaspoa "$here/sleep1_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score
+scenario "64 x 1, spoa.sleep(1) handler" luaspoa "$here/sleep1_handler.lua" --connections 64 --in-flight 1 --expect sess.ip_score
 scenario "4 x 64, generator ceiling" trivial "" --connections 4 --in-flight 64 --expect sess.ip_score
 scenario "64 x 1, generator ceiling" trivial "" --connections 64 --in-flight 1 --expect sess.ip_score
 # The round trip with an agent that does nothing: what the machine (thread wake-ups,
