@@ -131,7 +131,7 @@ static void arm(luaspoa_budget *b, uint64_t call, int64_t deadline) {
     pthread_mutex_lock(&b->lock);
     if (atomic_load(&b->calls) == call && atomic_load(&b->deadline) == deadline) {
         atomic_store(&b->armed, call);
-        lua_sethook(b->running, on_hook, LUA_MASKCOUNT, 1);
+        lua_sethook(atomic_load(&b->running), on_hook, LUA_MASKCOUNT, 1);
     }
     pthread_mutex_unlock(&b->lock);
 }
@@ -216,7 +216,8 @@ static void start_watchdog(void) {
 
 void luaspoa_budget_init(lua_State *L, luaspoa_budget *b) {
     pthread_mutex_init(&b->lock, NULL);
-    b->main = b->running = L;
+    b->main = L;
+    atomic_store(&b->running, L);
     /* A reload's new state (maybe at a freed state's address) is a stranger to
      * the watchdog until its first call. The clock id is taken per call, not
      * per state: a state may move to another thread (tests, the CLI). */
@@ -242,8 +243,10 @@ void luaspoa_budget_release(luaspoa_budget *b) {
 /* Clears what the watchdog armed (rare path). */
 static void disarm(luaspoa_budget *b) {
     pthread_mutex_lock(&b->lock);
+    /* `running` stays: a call may start inside a coroutine (handlers run in
+     * one), and enter/leave pairs keep it right. */
     lua_sethook(b->main, NULL, 0, 0);
-    b->running = b->main;
+    lua_sethook(atomic_load(&b->running), NULL, 0, 0);
     atomic_store(&b->armed, 0);
     pthread_mutex_unlock(&b->lock);
 }
@@ -343,10 +346,19 @@ void luaspoa_frame_set_clock(lua_State *L, int64_t clock) {
 
 /* ---- coroutines: keep `running` on the thread the VM is executing -------- */
 
+/* Every handler call enters its coroutine: with no call running and nothing
+ * armed, the watchdog cannot be arming (it arms only a running call, and sees
+ * `running` through the deadline store that publishes the next call), so the
+ * lock is skipped. A stale hook left by a race disarms itself (on_hook). */
+static int quiet(luaspoa_budget *b) {
+    return atomic_load(&b->deadline) == 0 && atomic_load(&b->armed) == 0;
+}
+
 lua_State *luaspoa_budget_enter(luaspoa_budget *b, lua_State *co) {
+    if (quiet(b))
+        return atomic_exchange(&b->running, co);
     pthread_mutex_lock(&b->lock);
-    lua_State *prev = b->running;
-    b->running = co;
+    lua_State *prev = atomic_exchange(&b->running, co);
     if (atomic_load(&b->armed))
         lua_sethook(co, on_hook, LUA_MASKCOUNT, 1);
     pthread_mutex_unlock(&b->lock);
@@ -354,8 +366,12 @@ lua_State *luaspoa_budget_enter(luaspoa_budget *b, lua_State *co) {
 }
 
 void luaspoa_budget_leave(luaspoa_budget *b, lua_State *prev) {
+    if (quiet(b)) {
+        atomic_store(&b->running, prev);
+        return;
+    }
     pthread_mutex_lock(&b->lock);
-    b->running = prev;
+    atomic_store(&b->running, prev);
     if (atomic_load(&b->armed)) /* the coroutine stopped; interrupt its resumer too */
         lua_sethook(prev, on_hook, LUA_MASKCOUNT, 1);
     pthread_mutex_unlock(&b->lock);

@@ -37,7 +37,7 @@ typedef struct luaspoa_budget {
     _Atomic uint64_t armed;       /* number of the call the watchdog set the hook for, 0: none */
     pthread_mutex_t lock;         /* orders hook changes against the watchdog */
     lua_State *main;              /* the state's main thread */
-    lua_State *running;           /* thread to interrupt (main or a resumed coroutine) */
+    _Atomic(lua_State *) running; /* thread to interrupt (main or a resumed coroutine) */
     uint32_t shown_ms;            /* the call's whole budget, for the error message */
     int64_t part_cpu;             /* thread CPU ns when a resumed part of a call started */
     int raised;                   /* the hook raised "execution timeout" in this call */

@@ -60,7 +60,7 @@ extension LuaWorker {
             frameClock: luaspoa_frame_clock(state.L), arrival: pending.eventLoop.now - .nanoseconds(elapsed))
         waitingFrames += 1
         // The closure and the frame hold each other until complete() or the cancel drops it.
-        pending.onCancel = { [unowned self] in self.cancel(frame) }
+        pending.onCancel = { [weak self] in self?.cancel(frame) }
         wait(frame)
     }
 
@@ -70,10 +70,11 @@ extension LuaWorker {
         let loop = frame.pending.eventLoop
         if frame.deadlineTimer == nil, case let ms = luaspoa_call_deadline_ms(call), ms > 0 {
             frame.deadlineTimer = loop.assumeIsolated().scheduleTask(deadline: frame.arrival + .milliseconds(Int64(ms))) {
-                [unowned self] in self.expire(frame, deadline: ms)
+                [weak self] in self?.expire(frame, deadline: ms)
             }
         }
-        frame.operation = LuaWaits.start(luaspoa_call_wait(call).pointee, on: loop) { [unowned self] result in
+        frame.operation = LuaWaits.start(luaspoa_call_wait(call).pointee, on: loop) { [weak self] result in
+            guard let self else { return }
             frame.operation = nil
             let message = frame.message(at: frame.message.index)
             let status = withFrame(frame) { _ in
