@@ -77,6 +77,27 @@ final class ToolsTests: E2ETestCase {
         XCTAssertTrue(lines.contains("set-var(txn.b) uint64:18446744073709551615"), r.output)
     }
 
+    func testEvalPrintsTheACKOfAHandlerThatWaits() throws {
+        let path = try write("""
+            spoa.register_message("slow", function(txn)
+              txn:set_var("txn.before", 1)
+              spoa.sleep(30)
+              spoa.yield()
+              txn:set_var("txn.after", 2)
+            end)
+            spoa.register_message("late", function(txn) spoa.sleep(500) end,
+              { deadline_ms = 50, on_error = { ["txn.late"] = true } })
+            """, "wait.lua")
+        let r = try luaspoa(["eval", path, "--message", "slow"], name: "eval-wait")
+        XCTAssertEqual(r.status, 0, r.output)
+        let lines = r.output.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains("set-var(txn.before) int64:1") && lines.contains("set-var(txn.after) int64:2"), r.output)
+        let late = try luaspoa(["eval", path, "--message", "late"], name: "eval-late")
+        XCTAssertEqual(late.status, 1, late.output)
+        XCTAssertTrue(late.output.contains("wait.lua:8: deadline exceeded (50 ms"), late.output)
+        XCTAssertTrue(late.output.split(separator: "\n").contains("set-var(txn.late) boolean:true"), late.output)
+    }
+
     func testEvalOfAFailingHandlerPrintsOnErrorAndExitsNonZero() throws {
         let path = try write(Self.script, "fail.lua")
         let r = try luaspoa(["eval", path, "--message", "fail", "--lua-error-var", "txn.lua_error"], name: "eval-fail")
