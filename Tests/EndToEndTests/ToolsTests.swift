@@ -94,7 +94,7 @@ final class ToolsTests: E2ETestCase {
         XCTAssertTrue(lines.contains("set-var(txn.before) int64:1") && lines.contains("set-var(txn.after) int64:2"), r.output)
         let late = try luaspoa(["eval", path, "--message", "late"], name: "eval-late")
         XCTAssertEqual(late.status, 1, late.output)
-        XCTAssertTrue(late.output.contains("wait.lua:8: deadline exceeded (50 ms"), late.output)
+        XCTAssertTrue(late.output.contains("wait.lua:7: deadline exceeded (50 ms"), late.output)
         XCTAssertTrue(late.output.split(separator: "\n").contains("set-var(txn.late) boolean:true"), late.output)
     }
 
