@@ -66,6 +66,9 @@ extension LuaWorker {
 
     /// Starts what the frame's waiting message waits for, and its deadline.
     private func wait(_ frame: WaitingFrame) {
+        // A frame suspended on a connection already closed: onCancel ran at once
+        // when it was set and abandoned the call.
+        guard !frame.pending.isCancelled else { return }
         let call = frame.message.call
         let loop = frame.pending.eventLoop
         if frame.deadlineTimer == nil, case let ms = luaspoa_call_deadline_ms(call), ms > 0 {

@@ -85,6 +85,29 @@ final class WaitingHandlerTests: XCTestCase {
         XCTAssertEqual(try actions(slow), [.setVar(.transaction, "id", .int64(1))])
     }
 
+    /// More frames waiting at once than the pool of idle coroutines keeps.
+    func testManyFramesWaitingAtOnce() throws {
+        let h = try Harness("""
+            spoa.register_message("m", function(txn, msg)
+              spoa.sleep(msg.args.ms)
+              txn:set_var("txn.id", txn.stream_id)
+            end)
+            """)
+        var futures: [EventLoopFuture<ByteBuffer>] = []
+        for round in 0..<3 {
+            for id in 1...300 {
+                futures.append(try answer(h.worker, [("m", [("ms", .int32(Int32(1 + id % 3)))])], streamID: UInt64(round * 1000 + id)))
+            }
+            loop.advanceTime(by: .milliseconds(1))
+        }
+        loop.advanceTime(by: .milliseconds(5))
+        for (index, future) in futures.enumerated() {
+            let id = Int64((index / 300) * 1000 + index % 300 + 1)
+            XCTAssertEqual(try actions(future), [.setVar(.transaction, "id", .int64(id))])
+        }
+        XCTAssertEqual(h.worker.handlerErrors, 0, h.worker.lastError ?? "")
+    }
+
     func testYieldResumesOnTheNextTurn() throws {
         let h = try Harness("""
             spoa.register_message("y", function(txn, msg)
@@ -233,6 +256,27 @@ final class WaitingHandlerTests: XCTestCase {
         XCTAssertEqual(try actions(try answer(h.worker, [("closed", [])])), [.setVar(.transaction, "closed", .int64(1))])
     }
 
+    /// A frame decoded in the burst that saw its connection close is suspended on a
+    /// cancelled PendingAck: its call is closed at once and never resumed.
+    func testSuspendedOnAClosedConnection() throws {
+        let h = try Harness("""
+            spoa.register_message("slow", function(txn) spoa.sleep(1) txn:set_var("txn.x", 1) end)
+            """)
+        let host = CancellingHost(eventLoop: loop)
+        host.cancelAtOnce = true
+        for _ in 0..<100 {
+            var ack = AckWriter(streamID: 7, frameID: 1, maxFrameSize: 16380, buffer: ByteBuffer(), host: host)
+            h.worker.handle(try notify([("slow", [])]), connection: SpoaConnectionInfo(), ack: &ack)
+        }
+        XCTAssertEqual(h.worker.waitingFrames, 0)
+        loop.advanceTime(by: .milliseconds(10))
+        XCTAssertNil(host.completed)
+        XCTAssertEqual(h.worker.handlerErrors, 0, h.worker.lastError ?? "")
+        let future = try answer(h.worker, [("slow", [])])
+        loop.advanceTime(by: .milliseconds(1))
+        XCTAssertEqual(try actions(future), [.setVar(.transaction, "x", .int64(1))])
+    }
+
     func testReloadLetsWaitingHandlersFinishOnTheirGeneration() throws {
         let script = try writeScript("""
             spoa.register_message("gen", function(txn, msg)
@@ -288,9 +332,14 @@ final class CancellingHost: PendingAckHost {
     let eventLoop: any EventLoop
     var pending: PendingAck?
     var completed: ByteBuffer?
+    /// The connection closes in the burst that suspends the frame.
+    var cancelAtOnce = false
 
     init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
-    func suspended(_ pending: PendingAck) { self.pending = pending }
+    func suspended(_ pending: PendingAck) {
+        self.pending = pending
+        if cancelAtOnce { pending.cancel() }
+    }
     func completed(_ pending: PendingAck, frame: ByteBuffer) { completed = frame }
 }
