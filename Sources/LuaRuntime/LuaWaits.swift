@@ -31,14 +31,15 @@ enum LuaWaitResult {
 /// handlers, or on the calling thread for background tasks and the tools. A new
 /// waiting function adds its case here and its C function in `CLuaSpoa`.
 enum LuaWaits {
-    /// A started operation; `cancel` abandons it (its completion then never runs).
-    struct Operation {
+    /// A started operation; `cancel` abandons it: its completion never runs, even
+    /// when its timer already fired in the loop turn that cancels it.
+    final class Operation {
         fileprivate var scheduled: Scheduled<Void>?
-        fileprivate var cancelled: (() -> Void)?
+        fileprivate var live = true
 
         func cancel() {
+            live = false
             scheduled?.cancel()
-            cancelled?()
         }
     }
 
@@ -46,15 +47,20 @@ enum LuaWaits {
     static func start(
         _ wait: luaspoa_wait, on eventLoop: any EventLoop, _ completion: @escaping (LuaWaitResult) -> Void
     ) -> Operation {
+        let operation = Operation()
+        let deliver = { (result: LuaWaitResult) in
+            guard operation.live else { return }
+            operation.live = false
+            completion(result)
+        }
+        let loop = eventLoop.assumeIsolated()
         switch Int(wait.kind) {
         case LUASPOA_WAIT_SLEEP:
-            let task = eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(wait.ms)) { completion(.done) }
-            return Operation(scheduled: task)
+            operation.scheduled = loop.scheduleTask(in: .milliseconds(wait.ms)) { deliver(.done) }
         default:  // LUASPOA_WAIT_YIELD: the next turn of the loop, after what is queued now
-            var live = true
-            eventLoop.assumeIsolated().execute { if live { completion(.done) } }
-            return Operation(cancelled: { live = false })
+            loop.execute { deliver(.done) }
         }
+        return operation
     }
 
     /// Performs `wait` on the calling thread, blocking it: background tasks and the

@@ -19,6 +19,8 @@ final class WaitingFrame {
     let arrival: NIODeadline
     var operation: LuaWaits.Operation?
     var deadlineTimer: Scheduled<Void>?
+    /// Completed or cancelled: a timer that fired in the same loop turn finds it so.
+    var ended = false
 
     init(state: LuaState, notify: NotifyFrame, engineID: String?, pending: PendingAck,
          message: LuaWorker.WaitingMessage, frameClock: Int64, arrival: NIODeadline) {
@@ -72,8 +74,12 @@ extension LuaWorker {
         let call = frame.message.call
         let loop = frame.pending.eventLoop
         if frame.deadlineTimer == nil, case let ms = luaspoa_call_deadline_ms(call), ms > 0 {
+            let index = frame.message.index
             frame.deadlineTimer = loop.assumeIsolated().scheduleTask(deadline: frame.arrival + .milliseconds(Int64(ms))) {
-                [weak self] in self?.expire(frame, deadline: ms)
+                [weak self] in
+                // Cancelling a timer does not stop one already due in this loop turn.
+                guard !frame.ended, frame.message.index == index, frame.deadlineTimer != nil else { return }
+                self?.expire(frame, deadline: ms)
             }
         }
         frame.operation = LuaWaits.start(luaspoa_call_wait(call).pointee, on: loop) { [weak self] result in
@@ -124,12 +130,15 @@ extension LuaWorker {
             return
         }
         waitingFrames -= 1
+        frame.ended = true
         frame.pending.complete()
     }
 
     /// The connection closed: the call is closed (its __close methods run) and
     /// nothing is written.
     private func cancel(_ frame: WaitingFrame) {
+        guard !frame.ended else { return }
+        frame.ended = true
         frame.stopWaiting()
         waitingFrames -= 1
         let message = frame.message(at: frame.message.index)
