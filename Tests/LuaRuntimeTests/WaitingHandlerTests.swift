@@ -277,6 +277,28 @@ final class WaitingHandlerTests: XCTestCase {
         XCTAssertEqual(try actions(future), [.setVar(.transaction, "x", .int64(1))])
     }
 
+    /// Two frames whose sleeps end in the same loop turn; the first one's ACK closes
+    /// the connection (a write error), which cancels the second: it is not resumed.
+    func testCancelledByAFrameEndingInTheSameTurn() throws {
+        let h = try Harness("""
+            spoa.register_message("slow", function(txn) spoa.sleep(1) txn:set_var("txn.x", 1) end,
+              { deadline_ms = 2 })
+            """)
+        let host = CancellingHost(eventLoop: loop)
+        var all: [PendingAck] = []
+        host.onSuspended = { all.append($0) }
+        host.onCompleted = { for pending in all { pending.cancel() } }
+        for id in 1...3 {
+            var ack = AckWriter(streamID: UInt64(id), frameID: 1, maxFrameSize: 16380, buffer: ByteBuffer(), host: host)
+            h.worker.handle(try notify([("slow", [])], streamID: UInt64(id)), connection: SpoaConnectionInfo(), ack: &ack)
+        }
+        loop.advanceTime(by: .milliseconds(5))
+        XCTAssertNotNil(host.completed)
+        XCTAssertEqual(h.worker.waitingFrames, 0)
+        XCTAssertEqual(h.worker.handlerErrors, 0, h.worker.lastError ?? "")
+        XCTAssertEqual(h.worker.deadlinesExceeded, 0)
+    }
+
     func testReloadLetsWaitingHandlersFinishOnTheirGeneration() throws {
         let script = try writeScript("""
             spoa.register_message("gen", function(txn, msg)
@@ -334,12 +356,19 @@ final class CancellingHost: PendingAckHost {
     var completed: ByteBuffer?
     /// The connection closes in the burst that suspends the frame.
     var cancelAtOnce = false
+    var onSuspended: (PendingAck) -> Void = { _ in }
+    var onCompleted: () -> Void = {}
 
     init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
     func suspended(_ pending: PendingAck) {
         self.pending = pending
+        onSuspended(pending)
         if cancelAtOnce { pending.cancel() }
     }
-    func completed(_ pending: PendingAck, frame: ByteBuffer) { completed = frame }
+
+    func completed(_ pending: PendingAck, frame: ByteBuffer) {
+        completed = frame
+        onCompleted()
+    }
 }
