@@ -7,13 +7,18 @@ import XCTest
 
 /// A worker whose messages say what to do: `wait-*` suspends the frame and parks its
 /// PendingAck, `now-*` suspends and completes in the same turn, anything else answers
-/// inline. Every frame first records `txn.seen`, so actions written before a suspend show.
+/// inline, `release-*` also completes every parked frame. Every frame first records
+/// `txn.seen`, so actions written before a suspend show.
 final class ParkingWorker: SpoaWorker {
     var parked: [String: PendingAck] = [:]
     /// The mark taken after `txn.seen`, before the suspend.
     var marks: [String: Int] = [:]
+    private var depth = 0
 
     func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter) {
+        depth += 1
+        defer { depth -= 1 }
+        XCTAssertEqual(depth, 1, "the worker was entered again from inside handle")
         for message in notify.messages {
             let name = message.nameString
             try? ack.setVar(.transaction, "seen", .string(name))
@@ -22,6 +27,9 @@ final class ParkingWorker: SpoaWorker {
                 try? ack.setVar(.transaction, "before", .bool(true))
                 parked[name] = ack.suspend()
                 return
+            }
+            if name.hasPrefix("release") {
+                for pending in parked.values { pending.complete() }
             }
             if name.hasPrefix("now") {
                 let pending = ack.suspend()
@@ -275,5 +283,21 @@ final class SuspendedFrameTests: XCTestCase {
         XCTAssertEqual(budget.count, 2)
         try peer.channel.close().wait()
         XCTAssertEqual(budget.count, 0)
+    }
+
+    /// A handler completes a frame of another connection of its worker: that ACK and
+    /// the frames it held wait for the next loop turn, never re-entering the worker.
+    func testCompletionFromAnotherConnectionsHandlerWaitsATurn() throws {
+        let loop = EmbeddedEventLoop()
+        let budget = PendingHandlerBudget(limit: 10, eventLoop: loop, worker: nil, logger: Logger(label: "test"))
+        let worker = ParkingWorker()
+        var held = try EmbeddedPeer(worker: worker, capabilities: "", loop: loop, budget: budget)
+        var releasing = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
+        try held.notify([(1, "wait-b"), (2, "fast-c")])
+        XCTAssertEqual(try held.frames().count, 0)
+        try releasing.notify([(3, "release-a")])
+        XCTAssertEqual(try releasing.acks().map(\.0), [3])
+        loop.run()
+        XCTAssertEqual(try held.acks().map(\.0), [1, 2])
     }
 }

@@ -29,6 +29,10 @@ final class PendingHandlerBudget {
 
     var isFull: Bool { count >= limit }
 
+    /// A connection of this worker is inside `handle`: the worker must not be entered
+    /// again, so work a completion would trigger on another connection waits a turn.
+    var workerBusy = false
+
     func acquire() {
         count += 1
         gauge?.set(count)

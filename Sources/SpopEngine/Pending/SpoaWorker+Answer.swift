@@ -12,7 +12,8 @@ extension SpoaWorker {
         let host = AnswerHost(eventLoop: eventLoop)
         var ack = AckWriter(streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: maxFrameSize,
                             buffer: ByteBuffer(), host: host)
-        handle(notify, connection: connection, ack: &ack)
+        // The writer holds its host unowned: keep it alive until `handle` returned.
+        withExtendedLifetime(host) { handle(notify, connection: connection, ack: &ack) }
         guard ack.isSuspended else { return eventLoop.makeSucceededFuture(ack.finish()) }
         return host.promise.futureResult
     }

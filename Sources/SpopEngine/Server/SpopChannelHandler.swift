@@ -51,8 +51,10 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private var readyAcks: [ByteBuffer] = []
     /// Inside `decodeFrames`: a frame completed now leaves with the burst's ACKs.
     private var decoding = false
-    /// An action that came while decoding (a drained goodbye), run when the burst ends.
+    /// A drained goodbye that came with a completion, run once its ACK is written.
     private var deferredAction: ConnectionStateMachine.Action?
+    /// Completed ACKs wait for the next loop turn (see `suspendedFrameEnded`).
+    private var flushScheduled = false
     /// New frames wait in `frames` for handlers: the worker's --max-pending budget is full,
     /// or a suspended frame holds a connection without pipelining.
     private var heldForHandlers = false
@@ -198,14 +200,30 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         metrics.sent(.ack)
         lastRead = .now()  // the connection was busy until now, not idle
         readyAcks.append(ack)
-        if decoding {
-            // Completed inside `handle`: the burst writes it; its end runs the action.
-            if case .disconnect = action { deferredAction = action }
+        if case .disconnect = action { deferredAction = action }
+        // Completed inside this connection's `handle`: the burst writes it and runs the action.
+        if decoding { return }
+        // Completed by another connection's handler: writing here may resume reads
+        // (writability, held frames) and call the worker again while it is busy.
+        if suspended.budget.workerBusy {
+            guard !flushScheduled else { return }
+            flushScheduled = true
+            context.eventLoop.assumeIsolated().execute { [weak self] in self?.writeCompleted() }
             return
         }
+        writeCompleted()
+    }
+
+    /// Writes the completed ACKs, runs a goodbye they allowed, and lets held frames go on.
+    private func writeCompleted() {
+        flushScheduled = false
+        guard let context, !stateMachine.isClosed || deferredAction != nil else { return }
         if writeOutgoing(context: context) { context.flush() }
         metrics.flush()
-        execute(action, context: context)
+        if let action = deferredAction {
+            deferredAction = nil
+            execute(action, context: context)
+        }
         if heldForHandlers, !waitingForBudget { resumeAfterHandlers() }
     }
 
@@ -374,12 +392,14 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
         case .processNotify(let notify):
             let (worker, connection) = (worker, connection)
+            suspended.budget.workerBusy = true
             let answered = acks.append(
                 streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: stateMachine.maxFrameSize,
                 allocator: context.channel.allocator, host: suspended
             ) { ack in
                 worker.handle(notify, connection: connection, ack: &ack)
             }
+            suspended.budget.workerBusy = false
             if answered { metrics.sent(.ack) }
 
         case .disconnect(let reply, let peer):
