@@ -60,4 +60,38 @@ final class WaitingLuaTests: E2ETestCase {
         XCTAssertEqual(actions["sess.ip_score"]??.intValue, 100)
         XCTAssertEqual(actions["sess.ip_family"]??.stringValue, "ipv4")
     }
+
+    /// SIGTERM while handlers sleep: every NOTIFY already sent gets its ACK (with the
+    /// actions written after the wait) before its connection's AGENT-DISCONNECT 0.
+    func testSigtermWaitsForSleepingHandlers() throws {
+        let (agent, port) = try startAgent(script: Self.script, name: "drain-sleep",
+                                           extraArgs: ["--workers", "2", "--drain-timeout", "30"])
+        var connections: [TCPConn] = []
+        for _ in 0..<4 {
+            let connection = try TCPConn(port: port)
+            _ = try connection.handshake(haproxyHello(capabilities: "pipelining"))
+            connections.append(connection)
+        }
+        for connection in connections {
+            var burst: [UInt8] = []
+            for id in 0..<20 as Range<UInt64> {
+                burst += notifyFrame(streamID: id, frameID: 1, [SpopMessage(name: "check-client-ip",
+                                                                           args: [("ip", .ipv4([127, 0, 0, 1])), ("ms", .int32(300))])])
+            }
+            XCTAssertTrue(connection.send(burst))
+        }
+        usleep(100_000)  // the handlers are asleep now
+        kill(agent.process.processIdentifier, SIGTERM)
+        for (index, connection) in connections.enumerated() {
+            var scores = 0
+            var goodbye: SpopFrame?
+            while let frame = try connection.readFrame(timeout: 30) {
+                if frame.type == SpopType.ack.rawValue, actionMap(try frame.actions())["sess.ip_score"]??.intValue == 100 { scores += 1 }
+                if frame.type == SpopType.agentDisconnect.rawValue { goodbye = frame; break }
+            }
+            XCTAssertEqual(scores, 20, "connection \(index): a sleeping handler lost its ACK\n\(agent.logTail())")
+            XCTAssertEqual(try goodbye?.kv()["status-code"], .uint32(0), "connection \(index)")
+        }
+        XCTAssertEqual(agent.waitForExit(timeout: 30), 0, agent.logTail())
+    }
 }
