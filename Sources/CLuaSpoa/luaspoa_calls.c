@@ -26,6 +26,8 @@ static int new_thread_body(lua_State *L) {
     luaspoa_call *c = lua_touserdata(L, 1);
     c->co = lua_newthread(L);
     c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 0); /* a slot for msg.args while it waits: no allocation later */
+    c->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -54,8 +56,14 @@ luaspoa_call *luaspoa_call_take(lua_State *L) {
 void luaspoa_call_release(lua_State *L, luaspoa_call *c) {
     luaspoa_rt *rt = luaspoa_rt_get(L);
     lua_settop(c->co, 0);
+    if (c->args_kept) {
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, LUA_REGISTRYINDEX, c->args_ref);
+        c->args_kept = 0;
+    }
     if (rt->nfree_calls >= MAX_IDLE_CALLS) {
         luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, c->args_ref);
         free(c);
         return;
     }

@@ -77,6 +77,8 @@ typedef struct luaspoa_handler_cache {
 struct luaspoa_call {
     lua_State *co;
     int ref;                        /* registry ref anchoring co */
+    int args_ref;                   /* registry ref keeping its msg.args while it waits */
+    int args_kept;                  /* args_ref holds its msg.args */
     struct luaspoa_call *next;      /* free list */
     luaspoa_wait wait;
     int task;                       /* 1: a background task, no message */

@@ -66,6 +66,27 @@ final class WaitingHandlerTests: XCTestCase {
         XCTAssertEqual(h.worker.handlerErrors, 0)
     }
 
+    func testMsgArgsIsTheSameTableAfterAWait() throws {
+        let h = try Harness("""
+            spoa.register_message("m", function(txn, msg)
+              local before = msg.args
+              msg.args.mine = "kept"
+              spoa.sleep(msg.args.ms)
+              txn:set_var("txn.same", rawequal(before, msg.args))
+              txn:set_var("txn.mine", msg.args.mine)
+              txn:set_var("txn.ms", msg.args.ms)
+            end)
+            """)
+        let first = try answer(h.worker, [("m", [("ms", .int32(10))])], streamID: 1)
+        let second = try answer(h.worker, [("m", [("ms", .int32(5))])], streamID: 2)  // builds its own msg.args meanwhile
+        loop.advanceTime(by: .milliseconds(10))
+        XCTAssertEqual(try actions(first), [
+            .setVar(.transaction, "same", .bool(true)), .setVar(.transaction, "mine", .string("kept")),
+            .setVar(.transaction, "ms", .int64(10)),
+        ])
+        XCTAssertEqual(try actions(second).last, .setVar(.transaction, "ms", .int64(5)))
+    }
+
     func testOtherFramesRunWhileOneWaitsAndFinishFirst() throws {
         let h = try Harness("""
             spoa.register_message("m", function(txn, msg)
