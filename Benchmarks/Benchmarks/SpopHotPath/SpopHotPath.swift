@@ -1,10 +1,11 @@
 // The engine's per-message work, each piece alone, with mallocs counted: decoding
-// a NOTIFY, encoding an ACK, the engine path from bytes in to ACK out, and the
-// Lua dispatch of one message.
+// a NOTIFY, encoding an ACK, the engine path from bytes in to ACK out, the Lua
+// dispatch of one message, and the suspend and resume of a Lua handler that waits.
 import Benchmark
 import Logging
 import LuaRuntime
 import NIOCore
+import NIOEmbedded
 import SpopEngine
 
 // The malloc counts are checked (benchmarks/check-allocations.sh) against the committed
@@ -87,6 +88,29 @@ let benchmarks: @Sendable () -> Void = {
             }
             precondition(last > 12, "the handler set no variable")
         }
+    }
+
+    // One frame whose handler does spoa.sleep(1): suspended, its timer fired, resumed,
+    // completed (SpoaWorker.answer on an EmbeddedEventLoop: time moves by hand). The
+    // count includes the frame's copy, its pending ACK, the timer and the future.
+    Benchmark(
+        "Lua suspend and resume of one message (sleep1_handler.lua)",
+        configuration: .init(thresholds: [.mallocCountTotal: luaCeiling])
+    ) { benchmark in
+        let worker = try! Fixtures.luaWorker("sleep1_handler")
+        let loop = EmbeddedEventLoop()
+        let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
+        var reader = FrameReader()
+        reader.append(wire)
+        let frame = try! reader.next(maxFrameSize: 16380)!
+        let notify = try! NotifyFrame(streamID: 7, frameID: 42, payload: frame.payload)
+        let info = SpoaConnectionInfo(engineID: "bench-engine")
+        var last = 0
+        for _ in benchmark.scaledIterations {
+            worker.answer(notify, connection: info, on: loop).assumeIsolated().whenSuccess { last = $0.readableBytes }
+            loop.advanceTime(by: .milliseconds(1))
+        }
+        precondition(last > 12, "the handler set no variable")
     }
 }
 
