@@ -300,4 +300,22 @@ final class SuspendedFrameTests: XCTestCase {
         loop.run()
         XCTAssertEqual(try held.acks().map(\.0), [1, 2])
     }
+
+    /// A cancelled PendingAck the worker still holds keeps nothing of its connection alive.
+    func testCancelledFrameDoesNotRetainItsConnection() throws {
+        let worker = ParkingWorker()
+        weak var channel: EmbeddedChannel?
+        do {
+            let peer = try EmbeddedPeer(worker: worker)
+            channel = peer.channel
+            try peer.notify([(1, "wait-a")])
+            try peer.channel.close().wait()
+            // What the embedded loop itself holds (timers, the channel until finish) goes too.
+            peer.loop.run()
+            peer.loop.advanceTime(to: .now() + .seconds(3600))
+            _ = try? peer.channel.finish(acceptAlreadyClosed: true)
+        }
+        XCTAssertTrue(try XCTUnwrap(worker.parked["wait-a"]).isCancelled)
+        XCTAssertNil(channel, "the channel outlived its close through a pending frame")
+    }
 }
