@@ -318,4 +318,20 @@ final class SuspendedFrameTests: XCTestCase {
         XCTAssertTrue(try XCTUnwrap(worker.parked["wait-a"]).isCancelled)
         XCTAssertNil(channel, "the channel outlived its close through a pending frame")
     }
+
+    /// A full budget holds NOTIFYs, not handshakes: a new connection still gets its AGENT-HELLO.
+    func testFullBudgetStillAnswersHellos() throws {
+        let loop = EmbeddedEventLoop()
+        let budget = PendingHandlerBudget(limit: 1, eventLoop: loop, worker: nil, logger: Logger(label: "test"))
+        let worker = ParkingWorker()
+        let first = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
+        try first.notify([(1, "wait-a")])
+        XCTAssertTrue(budget.isFull)
+        var second = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)  // asserts the AGENT-HELLO
+        try second.notify([(2, "fast-b")])
+        XCTAssertEqual(try second.frames().count, 0)
+        XCTAssertTrue(try XCTUnwrap(worker.parked["wait-a"]).complete())
+        loop.run()
+        XCTAssertEqual(try second.acks().map(\.0), [2])
+    }
 }
