@@ -92,17 +92,11 @@ final class AsyncWorkerTests: XCTestCase {
                 return []
             }
         }
-        var hello = ByteBuffer()
-        hello.writeSpopFrame(FrameHeader(type: .haproxyHello, streamID: 0, frameID: 0)) { body in
-            body.writeSpopKV("supported-versions", .string("2.0"))
-            body.writeSpopKV("max-frame-size", .uint32(16380))
-            body.writeSpopKV("capabilities", .string(""))
-        }
         try await withServer(worker) { _, address in
             try await TestClient.connect(address).channel.executeThenClose { inbound, outbound in
                 var stream = FrameStream(inbound)
                 var frames: [RawFrame] = []
-                try await outbound.write(hello)
+                try await outbound.write(haproxyHello(capabilities: ""))
                 try await stream.read(into: &frames) { !$0.isEmpty }
                 try await outbound.write(ByteBuffer(hex: Golden.notifyCheckClientIP))
                 try await Task.sleep(nanoseconds: 50_000_000)  // not a bound: lets the NOTIFY be read first

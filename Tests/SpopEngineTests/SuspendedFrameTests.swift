@@ -40,6 +40,18 @@ final class ParkingWorker: SpoaWorker {
     }
 }
 
+/// A HAPROXY-HELLO offering `capabilities` ("" : neither pipelining nor async).
+func haproxyHello(capabilities: String) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    buffer.writeSpopFrame(FrameHeader(type: .haproxyHello, streamID: 0, frameID: 0)) { body in
+        body.writeSpopKV("supported-versions", .string("2.0"))
+        body.writeSpopKV("max-frame-size", .uint32(16380))
+        body.writeSpopKV("capabilities", .string(capabilities))
+        body.writeSpopKV("engine-id", .string("engine-1"))
+    }
+    return buffer
+}
+
 /// One SpopChannelHandler on an EmbeddedChannel, playing HAProxy's side by hand.
 struct EmbeddedPeer {
     let channel: EmbeddedChannel
@@ -56,14 +68,7 @@ struct EmbeddedPeer {
             metrics: ServerMetrics(), pendingBudget: budget)
         channel = EmbeddedChannel(handler: handler, loop: loop)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        var buffer = ByteBuffer()
-        buffer.writeSpopFrame(FrameHeader(type: .haproxyHello, streamID: 0, frameID: 0)) { body in
-            body.writeSpopKV("supported-versions", .string("2.0"))
-            body.writeSpopKV("max-frame-size", .uint32(16380))
-            body.writeSpopKV("capabilities", .string(hello))
-            body.writeSpopKV("engine-id", .string("engine-1"))
-        }
-        try send(buffer)
+        try send(haproxyHello(capabilities: hello))
         XCTAssertEqual(try frames().map(\.header.type), [.agentHello])
     }
 
