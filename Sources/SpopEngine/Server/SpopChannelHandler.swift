@@ -136,7 +136,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         }
         do {
             while !stateMachine.isClosed {
-                if heldForHandlers || mustWaitForHandlers() { break }
+                // Only after the handshake: a HELLO (or a health check) never waits for handlers.
+                if stateMachine.isRunning, heldForHandlers || mustWaitForHandlers() { break }
                 if acks.byteCount >= budget {
                     guard exact else {
                         budget = outputBudget(context: context)
