@@ -281,7 +281,11 @@ final class WaitingHandlerTests: XCTestCase {
     /// cancelled PendingAck: its call is closed at once and never resumed.
     func testSuspendedOnAClosedConnection() throws {
         let h = try Harness("""
-            spoa.register_message("slow", function(txn) spoa.sleep(1) txn:set_var("txn.x", 1) end)
+            spoa.register_message("slow", function(txn)
+              local guard <close> = setmetatable({}, { __close = function() pcall(txn.set_var, txn, "txn.closing", 1) end })
+              spoa.sleep(1)
+              txn:set_var("txn.x", 1)
+            end)
             """)
         let host = CancellingHost(eventLoop: loop)
         host.cancelAtOnce = true
@@ -295,7 +299,7 @@ final class WaitingHandlerTests: XCTestCase {
         XCTAssertEqual(h.worker.handlerErrors, 0, h.worker.lastError ?? "")
         let future = try answer(h.worker, [("slow", [])])
         loop.advanceTime(by: .milliseconds(1))
-        XCTAssertEqual(try actions(future), [.setVar(.transaction, "x", .int64(1))])
+        XCTAssertEqual(try actions(future), [.setVar(.transaction, "x", .int64(1)), .setVar(.transaction, "closing", .int64(1))])
     }
 
     /// Two frames whose sleeps end in the same loop turn; the first one's ACK closes
