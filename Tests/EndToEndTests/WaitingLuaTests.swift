@@ -94,4 +94,32 @@ final class WaitingLuaTests: E2ETestCase {
         }
         XCTAssertEqual(agent.waitForExit(timeout: 30), 0, agent.logTail())
     }
+
+    /// A handler still sleeping at --lua-deadline: the ACK carries its on_error actions
+    /// and --lua-error-var, and luaspoa_lua_deadline_exceeded_total counts it.
+    func testDeadlineAnswersWithOnErrorAndIsCounted() throws {
+        let metricsPort = try freePort()
+        let (agent, port) = try startAgent(
+            script: """
+                spoa.register_message("late", function(txn)
+                  txn:set_var("txn.lost", 1)
+                  spoa.sleep(5000)
+                end, { on_error = { ["txn.late"] = true } })
+                """, name: "deadline",
+            extraArgs: ["--workers", "1", "--lua-deadline", "100", "--lua-error-var", "txn.lua_error",
+                        "--metrics", "127.0.0.1:\(metricsPort)"])
+        let c = try TCPConn(port: port)
+        _ = try c.handshake(haproxyHello(capabilities: "pipelining"))
+        c.send(notifyFrame(streamID: 3, frameID: 1, [SpopMessage(name: "late", args: [])]))
+        let ack = try c.expectFrame(timeout: 10, "ACK at the deadline")
+        XCTAssertEqual(ack.type, SpopType.ack.rawValue)
+        let actions = actionMap(try ack.actions())
+        XCTAssertEqual(actions["txn.late"], .some(.bool(true)))
+        XCTAssertEqual(actions["txn.lua_error"], .some(.bool(true)))
+        XCTAssertNil(actions["txn.lost"], "rolled back")
+        let series = try prometheusSeries(port: metricsPort)
+            .filter { $0.key.hasPrefix("luaspoa_lua_deadline_exceeded_total{") && $0.key.contains("message=\"late\"") }
+        XCTAssertEqual(series.values.reduce(0, +), 1, "\(series)")
+        XCTAssertTrue(agent.log.contains("deadline exceeded (100 ms"), agent.logTail())
+    }
 }
