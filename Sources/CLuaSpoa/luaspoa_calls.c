@@ -50,6 +50,10 @@ luaspoa_call *luaspoa_call_take(lua_State *L) {
         free(c);
         return NULL;
     }
+    c->all_next = rt->all_calls;
+    if (rt->all_calls)
+        rt->all_calls->all_prev = c;
+    rt->all_calls = c;
     return c;
 }
 
@@ -64,6 +68,12 @@ void luaspoa_call_release(lua_State *L, luaspoa_call *c) {
     if (rt->nfree_calls >= MAX_IDLE_CALLS) {
         luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
         luaL_unref(L, LUA_REGISTRYINDEX, c->args_ref);
+        if (c->all_prev)
+            c->all_prev->all_next = c->all_next;
+        else
+            rt->all_calls = c->all_next;
+        if (c->all_next)
+            c->all_next->all_prev = c->all_prev;
         free(c);
         return;
     }

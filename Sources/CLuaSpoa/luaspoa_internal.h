@@ -80,6 +80,7 @@ struct luaspoa_call {
     int args_ref;                   /* registry ref keeping its msg.args while it waits */
     int args_kept;                  /* args_ref holds its msg.args */
     struct luaspoa_call *next;      /* free list */
+    struct luaspoa_call *all_prev, *all_next; /* every call of the state, for luaspoa_close */
     luaspoa_wait wait;
     int task;                       /* 1: a background task, no message */
     int index;                      /* task: its index */
@@ -114,6 +115,7 @@ typedef struct luaspoa_rt {
     luaspoa_call *call;             /* the call running now, NULL: none */
     int can_wait;                   /* its caller can resume it later */
     luaspoa_call *free_calls;       /* pool of idle calls */
+    luaspoa_call *all_calls;        /* idle or suspended: freed by luaspoa_close */
     int nfree_calls;
     const char *msg_name;           /* current message */
     size_t msg_name_len;
