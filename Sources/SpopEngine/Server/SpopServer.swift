@@ -132,15 +132,22 @@ public final class SpopServer: Service, Sendable {
                     )
                 }
             }
-        switch configuration.address {
+        let address = configuration.address
+        switch address {
         case .tcp(let host, let port):
-            return try await bootstrap.bind(host: host, port: port).get()
+            do {
+                return try await bootstrap.bind(host: host, port: port).get()
+            } catch {
+                throw SpopServerError("cannot listen on \(address): \(socketErrorText(error))")
+            }
         case .unix(let path, let mode):
             let channel: Channel
             do {
                 channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
             } catch is UnixDomainSocketPathWrongType {
                 throw SpopServerError("\(path) exists and is not a socket")
+            } catch {
+                throw SpopServerError("cannot listen on \(address): \(socketErrorText(error))")
             }
             if let mode, chmod(path, mode) != 0 {
                 try? await channel.close()
@@ -154,9 +161,14 @@ public final class SpopServer: Service, Sendable {
     public func run() async throws {
         let channel = try await bind()
         logger.info("listening on \(configuration.address) with \(workers.count) workers")
-        try await withGracefulShutdownHandler {
-            try await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        // Cancellation (another service of the group failed) stops like a graceful shutdown.
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                channel.close(promise: nil)
+            }
+        } onCancel: {
             channel.close(promise: nil)
         }
         try await drainAndShutdown()
