@@ -38,16 +38,7 @@ struct MetricsEndpoint: Service {
     }
 
     func run() async throws {
-        let channel = channel
-        try? await withTaskCancellationHandler {
-            try await withGracefulShutdownHandler {
-                try await channel.closeFuture.get()
-            } onGracefulShutdown: {
-                channel.close(promise: nil)
-            }
-        } onCancel: {
-            channel.close(promise: nil)
-        }
+        try? await channel.closedOnShutdown()
         try await group.shutdownGracefully()
     }
 }

@@ -161,16 +161,7 @@ public final class SpopServer: Service, Sendable {
     public func run() async throws {
         let channel = try await bind()
         logger.info("listening on \(configuration.address) with \(workers.count) workers")
-        // Cancellation (another service of the group failed) stops like a graceful shutdown.
-        try await withTaskCancellationHandler {
-            try await withGracefulShutdownHandler {
-                try await channel.closeFuture.get()
-            } onGracefulShutdown: {
-                channel.close(promise: nil)
-            }
-        } onCancel: {
-            channel.close(promise: nil)
-        }
+        try await channel.closedOnShutdown()
         try await drainAndShutdown()
     }
 
