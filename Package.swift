@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "SpopEngine", targets: ["SpopEngine"]),
         .library(name: "LuaRuntime", targets: ["LuaRuntime"]),
         .executable(name: "luaspoa", targets: ["luaspoa"]),
+        .executable(name: "async-agent-example", targets: ["AsyncAgentExample"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -84,6 +85,17 @@ let package = Package(
                     .when(platforms: [.linux], configuration: .release))
             ]
         ),
+        // A Swift agent without Lua whose handler awaits (docs/library.md).
+        .executableTarget(
+            name: "AsyncAgentExample",
+            dependencies: [
+                "SpopEngine",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/AsyncAgent"
+        ),
         // Fuzz entry points (frame decoder + state machine, Lua dispatch); see docs/fuzzing.md.
         .target(
             name: "SpopFuzzTargets",
@@ -106,7 +118,10 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
         .testTarget(

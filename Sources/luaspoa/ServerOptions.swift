@@ -23,6 +23,11 @@ struct ServerOptions: ParsableArguments {
         valueName: "bytes"))
     var maxPendingOutput = ServerLimits().maxPendingOutput
 
+    @Option(name: .customLong("max-pending"), help: ArgumentHelp(
+        "Handlers waiting (suspended) at once per worker; at the limit that worker reads no new frames until some finish.",
+        valueName: "n"))
+    var maxPendingHandlers = ServerLimits().maxPendingHandlers
+
     @Option(help: ArgumentHelp(
         "Bytes all unfinished fragmented NOTIFYs may hold together; the connection that would pass it gets status 13.",
         valueName: "bytes"))
@@ -43,6 +48,7 @@ struct ServerOptions: ParsableArguments {
         }
         guard helloTimeout > 0 else { throw ValidationError("--hello-timeout must be above 0") }
         guard maxFragmentMemory >= 0 else { throw ValidationError("--max-fragment-memory must be at least 0") }
+        guard maxPendingHandlers >= 1 else { throw ValidationError("--max-pending must be at least 1") }
         guard maxPendingOutput >= 4096 else { throw ValidationError("--max-pending-output must be at least 4096 bytes") }
         if let socketMode, UInt32(socketMode, radix: 8).map({ $0 <= 0o777 }) != true {
             throw ValidationError("--socket-mode must be octal permissions such as 660, got \(socketMode)")
@@ -53,7 +59,7 @@ struct ServerOptions: ParsableArguments {
         ServerLimits(
             maxConnections: maxConnections, helloTimeout: .seconds(helloTimeout), idleTimeout: .seconds(idleTimeout),
             maxPendingOutput: maxPendingOutput, drainTimeout: .seconds(drainTimeout), frameTimeout: .seconds(frameTimeout),
-            maxFragmentMemory: maxFragmentMemory
+            maxFragmentMemory: maxFragmentMemory, maxPendingHandlers: maxPendingHandlers
         )
     }
 

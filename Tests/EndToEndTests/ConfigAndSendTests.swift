@@ -100,6 +100,22 @@ final class ConfigAndSendTests: E2ETestCase {
         XCTAssertTrue(list.log.contains("expected a mapping of option names"), list.log)
     }
 
+    /// `--max-pending` comes from a file or the environment like every option, and
+    /// is refused below 1.
+    func testMaxPendingFromTheConfigurationAndItsBound() throws {
+        let config = tempDir.appendingPathComponent("pending.yaml")
+        let port = try freePort()
+        try "script: \(TestScripts.ipReputationPath)\nlisten: 127.0.0.1:\(port)\nmax-pending: 5\n"
+            .write(to: config, atomically: true, encoding: .utf8)
+        let agent = try run(["--config", config.path], name: "maxpending")
+        XCTAssertTrue(waitForPort(port, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        XCTAssertEqual(agent.stop(), 0)
+
+        let zero = try run(["--script", TestScripts.ipReputationPath], env: ["LUASPOA_MAX_PENDING": "0"], name: "maxpending0")
+        XCTAssertNotEqual(zero.waitForExit(timeout: 20), 0)
+        XCTAssertTrue(zero.log.contains("--max-pending must be at least 1"), zero.log)
+    }
+
     /// `LUASPOA_BUSY_POLL` (here from the environment, as from a config file) starts
     /// one `busy-poll` thread; the agent answers as usual and stops cleanly.
     func testBusyPollRunsOneSpinnerThread() throws {

@@ -116,30 +116,40 @@ struct ProxySetup {
 
 /// `total` GETs over `connections` keep-alive connections in parallel (request i
 /// on connection i % connections, built by `request(i)`); ok when `accept(i, response)`.
+/// One thread per connection: a thread pool would run only as many clients as cores,
+/// which serialises requests whose answer waits on something else than the CPU.
 func httpLoad(port: UInt16, total: Int, connections: Int, timeout: Double = 15,
-              request: @Sendable (Int) -> (path: String, headers: [(String, String)]),
-              accept: @Sendable (Int, HTTPResponse) -> Bool) -> (results: LoadResults, seconds: Double) {
+              request: @escaping @Sendable (Int) -> (path: String, headers: [(String, String)]),
+              accept: @escaping @Sendable (Int, HTTPResponse) -> Bool) -> (results: LoadResults, seconds: Double) {
     let results = LoadResults()
     let start = nowSeconds()
-    DispatchQueue.concurrentPerform(iterations: connections) { worker in
-        var conn: HTTPConn?
-        for i in stride(from: worker, to: total, by: connections) {
-            do {
-                if conn == nil { conn = try HTTPConn(port: port) }
-                let (path, headers) = request(i)
-                let r = try conn!.get(path, headers: headers, timeout: timeout)
-                if accept(i, r) {
-                    results.ok()
-                } else {
-                    results.fail("request \(i) \(path): status \(r.status) headers \(r.headers)")
+    let done = DispatchGroup()
+    for worker in 0..<connections {
+        done.enter()
+        let thread = Thread {
+            defer { done.leave() }
+            var conn: HTTPConn?
+            for i in stride(from: worker, to: total, by: connections) {
+                do {
+                    if conn == nil { conn = try HTTPConn(port: port) }
+                    let (path, headers) = request(i)
+                    let r = try conn!.get(path, headers: headers, timeout: timeout)
+                    if accept(i, r) {
+                        results.ok()
+                    } else {
+                        results.fail("request \(i) \(path): status \(r.status) headers \(r.headers)")
+                    }
+                    if r.header("connection")?.lowercased() == "close" { conn = nil }
+                } catch {
+                    results.fail("request \(i): \(error)")
+                    conn = nil
                 }
-                if r.header("connection")?.lowercased() == "close" { conn = nil }
-            } catch {
-                results.fail("request \(i): \(error)")
-                conn = nil
             }
         }
+        thread.stackSize = 256 << 10
+        thread.start()
     }
+    done.wait()
     return (results, nowSeconds() - start)
 }
 

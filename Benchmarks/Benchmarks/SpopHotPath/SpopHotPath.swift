@@ -1,10 +1,11 @@
 // The engine's per-message work, each piece alone, with mallocs counted: decoding
-// a NOTIFY, encoding an ACK, the engine path from bytes in to ACK out, and the
-// Lua dispatch of one message.
+// a NOTIFY, encoding an ACK, the engine path from bytes in to ACK out, the Lua
+// dispatch of one message, and what suspending a frame adds.
 import Benchmark
 import Logging
 import LuaRuntime
 import NIOCore
+import NIOEmbedded
 import SpopEngine
 
 // The malloc counts are checked (benchmarks/check-allocations.sh) against the committed
@@ -65,6 +66,29 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The same ACK through SpoaWorker.answer, answered inline and through a frame
+    // suspended in handle and completed after it returned: the difference is the cost
+    // of one suspend and completion (the answer's future is in both).
+    for suspending in [false, true] {
+        Benchmark(suspending ? "answer: suspend() then complete() later" : "answer: inline") { benchmark in
+            let loop = EmbeddedEventLoop()
+            let worker = Fixtures.SuspendingWorker(suspending: suspending)
+            let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
+            var reader = FrameReader()
+            reader.append(wire)
+            let frame = try! reader.next(maxFrameSize: 16380)!
+            let notify = try! NotifyFrame(streamID: 7, frameID: 42, payload: frame.payload)
+            var answered = 0
+            for _ in benchmark.scaledIterations {
+                let future = worker.answer(notify, on: loop)
+                worker.parked?.complete()
+                worker.parked = nil
+                future.assumeIsolated().whenSuccess { answered += $0.readableBytes }
+            }
+            precondition(answered > 0, "no ACK")
+        }
+    }
+
     for script in ["empty_handler", "ip_reputation"] {
         Benchmark(
             "Lua dispatch of one message (\(script).lua)",
@@ -92,6 +116,19 @@ let benchmarks: @Sendable () -> Void = {
 
 enum Fixtures {
     static let ipScore = Array("ip_score".utf8)
+
+    /// Sets sess.ip_score; when `suspending`, parks the frame for the caller to complete.
+    final class SuspendingWorker: SpoaWorker {
+        let suspending: Bool
+        var parked: PendingAck?
+
+        init(suspending: Bool) { self.suspending = suspending }
+
+        func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter) {
+            ipScore.withUnsafeBytes { name in try! ack.setVar(.session, name: name, value: .uint32(50)) }
+            if suspending { parked = ack.suspend() }
+        }
+    }
     static let allocator = ByteBufferAllocator()
 
     static func notifyFrame(streamID: UInt64, frameID: UInt64) -> ByteBuffer {

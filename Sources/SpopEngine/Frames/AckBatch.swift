@@ -23,9 +23,26 @@ public struct AckBatch {
         streamID: UInt64, frameID: UInt64, maxFrameSize: Int, allocator: ByteBufferAllocator,
         _ body: (inout AckWriter) -> Void
     ) {
-        var ack = AckWriter(streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize, buffer: takeBuffer(allocator))
+        append(streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize, allocator: allocator, host: nil, body)
+    }
+
+    /// As above; a frame `body` suspends goes to `host` and is not in the batch.
+    /// Returns false if the frame was suspended.
+    @discardableResult
+    mutating func append(
+        streamID: UInt64, frameID: UInt64, maxFrameSize: Int, allocator: ByteBufferAllocator,
+        host: (any PendingAckHost)?, _ body: (inout AckWriter) -> Void
+    ) -> Bool {
+        var ack = AckWriter(streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize, buffer: takeBuffer(allocator), host: host)
         body(&ack)
-        pending = ack.finish()
+        let answered = !ack.isSuspended
+        let buffer = ack.finish()
+        if buffer.readableBytes > 0 {
+            pending = buffer
+        } else if buffer.capacity <= Self.maxSpareCapacity {
+            spare = buffer  // the burst's only frame was suspended: nothing to write
+        }
+        return answered
     }
 
     /// The burst's bytes to write, or nil if no ACK was added since the last call.

@@ -25,30 +25,58 @@ public struct AckFullError: Error, Hashable, Sendable, CustomStringConvertible {
 ///
 /// Each action is checked against the negotiated max-frame-size as it is added, so
 /// a finished ACK always fits; `mark`/`rollback` let a failed handler take back its
-/// actions while earlier messages keep theirs.
+/// actions while earlier messages keep theirs. A handler that must wait calls
+/// `suspend()` and answers later through the returned `PendingAck`.
 public struct AckWriter {
     private(set) var buffer: ByteBuffer
-    private let frameStart: Int
+    let frameStart: Int
     private let maxFrameSize: Int
+    let streamID: UInt64
+    let frameID: UInt64
     /// Where the LIST-OF-ACTIONS starts (after the frame header).
     let actionsStart: Int
+    /// Who takes the frame if the handler suspends it. Unowned: the host outlives the
+    /// writer of the frame it is handling, and a retain per frame would be wasted.
+    private unowned(unsafe) let host: (any PendingAckHost)?
+    /// The frame left with `suspend()`: `finish()` gives the buffer back without it.
+    private var suspended = false
 
     /// `buffer` is consumed: with no other reference to its storage, writing into it
     /// neither copies nor allocates.
     public init(streamID: UInt64, frameID: UInt64, maxFrameSize: Int, buffer: consuming ByteBuffer) {
+        self.init(streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize, buffer: buffer, host: nil)
+    }
+
+    init(streamID: UInt64, frameID: UInt64, maxFrameSize: Int, buffer: consuming ByteBuffer, host: (any PendingAckHost)?) {
         self.frameStart = buffer.writerIndex
         self.buffer = consume buffer
         self.maxFrameSize = maxFrameSize
+        self.streamID = streamID
+        self.frameID = frameID
+        self.host = host
         self.buffer.writeInteger(UInt32(0))
         FrameHeader(type: .ack, streamID: streamID, frameID: frameID).write(to: &self.buffer)
         self.actionsStart = self.buffer.writerIndex
     }
 
-    public var mark: Int { buffer.writerIndex }
+    /// Takes over a frame already begun at the start of `frame` (a suspended ACK).
+    private init(adopting frame: ByteBuffer, streamID: UInt64, frameID: UInt64, maxFrameSize: Int, actionsOffset: Int) {
+        self.buffer = frame
+        self.frameStart = 0
+        self.maxFrameSize = maxFrameSize
+        self.streamID = streamID
+        self.frameID = frameID
+        self.host = nil
+        self.actionsStart = actionsOffset
+    }
+
+    /// A position in this ACK, relative to the start of the frame: still valid after
+    /// `suspend()` moves the frame to its own buffer.
+    public var mark: Int { buffer.writerIndex - frameStart }
 
     public mutating func rollback(to mark: Int) {
-        precondition(mark <= buffer.writerIndex && mark > frameStart, "rollback mark outside this ACK")
-        buffer.moveWriterIndex(to: mark)
+        precondition(mark <= buffer.writerIndex - frameStart && mark >= actionsStart - frameStart, "rollback mark outside this ACK")
+        buffer.moveWriterIndex(to: frameStart + mark)
     }
 
     /// SET-VAR: action 1, 3 args: scope byte, name (rawstr), typed value.
@@ -94,10 +122,38 @@ public struct AckWriter {
     /// Sets the length prefix and returns the buffer holding the whole frame. Call it
     /// once, last. (`mutating`, not `consuming`: a consuming self shared the storage
     /// with the caller's copy, so setting the length copied the whole buffer.)
+    /// After `suspend()` the frame is not in the buffer: it is returned without it.
     public mutating func finish() -> ByteBuffer {
-        buffer.setInteger(UInt32(buffer.writerIndex - frameStart - 4), at: frameStart, endianness: .big)
+        if !suspended {
+            buffer.setInteger(UInt32(buffer.writerIndex - frameStart - 4), at: frameStart, endianness: .big)
+        }
         return buffer
     }
+
+    /// This frame's ACK leaves later. Actions already written are kept and leave with it.
+    /// After `suspend()` the writer passed to `handle` must not be used again.
+    ///
+    /// Only the suspending frame pays: its bytes move to a buffer of its own (the
+    /// writer's buffer also holds the ACKs of the read burst written before it).
+    public mutating func suspend() -> PendingAck {
+        guard let host else {
+            preconditionFailure("suspend() needs the writer the server (or SpoaWorker.answer) passed to handle")
+        }
+        precondition(!suspended, "suspend() called twice for one frame")
+        let length = buffer.writerIndex - frameStart
+        var own = ByteBufferAllocator().buffer(capacity: max(length, 256))
+        own.writeImmutableBuffer(buffer.getSlice(at: frameStart, length: length)!)
+        buffer.moveWriterIndex(to: frameStart)
+        suspended = true
+        let writer = AckWriter(adopting: own, streamID: streamID, frameID: frameID, maxFrameSize: maxFrameSize,
+                               actionsOffset: actionsStart - frameStart)
+        let pending = PendingAck(writer: writer, host: host)
+        host.suspended(pending)
+        return pending
+    }
+
+    /// True once `suspend()` took the frame away (the server's batch then skips it).
+    var isSuspended: Bool { suspended }
 }
 
 /// An action read back from an ACK (tests, the benchmark client, `luaspoa send`).

@@ -8,7 +8,7 @@ public struct NotifyFrame: Sendable {
     public var streamID: UInt64
     public var frameID: UInt64
     /// The validated LIST-OF-MESSAGES bytes.
-    public let payload: ByteBuffer
+    public private(set) var payload: ByteBuffer
     public let messageCount: Int
 
     public init(streamID: UInt64, frameID: UInt64, payload: ByteBuffer) throws(SpopDecodingError) {
@@ -22,6 +22,14 @@ public struct NotifyFrame: Sendable {
             count += 1
         }
         self.messageCount = count
+    }
+
+    /// The same frame in storage of its own, for handlers that keep it past `handle`
+    /// (the payload is otherwise a slice of the connection's read buffer).
+    public func copied() -> NotifyFrame {
+        var copy = self
+        copy.payload = ByteBufferAllocator().buffer(buffer: payload)
+        return copy
     }
 
     public var messages: Messages { Messages(payload: payload) }

@@ -19,14 +19,18 @@ public struct ServerLimits: Hashable, Sendable {
     /// Bytes all unfinished fragmented NOTIFYs may hold together; a connection whose
     /// fragment would pass it gets AGENT-DISCONNECT 13 and is closed.
     public var maxFragmentMemory: Int
+    /// Handlers suspended at once per worker (event loop), all its connections together;
+    /// at the limit the worker stops reading new frames until some finish.
+    public var maxPendingHandlers: Int
     /// On SIGTERM/SIGINT, how long connections get to be told goodbye before being cut.
     public var drainTimeout: TimeAmount
 
     public init(
         maxConnections: Int = 10_000, helloTimeout: TimeAmount = .seconds(5), idleTimeout: TimeAmount = .seconds(600),
         maxPendingOutput: Int = 1 << 20, drainTimeout: TimeAmount = .seconds(5), frameTimeout: TimeAmount = .seconds(30),
-        maxFragmentMemory: Int = 64 << 20
+        maxFragmentMemory: Int = 64 << 20, maxPendingHandlers: Int = 1000
     ) {
+        self.maxPendingHandlers = maxPendingHandlers
         self.maxFragmentMemory = maxFragmentMemory
         self.frameTimeout = frameTimeout
         self.maxConnections = maxConnections

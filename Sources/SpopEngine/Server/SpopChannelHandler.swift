@@ -42,10 +42,30 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private let fragments: FragmentBudget?
     private var fragmentReserved = 0
 
+    /// The worker's --max-pending budget (nil: one of this connection's own, for tests).
+    private let pendingBudget: PendingHandlerBudget?
+    /// Frames whose handler suspended; made once the event loop is known.
+    private var suspended: SuspendedFrames!
+    private var context: ChannelHandlerContext?
+    /// ACKs of suspended frames that completed, written with the next output.
+    private var readyAcks: [ByteBuffer] = []
+    /// Inside `decodeFrames`: a frame completed now leaves with the burst's ACKs.
+    private var decoding = false
+    /// A drained goodbye that came with a completion, run once its ACK is written.
+    private var deferredAction: ConnectionStateMachine.Action?
+    /// Completed ACKs wait for the next loop turn (see `suspendedFrameEnded`).
+    private var flushScheduled = false
+    /// New frames wait in `frames` for handlers: the worker's --max-pending budget is full,
+    /// or a suspended frame holds a connection without pipelining.
+    private var heldForHandlers = false
+    private var waitingForBudget = false
+
     init(
         capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger, metrics: ServerMetrics,
-        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil, fragments: FragmentBudget? = nil
+        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil, fragments: FragmentBudget? = nil,
+        pendingBudget: PendingHandlerBudget? = nil
     ) {
+        self.pendingBudget = pendingBudget
         self.fragments = fragments
         self.idleSpinner = idleSpinner
         self.asyncAcks = asyncAcks
@@ -54,6 +74,20 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         self.worker = worker
         self.logger = logger
         self.metrics = ConnectionMetrics(metrics)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let budget = pendingBudget
+            ?? PendingHandlerBudget(limit: limits.maxPendingHandlers, eventLoop: context.eventLoop, worker: nil, logger: logger)
+        suspended = SuspendedFrames(eventLoop: context.eventLoop, budget: budget)
+        suspended.onSuspend = { [weak self] in self?.stateMachine.frameSuspended() }
+        suspended.onEnd = { [weak self] ack in self?.suspendedFrameEnded(ack) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        suspended.cancelAll()
+        self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -92,8 +126,18 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         // half the mark, so ordinary bursts pay nothing for the bound.
         var budget = limits.maxPendingOutput / 2
         var exact = false
+        decoding = true
+        defer {
+            decoding = false
+            if let action = deferredAction {
+                deferredAction = nil
+                execute(action, context: context)
+            }
+        }
         do {
             while !stateMachine.isClosed {
+                // Only after the handshake: a HELLO (or a health check) never waits for handlers.
+                if stateMachine.isRunning, heldForHandlers || mustWaitForHandlers() { break }
                 if acks.byteCount >= budget {
                     guard exact else {
                         budget = outputBudget(context: context)
@@ -114,7 +158,74 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             execute(stateMachine.decodingFailed(error), context: context)
         }
         // A frame stalls on the peer only when it is half-read and not held back by us.
-        if frames.bufferedBytes == 0 || decodePaused { frameStarted = nil } else if frameStarted == nil { frameStarted = now }
+        if frames.bufferedBytes == 0 || decodePaused || heldForHandlers { frameStarted = nil } else if frameStarted == nil { frameStarted = now }
+    }
+
+    /// True when the next frame must wait for handlers to finish (then `heldForHandlers`
+    /// is set, and the worker's budget calls back once it has room).
+    private func mustWaitForHandlers() -> Bool {
+        if stateMachine.awaitsSuspendedFrame {
+            heldForHandlers = true
+        } else if suspended.budget.isFull {
+            heldForHandlers = true
+            if !waitingForBudget {
+                waitingForBudget = true
+                suspended.budget.waitForRoom { [weak self] in
+                    guard let self else { return }
+                    self.waitingForBudget = false
+                    self.resumeAfterHandlers()
+                }
+            }
+        }
+        return heldForHandlers
+    }
+
+    /// Handlers finished: frames held back are decoded, then reading goes on.
+    private func resumeAfterHandlers() {
+        guard let context, heldForHandlers, !stateMachine.isClosed else { return }
+        heldForHandlers = false
+        decodeFrames(context: context, now: .now())
+        if writeOutgoing(context: context) { context.flush() }
+        metrics.flush()
+        finishDrainIfQuiet(context: context)
+        if !heldForHandlers, !decodePaused, readHeld, context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    /// A suspended frame's ACK is ready (`ack`), or the frame was cancelled (nil).
+    private func suspendedFrameEnded(_ ack: ByteBuffer?) {
+        let action = stateMachine.suspendedFrameEnded()
+        guard let ack, let context else { return }
+        metrics.sent(.ack)
+        lastRead = .now()  // the connection was busy until now, not idle
+        readyAcks.append(ack)
+        if case .disconnect = action { deferredAction = action }
+        // Completed inside this connection's `handle`: the burst writes it and runs the action.
+        if decoding { return }
+        // Completed by another connection's handler: writing here may resume reads
+        // (writability, held frames) and call the worker again while it is busy.
+        if suspended.budget.workerBusy {
+            guard !flushScheduled else { return }
+            flushScheduled = true
+            context.eventLoop.assumeIsolated().execute { [weak self] in self?.writeCompleted() }
+            return
+        }
+        writeCompleted()
+    }
+
+    /// Writes the completed ACKs, runs a goodbye they allowed, and lets held frames go on.
+    private func writeCompleted() {
+        flushScheduled = false
+        guard let context, !stateMachine.isClosed || deferredAction != nil else { return }
+        if writeOutgoing(context: context) { context.flush() }
+        metrics.flush()
+        if let action = deferredAction {
+            deferredAction = nil
+            execute(action, context: context)
+        }
+        if heldForHandlers, !waitingForBudget { resumeAfterHandlers() }
     }
 
     /// Moves this connection's reservation to the bytes its fragment now holds; if the
@@ -183,9 +294,19 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Queues the burst's ACKs (before any other frame, to keep the order); true if there were any.
+    /// Queues the burst's ACKs and those of completed suspended frames (before any other
+    /// frame, to keep the order); true if some were written on this channel.
     private func writeOutgoing(context: ChannelHandlerContext) -> Bool {
-        guard let buffer = acks.drain() else { return false }
+        var wrote = false
+        if let buffer = acks.drain() { wrote = write(buffer, context: context) }
+        if !readyAcks.isEmpty {
+            for ack in readyAcks { wrote = write(ack, context: context) || wrote }
+            readyAcks.removeAll(keepingCapacity: true)
+        }
+        return wrote
+    }
+
+    private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) -> Bool {
         if let ackRouter { return ackRouter.write(buffer) }
         context.write(wrapOutboundOut(buffer), promise: nil)
         return true
@@ -202,6 +323,10 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// With `async`, reading goes on while a sibling can take the ACKs (its own mark bounds them).
     func read(context: ChannelHandlerContext) {
         // After the goodbye the input is only read to be dropped (see closeAfterGoodbye).
+        guard stateMachine.isClosed || !heldForHandlers else {
+            readHeld = true
+            return
+        }
         guard stateMachine.isClosed || !decodePaused && (context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true) else {
             if !readHeld, !decodePaused { LimitCounters.pendingOutput.increment() }
             readHeld = true
@@ -213,7 +338,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable, decodePaused, !stateMachine.isClosed { resumeDecoding(context: context) }
-        if context.channel.isWritable, !decodePaused, readHeld {
+        if context.channel.isWritable, !decodePaused, !heldForHandlers, readHeld {
             readHeld = false
             context.read()
         }
@@ -221,7 +346,10 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        suspended.cancelAll()
         ackRouter?.connectionLost(pending: acks.drain())
+        for ack in readyAcks { ackRouter?.connectionLost(pending: ack) }
+        readyAcks.removeAll()
         timer?.cancel()
         if !stateMachine.isClosed { logger.info("connection closed by peer") }
         stateMachine.closed()
@@ -235,6 +363,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         // HAProxy 3.2 drops idle pooled SPOP connections with a reset: an ordinary close.
         metrics.closing((error as? IOError)?.errnoCode == ECONNRESET ? .peerClosed : .ioError)
         stateMachine.closed()
+        suspended.cancelAll()
         releaseFragments()
         context.close(promise: nil)
     }
@@ -248,7 +377,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             if closeAfterWrite {
                 logger.debug("health check answered")
                 metrics.closing(.healthCheck)
-                context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+                context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             } else {
                 connection.engineID = stateMachine.engineID
                 if let engineID = connection.engineID { logger[metadataKey: "engine-id"] = "\(engineID)" }
@@ -264,16 +393,19 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
         case .processNotify(let notify):
             let (worker, connection) = (worker, connection)
-            metrics.sent(.ack)
-            acks.append(
+            suspended.budget.workerBusy = true
+            let answered = acks.append(
                 streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: stateMachine.maxFrameSize,
-                allocator: context.channel.allocator
+                allocator: context.channel.allocator, host: suspended
             ) { ack in
                 worker.handle(notify, connection: connection, ack: &ack)
             }
+            suspended.budget.workerBusy = false
+            if answered { metrics.sent(.ack) }
 
         case .disconnect(let reply, let peer):
             timer?.cancel()
+            suspended.cancelAll()
             releaseFragments()  // the closed state machine dropped its fragment
             if let peer {
                 logger.info("HAProxy disconnects: status \(peer.status): \(peer.message)")
@@ -290,7 +422,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             _ = writeOutgoing(context: context)
             ackRouter?.markClosing()
             // Peers may already have closed their side: a failed last write is expected.
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { result in
+            context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { result in
                 guard case .success = result else { return context.close(promise: nil) }
                 self.closeAfterGoodbye(context: context)
             }
@@ -305,9 +437,9 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// trickling bytes). So: shut the output (FIN after the goodbye), drop what still
     /// arrives, and close when the peer does (HAProxy does at once) or after a linger.
     private func closeAfterGoodbye(context: ChannelHandlerContext) {
-        context.close(mode: .output).whenFailure { _ in context.close(promise: nil) }
+        context.close(mode: .output).assumeIsolated().whenFailure { _ in context.close(promise: nil) }
         timer?.cancel()
-        timer = context.eventLoop.scheduleTask(in: Self.goodbyeLinger) { context.close(promise: nil) }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.goodbyeLinger) { context.close(promise: nil) }
         context.channel.read()
     }
 
@@ -320,13 +452,15 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private func armIdleTimer(context: ChannelHandlerContext) {
         let deadlines = ConnectionDeadlines(idleTimeout: limits.idleTimeout, frameTimeout: limits.frameTimeout)
         let at: NIODeadline
-        switch deadlines.check(now: .now(), lastRead: lastRead, frameStarted: frameStarted) {
+        switch deadlines.check(now: .now(), lastRead: lastRead, frameStarted: frameStarted, handlersWaiting: stateMachine.suspendedFrames > 0) {
         case .rearm(let next?): at = next
         case .rearm(nil): return  // both timeouts off
         case .idle, .frameStalled: at = .now()  // expired since the last look: fire at once
         }
         arm(at: at, context: context) {
-            switch deadlines.check(now: .now(), lastRead: self.lastRead, frameStarted: self.frameStarted) {
+            switch deadlines.check(
+                now: .now(), lastRead: self.lastRead, frameStarted: self.frameStarted,
+                handlersWaiting: self.stateMachine.suspendedFrames > 0) {
             case .rearm:
                 self.armIdleTimer(context: context)
             case .idle:
@@ -361,7 +495,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// One timer at a time: the hello timer, then the idle timer (or the drain check).
     private func arm(at deadline: NIODeadline, context: ChannelHandlerContext, onTimeout: @escaping () -> Void) {
         timer?.cancel()
-        timer = context.eventLoop.scheduleTask(deadline: deadline, onTimeout)
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline, onTimeout)
     }
 }
 

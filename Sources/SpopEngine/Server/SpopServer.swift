@@ -48,6 +48,8 @@ public final class SpopServer: Service, Sendable {
     /// never stops new connections from being taken in.
     private let acceptor: MultiThreadedEventLoopGroup
     private let workers: [NIOLoopBound<any SpoaWorker>]
+    /// Each worker's --max-pending budget, shared by its loop's connections.
+    private let pendingBudgets: [NIOLoopBound<PendingHandlerBudget>]
     let connections: ConnectionRegistry
     private let idleSpinner: IdleSpinner?
     /// Made here, after `MetricsSystem.bootstrap`, once for all connections.
@@ -66,9 +68,14 @@ public final class SpopServer: Service, Sendable {
         self.logger = logger
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.workers))
         var workers: [NIOLoopBound<any SpoaWorker>] = []
+        var budgets: [NIOLoopBound<PendingHandlerBudget>] = []
+        let maxPending = configuration.limits.maxPendingHandlers
         do {
             for (index, loop) in group.makeIterator().enumerated() {
                 workers.append(try loop.submit { NIOLoopBound(try makeWorker(index), eventLoop: loop) }.wait())
+                budgets.append(try loop.submit {
+                    NIOLoopBound(PendingHandlerBudget(limit: maxPending, eventLoop: loop, worker: index, logger: logger), eventLoop: loop)
+                }.wait())
             }
         } catch {
             try? group.syncShutdownGracefully()
@@ -77,6 +84,7 @@ public final class SpopServer: Service, Sendable {
         self.group = group
         self.acceptor = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.workers = workers
+        self.pendingBudgets = budgets
         self.idleSpinner = configuration.busyPoll > .zero ? IdleSpinner(window: configuration.busyPoll, logger: logger) : nil
         self.connections = ConnectionRegistry(maxConnections: configuration.limits.maxConnections)
         self.fragments = FragmentBudget(limit: configuration.limits.maxFragmentMemory)
@@ -100,6 +108,7 @@ public final class SpopServer: Service, Sendable {
         let limits = configuration.limits
         let logger = logger
         let workers = workers
+        let pendingBudgets = pendingBudgets
         let idleSpinner = idleSpinner
         let connections = connections
         let metrics = metrics
@@ -122,13 +131,14 @@ public final class SpopServer: Service, Sendable {
                         let refusal = ConnectionRefusal(reason: "connection limit \(limits.maxConnections) reached")
                         return try channel.pipeline.syncOperations.addHandler(refusal)
                     }
-                    guard let worker = workers.first(where: { $0.eventLoop === channel.eventLoop }) else {
+                    guard let worker = workers.first(where: { $0.eventLoop === channel.eventLoop }),
+                          let budget = pendingBudgets.first(where: { $0.eventLoop === channel.eventLoop }) else {
                         throw ChannelError.ioOnClosedChannel
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger,
                                            metrics: metrics, asyncAcks: asyncAcks, idleSpinner: idleSpinner,
-                                           fragments: fragments)
+                                           fragments: fragments, pendingBudget: budget.value)
                     )
                 }
             }

@@ -26,7 +26,10 @@ public struct ConnectionDeadlines: Equatable, Sendable {
     /// - Parameters:
     ///   - lastRead: when bytes last arrived.
     ///   - frameStarted: when the frame now half-read began arriving; nil between frames.
-    public func check(now: NIODeadline, lastRead: NIODeadline, frameStarted: NIODeadline?) -> Check {
+    ///   - handlersWaiting: the agent owes ACKs of suspended frames: the connection is
+    ///     busy, not idle, however long its handlers wait.
+    public func check(now: NIODeadline, lastRead: NIODeadline, frameStarted: NIODeadline?, handlersWaiting: Bool = false) -> Check {
+        let lastRead = handlersWaiting ? now : lastRead
         var next: NIODeadline?
         if frameTimeout > .zero {
             if let frameStarted {

@@ -9,9 +9,11 @@ public struct ConnectionStateMachine {
     public enum Action: Equatable {
         /// Send AGENT-HELLO; after a health check, close once it is written.
         case sendHello(AgentHello, closeAfterWrite: Bool)
-        /// Hand a complete NOTIFY to the worker; its ACK must follow.
+        /// Hand a complete NOTIFY to the worker; its ACK must follow (now, or when the
+        /// handler completes a suspended frame).
         case processNotify(NotifyFrame)
         /// Send AGENT-DISCONNECT, then close. `peer` is HAProxy's own DISCONNECT, if that caused it.
+        /// Suspended frames are cancelled: HAProxy ignores ACKs on a closing connection.
         case disconnect(Disconnect, peer: Disconnect?)
         /// Nothing to send; `reason`, when set, is worth a debug log line.
         case none(reason: String?)
@@ -32,6 +34,12 @@ public struct ConnectionStateMachine {
         var fragment: PartialNotify?
         /// The agent is stopping: frames already received are still answered, then goodbye.
         var draining = false
+        /// Both sides announced `pipelining`: several NOTIFYs in flight, ACKs in any order.
+        var pipelining = true
+        /// NOTIFYs whose handler suspended and whose ACK has not left yet.
+        var suspendedFrames = 0
+        /// Draining, and nothing more arrived: goodbye once the suspended frames are answered.
+        var inputQuiet = false
     }
 
     struct PartialNotify {
@@ -126,11 +134,46 @@ public struct ConnectionStateMachine {
         }
     }
 
-    /// Draining, and the handler saw no new bytes for a while: everything received was
-    /// answered, so say goodbye with status 0 and close.
+    /// Draining, and the handler saw no new bytes for a while: once everything received
+    /// is answered (suspended frames included), say goodbye with status 0 and close.
     public mutating func inputQuiet() -> Action {
-        guard case .running(let session) = state, session.draining else { return .none(reason: nil) }
+        guard case .running(var session) = state, session.draining else { return .none(reason: nil) }
+        guard session.suspendedFrames == 0 else {
+            session.inputQuiet = true
+            state = .running(session)
+            return .none(reason: "draining: waiting for \(session.suspendedFrames) suspended frames")
+        }
         return goodbye()
+    }
+
+    /// The worker suspended the NOTIFY just processed: its ACK leaves later.
+    public mutating func frameSuspended() {
+        guard case .running(var session) = state else { return }
+        session.suspendedFrames += 1
+        state = .running(session)
+    }
+
+    /// A suspended frame's ACK left (or it was cancelled). Draining with quiet input,
+    /// the last one ends the connection.
+    public mutating func suspendedFrameEnded() -> Action {
+        guard case .running(var session) = state, session.suspendedFrames > 0 else { return .none(reason: nil) }
+        session.suspendedFrames -= 1
+        state = .running(session)
+        if session.draining, session.inputQuiet, session.suspendedFrames == 0 { return goodbye() }
+        return .none(reason: nil)
+    }
+
+    /// Frames whose ACK waits for a suspended handler.
+    public var suspendedFrames: Int {
+        if case .running(let session) = state { return session.suspendedFrames }
+        return 0
+    }
+
+    /// Without pipelining HAProxy has one NOTIFY in flight: while it is suspended, no
+    /// further frame is taken in (HAProxy sends none before the ACK anyway).
+    public var awaitsSuspendedFrame: Bool {
+        if case .running(let session) = state { return !session.pipelining && session.suspendedFrames > 0 }
+        return false
     }
 
     public var isDraining: Bool {
@@ -178,7 +221,8 @@ public struct ConnectionStateMachine {
             return .sendHello(reply, closeAfterWrite: true)
         }
         let async = capabilities.async && hello.capabilities.contains("async")
-        state = .running(Session(maxFrameSize: negotiated, engineID: hello.engineID, async: async))
+        let pipelining = capabilities.pipelining && hello.capabilities.contains("pipelining")
+        state = .running(Session(maxFrameSize: negotiated, engineID: hello.engineID, async: async, pipelining: pipelining))
         return .sendHello(reply, closeAfterWrite: false)
     }
 
@@ -186,6 +230,7 @@ public struct ConnectionStateMachine {
         let header = frame.header
         switch header.type {
         case .notify:
+            session.inputQuiet = false
             if let partial = session.fragment {
                 throw SpopProtocolError(
                     .interlacedFrames,
@@ -225,6 +270,7 @@ public struct ConnectionStateMachine {
                 session.fragment = nil
                 return .none(reason: "HAProxy aborted fragmented NOTIFY \(header.streamID)/\(header.frameID)")
             }
+            session.inputQuiet = false
             try checkReassembledSize(partial.payload.readableBytes + frame.payload.readableBytes)
             session.fragment = nil  // drop the reference so the append below does not copy
             var incoming = frame.payload
