@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "luaspoa",
-    platforms: [.macOS(.v14)],
     products: [
         .library(name: "SpopEngine", targets: ["SpopEngine"]),
         .library(name: "LuaRuntime", targets: ["LuaRuntime"]),

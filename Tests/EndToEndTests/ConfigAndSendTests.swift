@@ -132,7 +132,7 @@ final class ConfigAndSendTests: E2ETestCase {
             try? String(contentsOfFile: "\(tasks)/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         }
         XCTAssertEqual(names.filter { $0 == "busy-poll" }.count, 1, "threads: \(names)")
-        XCTAssertFalse(agent.log.contains("--busy-poll is off"), agent.log)
+        XCTAssertFalse(agent.log.contains("busy polling is off"), agent.log)
         XCTAssertEqual(agent.stop(), 0)
 
         let bad = try run(["--script", TestScripts.ipReputationPath, "--busy-poll", "2000000"], name: "badpoll")
