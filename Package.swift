@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "LuaRuntime", targets: ["LuaRuntime"]),
         .executable(name: "luaspoa", targets: ["luaspoa"]),
         .executable(name: "async-agent-example", targets: ["AsyncAgentExample"]),
+        .executable(name: "minimal-agent-example", targets: ["MinimalAgentExample"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -83,6 +84,16 @@ let package = Package(
                     ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"],
                     .when(platforms: [.linux], configuration: .release))
             ]
+        ),
+        // The smallest Swift agent without Lua (docs/library.md).
+        .executableTarget(
+            name: "MinimalAgentExample",
+            dependencies: [
+                "SpopEngine",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/MinimalAgent"
         ),
         // A Swift agent without Lua whose handler awaits (docs/library.md).
         .executableTarget(

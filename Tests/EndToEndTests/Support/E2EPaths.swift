@@ -14,25 +14,31 @@ enum E2EPaths {
 
     static func repoFile(_ relative: String) -> URL { packageRoot.appendingPathComponent(relative) }
 
-    /// The agent binary: $E2E_LUASPOA_BIN, next to the running test bundle (any
-    /// --scratch-path), then .build/debug and .build/release of the package.
+    /// The agent binary: $E2E_LUASPOA_BIN, else the one built with the tests.
     static func agentBinary() -> String? {
-        var candidates: [String] = []
-        if let env = ProcessInfo.processInfo.environment["E2E_LUASPOA_BIN"], !env.isEmpty {
-            candidates.append(env)
+        if let env = ProcessInfo.processInfo.environment["E2E_LUASPOA_BIN"], !env.isEmpty,
+           FileManager.default.isExecutableFile(atPath: env) {
+            return env
         }
+        return builtProduct("luaspoa")
+    }
+
+    /// A product of this package built with the tests (the examples: not what ships, so
+    /// never E2E_LUASPOA_BIN's directory), then .build/debug and .build/release.
+    static func builtProduct(_ name: String) -> String? {
+        var candidates: [String] = []
         // The xctest executable (Linux) or bundle (macOS) lives in the bin path.
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            candidates.append(URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("luaspoa").path)
+            candidates.append(URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent(name).path)
         }
         let main = Bundle.main.bundleURL
-        candidates.append(main.appendingPathComponent("luaspoa").path)
-        candidates.append(main.deletingLastPathComponent().appendingPathComponent("luaspoa").path)
+        candidates.append(main.appendingPathComponent(name).path)
+        candidates.append(main.deletingLastPathComponent().appendingPathComponent(name).path)
         for b in Bundle.allBundles where b.bundleURL.pathExtension == "xctest" {
-            candidates.append(b.bundleURL.deletingLastPathComponent().appendingPathComponent("luaspoa").path)
+            candidates.append(b.bundleURL.deletingLastPathComponent().appendingPathComponent(name).path)
         }
-        candidates.append(repoFile(".build/debug/luaspoa").path)
-        candidates.append(repoFile(".build/release/luaspoa").path)
+        candidates.append(repoFile(".build/debug/\(name)").path)
+        candidates.append(repoFile(".build/release/\(name)").path)
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
