@@ -147,7 +147,8 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SpopEngine", .product(name: "NIOCore", package: "swift-nio")]
+            // None: it talks to the built binaries over sockets, with its own wire helpers.
+            dependencies: []
         ),
     ]
 )
