@@ -257,7 +257,7 @@ final class SuspendedFrameTests: XCTestCase {
     func testPendingCapStopsDecodingUntilAHandlerFinishes() throws {
         let metrics = TestMetrics()
         let loop = EmbeddedEventLoop()
-        let budget = PendingHandlerBudget(limit: 1, eventLoop: loop, worker: 0, logger: Logger(label: "test"), metrics: metrics)
+        let budget = PendingHandlerBudget(limit: 1, eventLoop: loop, worker: 0, logger: Logger(label: "test"), metrics: ServerMetrics(factory: metrics))
         let worker = ParkingWorker()
         var peer = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
         var other = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
@@ -281,7 +281,7 @@ final class SuspendedFrameTests: XCTestCase {
 
     func testCancelledFramesGiveTheirBudgetBack() throws {
         let loop = EmbeddedEventLoop()
-        let budget = PendingHandlerBudget(limit: 10, eventLoop: loop, worker: nil, logger: Logger(label: "test"))
+        let budget = PendingHandlerBudget(limit: 10, eventLoop: loop, worker: nil, logger: Logger(label: "test"), metrics: ServerMetrics())
         let worker = ParkingWorker()
         let peer = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
         try peer.notify([(1, "wait-a"), (2, "wait-b")])
@@ -294,7 +294,7 @@ final class SuspendedFrameTests: XCTestCase {
     /// the frames it held wait for the next loop turn, never re-entering the worker.
     func testCompletionFromAnotherConnectionsHandlerWaitsATurn() throws {
         let loop = EmbeddedEventLoop()
-        let budget = PendingHandlerBudget(limit: 10, eventLoop: loop, worker: nil, logger: Logger(label: "test"))
+        let budget = PendingHandlerBudget(limit: 10, eventLoop: loop, worker: nil, logger: Logger(label: "test"), metrics: ServerMetrics())
         let worker = ParkingWorker()
         var held = try EmbeddedPeer(worker: worker, capabilities: "", loop: loop, budget: budget)
         var releasing = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
@@ -327,7 +327,7 @@ final class SuspendedFrameTests: XCTestCase {
     /// A full budget holds NOTIFYs, not handshakes: a new connection still gets its AGENT-HELLO.
     func testFullBudgetStillAnswersHellos() throws {
         let loop = EmbeddedEventLoop()
-        let budget = PendingHandlerBudget(limit: 1, eventLoop: loop, worker: nil, logger: Logger(label: "test"))
+        let budget = PendingHandlerBudget(limit: 1, eventLoop: loop, worker: nil, logger: Logger(label: "test"), metrics: ServerMetrics())
         let worker = ParkingWorker()
         let first = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
         try first.notify([(1, "wait-a")])
