@@ -121,10 +121,12 @@ let package = Package(
             name: "FuzzCorpusTests",
             dependencies: ["SpopFuzzTargets"]
         ),
+        // The reference frames of docs/spop-protocol.md and the hex parser, shared by the tests.
+        .target(name: "SpopTestFrames", path: "Tests/SpopTestFrames"),
         .testTarget(
             name: "SpopEngineTests",
             dependencies: [
-                "SpopEngine",
+                "SpopEngine", "SpopTestFrames",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -147,8 +149,8 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            // None: it talks to the built binaries over sockets, with its own wire helpers.
-            dependencies: []
+            // No engine: it talks to the built binaries over sockets, with its own wire helpers.
+            dependencies: ["SpopTestFrames"]
         ),
     ]
 )
