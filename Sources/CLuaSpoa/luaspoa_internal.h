@@ -210,6 +210,20 @@ int luaspoa_addr_in_cidr(lua_State *L);           /* the a:in_cidr method */
 /* luaspoa_netset.c */
 void luaspoa_open_netset(lua_State *L);           /* spoa table at top */
 void luaspoa_open_hash(lua_State *L);             /* spoa table at top */
+void luaspoa_open_crypto(lua_State *L);           /* spoa table at top */
+void luaspoa_open_re(lua_State *L);               /* spoa table at top */
+
+/* luaspoa_cres.c: a C resource owned by a userdata, freed by __gc if a Lua
+ * error interrupts the function using it. */
+typedef struct luaspoa_cres {
+    void *p;                    /* NULL until set, and once freed */
+    void (*free_fn)(void *);
+} luaspoa_cres;
+luaspoa_cres *luaspoa_cres_push(lua_State *L, void (*free_fn)(void *));
+void luaspoa_cres_free(luaspoa_cres *r);
+
+/* luaspoa_crypto.c: bytes per library call between two polls of the budget. */
+#define LUASPOA_CRYPTO_CHUNK ((size_t)64 << 10)
 
 /* luaspoa_hdrs.c */
 void luaspoa_open_hdrs(lua_State *L);             /* spoa table at top */

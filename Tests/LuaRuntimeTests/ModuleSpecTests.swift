@@ -1,0 +1,22 @@
+import Foundation
+@testable import LuaRuntime
+import XCTest
+
+/// The Lua modules' own specs (Tests/LuaSpecs/<module>_spec.lua: spoa.crypto,
+/// spoa.re, ...), run as `luaspoa test` runs them, so they pass under both.
+final class ModuleSpecTests: XCTestCase {
+    static let specDirectory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("LuaSpecs")
+
+    func runSpec(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let script = Self.specDirectory.appendingPathComponent("empty.lua").path
+        let runner = try LuaSpecRunner(configuration: LuaConfiguration(scriptPath: script, workerCount: 1))
+        let results = try runner.run(specPath: Self.specDirectory.appendingPathComponent("\(name)_spec.lua").path)
+        XCTAssertFalse(results.isEmpty, "no cases in \(name)_spec.lua", file: file, line: line)
+        for result in results where !result.passed {
+            XCTFail("\(name): \(result.name): \(result.error ?? "")", file: file, line: line)
+        }
+    }
+
+    func testCrypto() throws { try runSpec("crypto") }
+}
