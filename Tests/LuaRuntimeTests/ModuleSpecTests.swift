@@ -19,4 +19,5 @@ final class ModuleSpecTests: XCTestCase {
     }
 
     func testCrypto() throws { try runSpec("crypto") }
+    func testRe() throws { try runSpec("re") }
 }
