@@ -40,7 +40,13 @@ let package = Package(
             pkgConfig: "libpcre2-8",
             providers: [.apt(["libpcre2-dev"])]
         ),
-        .target(name: "CLuaSpoa", dependencies: ["CLua", "CCrypto", "CPCRE2"]),
+        // spoa.json: json-c (libjson-c-dev); luaspoa_json.c says why not lua-cjson.
+        .systemLibrary(
+            name: "CJSONC",
+            pkgConfig: "json-c",
+            providers: [.apt(["libjson-c-dev"])]
+        ),
+        .target(name: "CLuaSpoa", dependencies: ["CLua", "CCrypto", "CPCRE2", "CJSONC"]),
         // The SPOP 2.0 protocol engine: codec, connection state machine, NIO server.
         .target(
             name: "SpopEngine",
