@@ -104,7 +104,7 @@ static int fail(lua_State *L, const char *msg) {
 }
 
 /* decode(text) -> value, or nil, err */
-static int l_decode(lua_State *L) {
+int luaspoa_json_decode(lua_State *L) {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     if (len > JSON_MAX_TEXT)
@@ -318,7 +318,7 @@ static int l_encode(lua_State *L) {
 }
 
 void luaspoa_open_json(lua_State *L) {
-    static const luaL_Reg functions[] = {{"encode", l_encode}, {"decode", l_decode}, {NULL, NULL}};
+    static const luaL_Reg functions[] = {{"encode", l_encode}, {"decode", luaspoa_json_decode}, {NULL, NULL}};
     luaL_newlib(L, functions);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");

@@ -21,4 +21,5 @@ final class ModuleSpecTests: XCTestCase {
     func testCrypto() throws { try runSpec("crypto") }
     func testRe() throws { try runSpec("re") }
     func testJSON() throws { try runSpec("json") }
+    func testJWT() throws { try runSpec("jwt") }
 }
