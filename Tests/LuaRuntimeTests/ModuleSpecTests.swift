@@ -3,16 +3,22 @@ import Foundation
 import XCTest
 
 /// The Lua modules' own specs (Tests/LuaSpecs/<module>_spec.lua: spoa.crypto,
-/// spoa.re, ...), run as `luaspoa test` runs them, so they pass under both.
+/// spoa.re, ...) and the example scripts' specs that use them, run as
+/// `luaspoa test` runs them, so they pass under both.
 final class ModuleSpecTests: XCTestCase {
     static let specDirectory = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("LuaSpecs")
 
     func runSpec(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let script = Self.specDirectory.appendingPathComponent("empty.lua").path
-        let runner = try LuaSpecRunner(configuration: LuaConfiguration(scriptPath: script, workerCount: 1))
-        let results = try runner.run(specPath: Self.specDirectory.appendingPathComponent("\(name)_spec.lua").path)
-        XCTAssertFalse(results.isEmpty, "no cases in \(name)_spec.lua", file: file, line: line)
+        try runSpec(script: Self.specDirectory.appendingPathComponent("empty.lua"),
+                    spec: Self.specDirectory.appendingPathComponent("\(name)_spec.lua"), file: file, line: line)
+    }
+
+    func runSpec(script: URL, spec: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+        let name = spec.lastPathComponent
+        let runner = try LuaSpecRunner(configuration: LuaConfiguration(scriptPath: script.path, workerCount: 1))
+        let results = try runner.run(specPath: spec.path)
+        XCTAssertFalse(results.isEmpty, "no cases in \(name)", file: file, line: line)
         for result in results where !result.passed {
             XCTFail("\(name): \(result.name): \(result.error ?? "")", file: file, line: line)
         }
@@ -22,4 +28,9 @@ final class ModuleSpecTests: XCTestCase {
     func testRe() throws { try runSpec("re") }
     func testJSON() throws { try runSpec("json") }
     func testJWT() throws { try runSpec("jwt") }
+
+    func testJWTAuthScript() throws {
+        let scripts = Self.specDirectory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts")
+        try runSpec(script: scripts.appendingPathComponent("jwt_auth.lua"), spec: scripts.appendingPathComponent("jwt_auth_spec.lua"))
+    }
 }
