@@ -46,7 +46,13 @@ let package = Package(
             pkgConfig: "json-c",
             providers: [.apt(["libjson-c-dev"])]
         ),
-        .target(name: "CLuaSpoa", dependencies: ["CLua", "CCrypto", "CPCRE2", "CJSONC"]),
+        // spoa.geoip: libmaxminddb (libmaxminddb-dev).
+        .systemLibrary(
+            name: "CMaxMindDB",
+            pkgConfig: "libmaxminddb",
+            providers: [.apt(["libmaxminddb-dev"])]
+        ),
+        .target(name: "CLuaSpoa", dependencies: ["CLua", "CCrypto", "CPCRE2", "CJSONC", "CMaxMindDB"]),
         // The SPOP 2.0 protocol engine: codec, connection state machine, NIO server.
         .target(
             name: "SpopEngine",

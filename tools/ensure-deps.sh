@@ -4,8 +4,8 @@
 #   source tools/ensure-deps.sh && ensure_deps     # from run-agent.sh / run-tests.sh
 #   tools/ensure-deps.sh                           # stand-alone
 #
-# * installs liblua5.4-dev, libssl-dev, libpcre2-dev, libjson-c-dev, pkg-config
-#   and haproxy with apt-get when they are missing (as root, or through sudo otherwise);
+# * installs liblua5.4-dev, libssl-dev, libpcre2-dev, libjson-c-dev,
+#   libmaxminddb-dev, pkg-config and haproxy with apt-get when they are missing (as root, or through sudo otherwise);
 # * makes sure `swift` is on PATH (also looks in /opt/swift/usr/bin and
 #   /usr/share/swift/usr/bin); it does not install Swift itself.
 
@@ -25,10 +25,11 @@ _ensure_deps_missing_packages() {
     fi
     # liblua5.4-dev provides lua5.4.pc and the headers Package.swift needs.
     _ensure_deps_want_pc lua5.4 /usr/include/lua5.4/lua.h liblua5.4-dev
-    # The C libraries behind spoa.crypto, spoa.re and spoa.json (Package.swift).
+    # The C libraries behind spoa.crypto, spoa.re, spoa.json and spoa.geoip (Package.swift).
     _ensure_deps_want_pc libcrypto /usr/include/openssl/evp.h libssl-dev
     _ensure_deps_want_pc libpcre2-8 /usr/include/pcre2.h libpcre2-dev
     _ensure_deps_want_pc json-c /usr/include/json-c/json.h libjson-c-dev
+    _ensure_deps_want_pc libmaxminddb /usr/include/maxminddb.h libmaxminddb-dev
     if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
         missing+=(haproxy)
     fi

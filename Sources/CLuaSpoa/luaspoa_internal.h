@@ -215,6 +215,7 @@ void luaspoa_open_re(lua_State *L);               /* spoa table at top */
 void luaspoa_open_json(lua_State *L);             /* spoa table at top */
 int luaspoa_json_decode(lua_State *L);            /* spoa.json.decode */
 void luaspoa_open_jwt(lua_State *L);              /* spoa table at top */
+void luaspoa_open_geoip(lua_State *L);            /* spoa table at top */
 
 /* luaspoa_cres.c: a C resource owned by a userdata, freed by __gc if a Lua
  * error interrupts the function using it. */
@@ -273,6 +274,9 @@ void luaspoa_open_lifecycle(lua_State *L);
 void luaspoa_run_inits(lua_State *L);
 /* Raises unless the script body (or, with allow_init, an init function) is running. */
 void luaspoa_require_setup(lua_State *L, const char *fn, int allow_init);
+/* A relative path resolved from the script's directory (as HAProxy's
+ * "default-path config" does); may push up to 3 values that keep it alive. */
+const char *luaspoa_resolve_path(lua_State *L, const char *path);
 /* Checks an options table at idx (nil allowed: returns 0) against "a, b, c";
  * raises on unknown keys. Returns 1 when a table is there. */
 int luaspoa_check_options(lua_State *L, int idx, const char *fn, const char *supported);

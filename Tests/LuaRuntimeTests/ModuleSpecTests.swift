@@ -29,6 +29,11 @@ final class ModuleSpecTests: XCTestCase {
     func testJSON() throws { try runSpec("json") }
     func testJWT() throws { try runSpec("jwt") }
 
+    func testGeoIP() throws {
+        try runSpec(script: Self.specDirectory.appendingPathComponent("geoip/geo.lua"),
+                    spec: Self.specDirectory.appendingPathComponent("geoip_spec.lua"))
+    }
+
     func testJWTAuthScript() throws {
         let scripts = Self.specDirectory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts")
         try runSpec(script: scripts.appendingPathComponent("jwt_auth.lua"), spec: scripts.appendingPathComponent("jwt_auth_spec.lua"))
