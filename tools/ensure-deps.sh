@@ -29,7 +29,7 @@ _ensure_deps_missing_packages() {
     _ensure_deps_want_pc libcrypto /usr/include/openssl/evp.h libssl-dev
     _ensure_deps_want_pc libpcre2-8 /usr/include/pcre2.h libpcre2-dev
     _ensure_deps_want_pc json-c /usr/include/json-c/json.h libjson-c-dev
-    _ensure_deps_want_pc libmaxminddb /usr/include/maxminddb.h libmaxminddb-dev
+    _ensure_deps_want_pc libmaxminddb "/usr/include/$(uname -m)-linux-gnu/maxminddb.h" libmaxminddb-dev
     if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
         missing+=(haproxy)
     fi
