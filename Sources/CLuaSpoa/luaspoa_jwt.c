@@ -12,6 +12,7 @@
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/core_names.h>
 #include <openssl/pem.h>
 #include <string.h>
 
@@ -27,13 +28,14 @@ typedef struct {
     const char *name;
     enum family family;
     const char *md;
-    int ec_bits; /* ECDSA: the curve's size, which is also r's and s's */
+    int ec_bits;       /* ECDSA: the curve's size, which is also r's and s's */
+    const char *curve; /* ECDSA: OpenSSL's name of the curve RFC 7518 requires */
 } jwt_alg;
 
 static const jwt_alg algs[] = {
     {"HS256", FAMILY_HMAC, "sha256", 0}, {"HS384", FAMILY_HMAC, "sha384", 0}, {"HS512", FAMILY_HMAC, "sha512", 0},
     {"RS256", FAMILY_RSA, "sha256", 0},  {"RS384", FAMILY_RSA, "sha384", 0},  {"RS512", FAMILY_RSA, "sha512", 0},
-    {"ES256", FAMILY_ECDSA, "sha256", 256}, {"ES384", FAMILY_ECDSA, "sha384", 384},
+    {"ES256", FAMILY_ECDSA, "sha256", 256, "prime256v1"}, {"ES384", FAMILY_ECDSA, "sha384", 384, "secp384r1"},
 };
 
 static const jwt_alg *alg_named(const char *name) {
@@ -93,7 +95,10 @@ static EVP_PKEY *check_public_key(lua_State *L, int idx, const jwt_alg *alg) {
     if (pkey == NULL)
         luaL_error(L, "spoa.jwt.verify: opts.key is not a PEM public key");
     int want = alg->family == FAMILY_RSA ? EVP_PKEY_RSA : EVP_PKEY_EC;
-    if (EVP_PKEY_get_base_id(pkey) != want || (alg->family == FAMILY_ECDSA && EVP_PKEY_get_bits(pkey) != alg->ec_bits))
+    char curve[64] = "";
+    if (alg->family == FAMILY_ECDSA)
+        EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, curve, sizeof curve, NULL);
+    if (EVP_PKEY_get_base_id(pkey) != want || (alg->family == FAMILY_ECDSA && strcmp(curve, alg->curve) != 0))
         luaL_error(L, "spoa.jwt.verify: opts.key is not a%s key for %s",
                    alg->family == FAMILY_RSA ? "n RSA" : alg->ec_bits == 256 ? " P-256" : " P-384", alg->name);
     return pkey;
@@ -231,6 +236,10 @@ static int l_verify(lua_State *L) {
     lua_pop(L, 1);
     if (!same_alg)
         return refuse(L, "alg not allowed");
+    /* RFC 7515 4.1.11: critical extensions we do not implement must be refused. */
+    if (lua_getfield(L, 8, "crit") != LUA_TNIL)
+        return refuse(L, "malformed");
+    lua_pop(L, 1);
     if (!push_json_part(L, dot1 + 1, (size_t)(dot2 - dot1 - 1))) /* 9: claims */
         return refuse(L, "malformed");
     if (!luaspoa_base64url_decode(L, dot2 + 1, len - (size_t)(dot2 + 1 - token))) /* 10: signature */

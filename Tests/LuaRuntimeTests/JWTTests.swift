@@ -75,12 +75,13 @@ final class JWTTests: XCTestCase {
         let rsaPublic = try makeKey("rsa", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
         let otherRSA = try makeKey("rsa2", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
         let ecPublic = try makeKey("ec", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        let k1Public = try makeKey("k1", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:secp256k1"])
         let claims = #"{"sub":"alice","role":"admin","iss":"idp","aud":"api","exp":1700000600}"#
         let rs = try token(alg: "RS256", key: "rsa", claims: claims)
         let es = try token(alg: "ES256", key: "ec", claims: claims)
         let spec = """
             local T = spoa.test
-            local RSA, RSA2, EC = [[\(rsaPublic)]], [[\(otherRSA)]], [[\(ecPublic)]]
+            local RSA, RSA2, EC, K1 = [[\(rsaPublic)]], [[\(otherRSA)]], [[\(ecPublic)]], [[\(k1Public)]]
             local RS, ES = "\(rs)", "\(es)"
             local function refused(want, ...)
               local claims, reason = spoa.jwt.verify(...)
@@ -110,6 +111,9 @@ final class JWTTests: XCTestCase {
               refused("bad signature", h .. "." .. p .. "." .. s:sub(1, 40), { alg = "ES256", key = EC })
               local ok, err = pcall(spoa.jwt.verify, ES, { alg = "ES256", key = RSA })
               T.eq(ok, false)
+              T.ok(err:find("not a P-256 key for ES256", 1, true), err)
+              ok, err = pcall(spoa.jwt.verify, ES, { alg = "ES256", key = K1 })
+              T.eq(ok, false, "a 256-bit curve that is not P-256")
               T.ok(err:find("not a P-256 key for ES256", 1, true), err)
               T.eq(select(2, spoa.jwt.key("not a key")), "not a PEM public key")
             end)

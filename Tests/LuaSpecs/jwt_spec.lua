@@ -111,4 +111,5 @@ T.case("malformed tokens", function()
     refused("malformed", tok)
   end
   refused("malformed", h .. "." .. b64("[1,2]") .. "." .. b64(c.hmac("sha256", SECRET, h .. "." .. b64("[1,2]"))))
+  refused("malformed", token({ alg = "HS256", crit = { "exp" } }, { sub = "x" }))  -- an unknown critical extension
 end)
