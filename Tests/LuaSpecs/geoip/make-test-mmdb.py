@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes test.mmdb, the small MaxMind DB that geoip_spec.lua reads, and
 test-v2.mmdb, the same with 192.0.2.0/24 moved to BE (GeoIPTests: a file
-replaced on disk is picked up by the next load, as after a geoipupdate).
+replaced on disk is picked up by the next load, as after a geoipupdate), and
+scripts/geo_policy-country.mmdb and -asn.mmdb, the example's demo data.
 
 Reproducible (no timestamps in the data; build_epoch is fixed below), made
 with the PyPI packages mmdb-writer and netaddr:
@@ -35,10 +36,27 @@ def write(name, first_country):
     writer.to_db_file(os.path.join(HERE, name))
 
 
+def write_policy_demo():
+    """scripts/geo_policy-{country,asn}.mmdb: GeoLite2 layouts over documentation ranges."""
+    scripts = os.path.join(HERE, "..", "..", "..", "scripts")
+    country = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-Country",
+                         languages=["en"], description={"en": "luaspoa geo_policy.lua demo data (documentation ranges)"})
+    for net, code, name in [("192.0.2.0/24", "FR", "France"), ("198.51.100.0/24", "KP", "North Korea"),
+                            ("203.0.113.0/24", "JP", "Japan"), ("2001:db8::/32", "DE", "Germany")]:
+        country.insert_network(IPSet([net]), {"country": {"iso_code": code, "names": {"en": name}}})
+    country.to_db_file(os.path.join(scripts, "geo_policy-country.mmdb"))
+    asn = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-ASN",
+                     languages=["en"], description={"en": "luaspoa geo_policy.lua demo data (documentation ranges)"})
+    for net, number, org in [("192.0.2.0/24", 64496, "Example Transit"), ("203.0.113.0/24", 64511, "Example Hosting")]:
+        asn.insert_network(IPSet([net]), {"autonomous_system_number": number, "autonomous_system_organization": org})
+    asn.to_db_file(os.path.join(scripts, "geo_policy-asn.mmdb"))
+
+
 real_time = time.time
 time.time = lambda: 1700000000  # build_epoch: the same bytes on every run
 try:
     write("test.mmdb", ("FR", "France", "Frankreich"))
     write("test-v2.mmdb", ("BE", "Belgium", "Belgien"))
+    write_policy_demo()
 finally:
     time.time = real_time
