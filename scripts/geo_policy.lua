@@ -5,7 +5,7 @@
 --
 --     spoe-message geo-check
 --         args src=src
---         event on-frontend-http-request
+--     (sent by "http-request send-spoe-group geo geo-check", after set-src)
 --
 -- For every "geo-check" message this script sets (with --var-prefix geo, HAProxy
 -- sees txn.geo.<name>):
