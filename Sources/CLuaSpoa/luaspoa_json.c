@@ -9,7 +9,8 @@
  * Bounded: decode feeds the parser LUASPOA_CRYPTO_CHUNK bytes at a time with a
  * budget poll between chunks, and refuses texts over JSON_MAX_TEXT (json-c's
  * tree is malloc'd outside the state's memory limit, several times the text's
- * size while it is converted); nesting is limited to JSON_MAX_DEPTH both ways
+ * size while it is converted); encode refuses values whose text would exceed
+ * it (json-c writes the text in one call); nesting is limited to JSON_MAX_DEPTH both ways
  * (which also stops cycles in encode); the tree walks poll the budget every
  * 4096 values. The parser and trees are owned by luaspoa_cres values, so a
  * budget or memory error in between frees them. */
@@ -33,6 +34,7 @@ static void free_object(void *p) { json_object_put(p); }
 typedef struct {
     lua_State *L;
     unsigned long visited;
+    size_t bytes;          /* encode: a lower bound of the text's size so far */
     const char *err;       /* static text */
     const char *badtype;   /* with err "cannot encode a": Lua's static type name */
 } walk;
@@ -40,6 +42,16 @@ typedef struct {
 static void poll_budget(walk *w) {
     if ((++w->visited & JSON_POLL_MASK) == 0)
         luaspoa_budget_check(w->L);
+}
+
+/* Encode counts what it will write: json-c serialises the tree in one call,
+ * which must stay short, so the text is capped like decode's input. */
+static int add_bytes(walk *w, size_t n) {
+    w->bytes += n + 1;
+    if (w->bytes <= JSON_MAX_TEXT)
+        return 1;
+    w->err = "JSON text larger than 16 MiB";
+    return 0;
 }
 
 /* ---- decode ---- */
@@ -151,7 +163,7 @@ int luaspoa_json_decode(lua_State *L) {
         return 2;
     }
     luaspoa_cres_free(tok_owner);
-    walk w = {L, 0, NULL, NULL};
+    walk w = {L, 0, 0, NULL, NULL};
     push_json(&w, o);
     luaspoa_cres_free(tree);
     return w.err != NULL ? fail(L, w.err) : 1;
@@ -232,6 +244,10 @@ static int fill_object(walk *w, struct json_object *o, int idx, int depth) {
         lua_pushvalue(L, -2); /* tolstring on a copy keeps lua_next's key a number */
         size_t klen;
         const char *key = lua_tolstring(L, -1, &klen);
+        if (!add_bytes(w, klen + 3)) {
+            lua_pop(L, 3);
+            return 0;
+        }
         if (strlen(key) != klen) {
             w->err = "table key contains a NUL byte";
             lua_pop(L, 3);
@@ -255,6 +271,8 @@ static int fill_object(walk *w, struct json_object *o, int idx, int depth) {
 static struct json_object *to_json(walk *w, int idx, int depth) {
     lua_State *L = w->L;
     poll_budget(w);
+    if (!add_bytes(w, lua_type(L, idx) == LUA_TSTRING ? lua_rawlen(L, idx) + 2 : 4))
+        return NULL;
     switch (lua_type(L, idx)) {
     case LUA_TNIL: return NULL;
     case LUA_TBOOLEAN: return json_object_new_boolean(lua_toboolean(L, idx));
@@ -298,7 +316,7 @@ static int l_encode(lua_State *L) {
     luaL_checkany(L, 1);
     lua_settop(L, 1);
     luaspoa_cres *tree = luaspoa_cres_push(L, free_object);
-    walk w = {L, 0, NULL, NULL};
+    walk w = {L, 0, 0, NULL, NULL};
     tree->p = to_json(&w, 1, 0);
     if (w.badtype != NULL) {
         luaL_pushfail(L);

@@ -49,6 +49,11 @@ T.case("encode refuses what JSON cannot say", function()
   refused({ ["a\0b"] = 1 }, "table key contains a NUL byte")
   local cycle = {}; cycle.self = cycle
   refused(cycle, "nesting deeper than 64 (or a cycle)")
+  local big = string.rep("x", 1 << 20)
+  local many = {}
+  for i = 1, 17 do many[i] = big end
+  refused(many, "JSON text larger than 16 MiB")
+  T.eq(#J.encode({ big, big }), 2 * (1 << 20) + 7)
 end)
 
 T.case("malformed text is nil, err with the byte", function()
