@@ -51,9 +51,7 @@ static int mac_update(void *ctx, const unsigned char *p, size_t n) { return EVP_
 /* Feeds s to the context in chunks, polling the budget between them. */
 static int feed(lua_State *L, update_fn update, void *ctx, const unsigned char *s, size_t len) {
     for (size_t off = 0; off < len; off += LUASPOA_CRYPTO_CHUNK) {
-        if (off > 0)
-            luaspoa_budget_check(L);
-        size_t n = len - off < LUASPOA_CRYPTO_CHUNK ? len - off : LUASPOA_CRYPTO_CHUNK;
+        size_t n = luaspoa_next_chunk(L, len, off, LUASPOA_CRYPTO_CHUNK);
         if (!update(ctx, s + off, n))
             return 0;
     }
@@ -65,9 +63,7 @@ void luaspoa_push_hex(lua_State *L, const unsigned char *s, size_t len) {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t off = 0; off < len; off += LUASPOA_CRYPTO_CHUNK) {
-        if (off > 0)
-            luaspoa_budget_check(L);
-        size_t n = len - off < LUASPOA_CRYPTO_CHUNK ? len - off : LUASPOA_CRYPTO_CHUNK;
+        size_t n = luaspoa_next_chunk(L, len, off, LUASPOA_CRYPTO_CHUNK);
         char *out = luaL_prepbuffsize(&b, 2 * n);
         for (size_t i = 0; i < n; i++) {
             out[2 * i] = digits[s[off + i] >> 4];
@@ -195,9 +191,7 @@ static void base64_encode(lua_State *L, const unsigned char *s, size_t len, int 
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t off = 0; off < len; off += IN) {
-        if (off > 0)
-            luaspoa_budget_check(L);
-        size_t n = len - off < IN ? len - off : IN;
+        size_t n = luaspoa_next_chunk(L, len, off, IN);
         char *out = luaL_prepbuffsize(&b, OUT);
         int m = EVP_EncodeBlock((unsigned char *)out, s + off, (int)n);
         if (url) {
@@ -236,9 +230,7 @@ static int base64_decode(lua_State *L, const char *s, size_t len, int url) {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t off = 0; off < len; off += IN) {
-        if (off > 0)
-            luaspoa_budget_check(L);
-        size_t n = len - off < IN ? len - off : IN;
+        size_t n = luaspoa_next_chunk(L, len, off, IN);
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)s[off + i];
             if (!base64_char_ok(c, url)) {
@@ -276,9 +268,7 @@ static int hex_decode(lua_State *L, const char *s, size_t len) {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t off = 0; off < len; off += LUASPOA_CRYPTO_CHUNK) {
-        if (off > 0)
-            luaspoa_budget_check(L);
-        size_t n = len - off < LUASPOA_CRYPTO_CHUNK ? len - off : LUASPOA_CRYPTO_CHUNK;
+        size_t n = luaspoa_next_chunk(L, len, off, LUASPOA_CRYPTO_CHUNK);
         char *out = luaL_prepbuffsize(&b, n / 2);
         for (size_t i = 0; i < n; i += 2) {
             int hi = hex_value((unsigned char)s[off + i]), lo = hex_value((unsigned char)s[off + i + 1]);
@@ -339,9 +329,7 @@ static const unsigned char *check_aes_key(lua_State *L, int idx) {
 static int cipher_chunks(lua_State *L, EVP_CIPHER_CTX *ctx, const unsigned char *s, size_t len,
                          luaL_Buffer *b) {
     for (size_t off = 0; off < len; off += LUASPOA_CRYPTO_CHUNK) {
-        if (off > 0)
-            luaspoa_budget_check(L);
-        size_t n = len - off < LUASPOA_CRYPTO_CHUNK ? len - off : LUASPOA_CRYPTO_CHUNK;
+        size_t n = luaspoa_next_chunk(L, len, off, LUASPOA_CRYPTO_CHUNK);
         unsigned char *out = (unsigned char *)luaL_prepbuffsize(b, n);
         int m;
         if (!EVP_CipherUpdate(ctx, out, &m, s + off, (int)n))

@@ -226,8 +226,15 @@ typedef struct luaspoa_cres {
 luaspoa_cres *luaspoa_cres_push(lua_State *L, void (*free_fn)(void *));
 void luaspoa_cres_free(luaspoa_cres *r);
 
-/* luaspoa_crypto.c: bytes per library call between two polls of the budget. */
+/* Bytes per library call between two polls of the budget (crypto, json). */
 #define LUASPOA_CRYPTO_CHUNK ((size_t)64 << 10)
+/* The size of the chunk of [0, len) at off, at most max; polls the budget
+ * before every chunk but the first (a long C call cannot be interrupted). */
+static inline size_t luaspoa_next_chunk(lua_State *L, size_t len, size_t off, size_t max) {
+    if (off > 0)
+        luaspoa_budget_check(L);
+    return len - off < max ? len - off : max;
+}
 
 /* luaspoa_hdrs.c */
 void luaspoa_open_hdrs(lua_State *L);             /* spoa table at top */

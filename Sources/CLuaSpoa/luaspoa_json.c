@@ -130,9 +130,7 @@ int luaspoa_json_decode(lua_State *L) {
     enum json_tokener_error e = json_tokener_continue;
     size_t off = 0, n = 0;
     while (e == json_tokener_continue && off < len) {
-        if (off > 0)
-            luaspoa_budget_check(L);
-        n = len - off < LUASPOA_CRYPTO_CHUNK ? len - off : LUASPOA_CRYPTO_CHUNK;
+        n = luaspoa_next_chunk(L, len, off, LUASPOA_CRYPTO_CHUNK);
         o = json_tokener_parse_ex(tok, s + off, (int)n);
         e = json_tokener_get_error(tok);
         off += n;
