@@ -216,6 +216,7 @@ void luaspoa_open_json(lua_State *L);             /* spoa table at top */
 int luaspoa_json_decode(lua_State *L);            /* spoa.json.decode */
 void luaspoa_open_jwt(lua_State *L);              /* spoa table at top */
 void luaspoa_open_geoip(lua_State *L);            /* spoa table at top */
+void luaspoa_open_metrics(lua_State *L);          /* spoa table at top */
 
 /* luaspoa_cres.c: a C resource owned by a userdata, freed by __gc if a Lua
  * error interrupts the function using it. */

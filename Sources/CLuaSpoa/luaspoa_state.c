@@ -381,6 +381,7 @@ static int setup_body(lua_State *L) {
     luaspoa_open_json(L);
     luaspoa_open_jwt(L);
     luaspoa_open_geoip(L);
+    luaspoa_open_metrics(L);
     lua_setglobal(L, "spoa");
 
     /* A load failure is returned, not raised: its message already holds
