@@ -15,7 +15,8 @@
 --   txn.error   (STRING)  why not, when not valid: "no token", "no expiry" or a
 --                         spoa.jwt reason ("bad signature", "expired", ...)
 --
--- HAProxy then denies with 401 unless txn.jwt.valid is true.
+-- HAProxy then denies with 401 unless txn.jwt.valid is true. With --metrics,
+-- /metrics counts the decisions: luaspoa_script_jwt_decisions_total{result=...}.
 
 -- The issuer's rules. The algorithm is ours, never the token's. Replace the
 -- example secret; for RS256 put the issuer's public key instead, read once at
@@ -30,7 +31,10 @@ local RULES = {
   leeway = 30,
 }
 
+local DECISIONS = spoa.metrics.counter("jwt_decisions_total", "Bearer-token decisions by result.", { "result" })
+
 local function refuse(txn, why)
+  DECISIONS:inc({ result = why })
   txn:set_var_boolean("txn.valid", false)
   txn:set_var("txn.error", why)
 end
@@ -43,6 +47,7 @@ spoa.register_message("check-jwt", function(txn, msg)
   if not claims then return refuse(txn, reason) end
   -- A token without exp would be valid forever.
   if math.type(claims.exp) == nil then return refuse(txn, "no expiry") end
+  DECISIONS:inc({ result = "valid" })
   txn:set_var_boolean("txn.valid", true)
   txn:set_var("txn.sub", tostring(claims.sub))
   if type(claims.role) == "string" then txn:set_var("txn.role", claims.role) end

@@ -39,8 +39,10 @@ final class JWTAuthTests: E2ETestCase {
     func testOnlyAValidTokenPasses() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl") else { throw XCTSkip("no openssl CLI") }
         _ = try requireHAProxy()
+        let metricsPort = try freePort()
         let (agent, agentPort) = try startAgent(
-            scriptPath: E2EPaths.repoFile("scripts/jwt_auth.lua").path, name: "jwt", extraArgs: ["--var-prefix", "jwt"])
+            scriptPath: E2EPaths.repoFile("scripts/jwt_auth.lua").path, name: "jwt",
+            extraArgs: ["--var-prefix", "jwt", "--metrics", "127.0.0.1:\(metricsPort)", "--workers", "2"])
         let setup = try ProxySetup(agent: agentPort), web = setup.web
         let cfg = try setup.shipped("haproxy/haproxy-jwt-auth.cfg")
         let spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-jwt-auth.conf"), encoding: .utf8)
@@ -69,5 +71,13 @@ final class JWTAuthTests: E2ETestCase {
             XCTAssertEqual(r.header("X-JWT-Error"), reason, "\(r.headers)")
         }
         XCTAssertFalse(agent.logTail().contains("error"), agent.logTail())
+
+        // The script's own counter, summed over both workers.
+        let series = try prometheusSeries(port: metricsPort)
+        let decisions = "luaspoa_script_jwt_decisions_total"
+        XCTAssertEqual(series["\(decisions){result=\"valid\"}"], 1, "\(series.filter { $0.key.hasPrefix(decisions) })")
+        XCTAssertEqual(series["\(decisions){result=\"no token\"}"], 1)
+        XCTAssertEqual(series["\(decisions){result=\"bad signature\"}"], 1)
+        XCTAssertEqual(series["\(decisions){result=\"expired\"}"], 1)
     }
 }
