@@ -15,12 +15,15 @@ luaspoa_cres *luaspoa_cres_push(lua_State *L, void (*free_fn)(void *)) {
     luaspoa_cres *r = lua_newuserdatauv(L, sizeof *r, 0);
     r->p = NULL;
     r->free_fn = free_fn;
-    if (luaL_newmetatable(L, CRES_CLASS)) {
-        lua_pushcfunction(L, cres_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
+    luaspoa_setmetatable(L, CRES_CLASS); /* cached: this runs on every regex match */
     return r;
+}
+
+void luaspoa_open_cres(lua_State *L) {
+    luaL_newmetatable(L, CRES_CLASS);
+    lua_pushcfunction(L, cres_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
 }
 
 void luaspoa_cres_free(luaspoa_cres *r) {

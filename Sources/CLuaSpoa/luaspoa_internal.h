@@ -225,6 +225,7 @@ typedef struct luaspoa_cres {
     void (*free_fn)(void *);
 } luaspoa_cres;
 luaspoa_cres *luaspoa_cres_push(lua_State *L, void (*free_fn)(void *));
+void luaspoa_open_cres(lua_State *L);             /* its metatable, before any push */
 void luaspoa_cres_free(luaspoa_cres *r);
 
 /* Bytes per library call between two polls of the budget (crypto, json). */

@@ -376,6 +376,7 @@ static int setup_body(lua_State *L) {
     luaspoa_open_netset(L);
     luaspoa_open_hdrs(L);
     luaspoa_open_hash(L);
+    luaspoa_open_cres(L);
     luaspoa_open_crypto(L);
     luaspoa_open_re(L);
     luaspoa_open_json(L);
