@@ -47,6 +47,10 @@ T.case("metadata", function()
   T.eq(m.binary_format_major_version, 2)
 end)
 
+T.case("relative paths resolve from spoa.script_dir", function()
+  T.ok(spoa.script_dir:find("/LuaSpecs/geoip$"), spoa.script_dir)
+end)
+
 T.case("open is for load time", function()
   local r = J.decode(T.notify("open-late", {}):get("txn.json"))
   T.eq(r.ok, false)
