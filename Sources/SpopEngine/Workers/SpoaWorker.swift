@@ -18,7 +18,7 @@ public struct SpoaConnectionInfo: Sendable {
 /// The server makes one worker per event-loop thread and calls it only on that
 /// thread, so a worker may own thread-confined state such as a `lua_State`. `handle`
 /// runs on the I/O thread: it must not block.
-public protocol SpoaWorker: AnyObject {
+public protocol SpoaWorker: AnyObject, SendableMetatype {
     /// Called once per complete NOTIFY; append the ACK's actions to `ack`.
     func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter)
 }
