@@ -1,4 +1,5 @@
 import Dispatch
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SpopTestFrames
@@ -74,6 +75,8 @@ final class ServerDrainTests: XCTestCase {
         let slow: @Sendable () -> any SpoaWorker = { ClosureWorker { _, _, _ in usleep(20_000) } }
         try await withServer(workers: 1, limits: ServerLimits(drainTimeout: .seconds(30)), slow) { server, address in
             let clients = [try await TestClient.connect(address), try await TestClient.connect(address)]
+            // The drain starts once both bursts are written, however slow the machine is.
+            let written = NIOLockedValueBox(0)
             let results = try await withThrowingTaskGroup(of: (Int, [RawFrame]).self) { group in
                 for (index, client) in clients.enumerated() {
                     group.addTask {
@@ -89,12 +92,13 @@ final class ServerDrainTests: XCTestCase {
                                 NotifyFrame.write(streamID: id, frameID: 1, messages: [("m", [])], to: &notifies)
                             }
                             try await outbound.write(notifies)
+                            written.withLockedValue { $0 += 1 }
                             try await stream.read(into: &frames)
                             return (index, frames)
                         }
                     }
                 }
-                try await Task.sleep(nanoseconds: 400_000_000)
+                while written.withLockedValue({ $0 }) < 2 { try await Task.sleep(nanoseconds: 1_000_000) }
                 let cut = await server.connections.drain(timeout: .seconds(30))
                 XCTAssertEqual(cut, 0)
                 var results: [Int: [RawFrame]] = [:]
