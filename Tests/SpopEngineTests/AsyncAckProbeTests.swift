@@ -207,9 +207,10 @@ final class ProbePeer: Sendable {
         return peers.map { $0.ackedStreamIDs(checking: checking).sorted() }
     }
 
-    /// Polls `condition`; the 30 s bound only keeps a broken agent from hanging the suite.
+    /// Polls `condition`; the 120 s bound only keeps a broken agent from hanging the suite
+    /// (ThreadSanitizer on a loaded 2-core machine needs more than 30 s for the 4000-frame case).
     static func waitUntil(_ condition: () -> Bool) async throws {
-        let deadline = NIODeadline.now() + .seconds(30)
+        let deadline = NIODeadline.now() + .seconds(120)
         while !condition() {
             guard NIODeadline.now() < deadline else { throw WaitTimeout() }
             try await Task.sleep(nanoseconds: 5_000_000)
@@ -217,7 +218,7 @@ final class ProbePeer: Sendable {
     }
 
     struct WaitTimeout: Error, CustomStringConvertible {
-        var description: String { "the expected frames did not arrive within 30 s" }
+        var description: String { "the expected frames did not arrive within 120 s" }
     }
 
     private final class Recorder: ChannelInboundHandler {
