@@ -377,6 +377,7 @@ static int setup_body(lua_State *L) {
     luaspoa_open_hdrs(L);
     luaspoa_open_hash(L);
     luaspoa_open_wait(L);
+    luaspoa_open_http(L);
     lua_setglobal(L, "spoa");
 
     /* A load failure is returned, not raised: its message already holds

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""A small HTTP/1.1 keep-alive server for the HTTP client tests: prints its port,
+then serves known answers until its stdin closes (so it dies with the test)."""
+import http.server, socketserver, sys, threading, time
+
+peers = set()
+lock = threading.Lock()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def handle_any(self):
+        with lock:
+            peers.add(self.client_address)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = self.path.split("?")[0]
+        if path == "/hello":
+            self.answer(200, b"hello", [("X-Multi", "a"), ("X-Multi", "b"), ("Content-Type", "text/plain")])
+        elif path == "/echo":
+            text = "%s %s %s %s" % (self.command, self.headers.get("X-Req", "-"),
+                                     ",".join(self.headers.get_all("X-List") or []), body.decode())
+            self.answer(201, text.encode(), [("X-Method", self.command)])
+        elif path == "/slow":
+            time.sleep(3)
+            self.answer(200, b"late")
+        elif path == "/big":
+            self.answer(200, b"x" * (2 << 20))
+        elif path == "/conns":
+            with lock:
+                self.answer(200, str(len(peers)).encode())
+        elif path == "/redirect":
+            self.answer(302, b"", [("Location", "/hello")])
+        else:
+            self.answer(404, b"not found")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+server = Server(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+sys.stdin.read()

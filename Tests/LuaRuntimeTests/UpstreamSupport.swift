@@ -1,0 +1,107 @@
+import Foundation
+@testable import LuaRuntime
+import NIOCore
+import NIOPosix
+@testable import SpopEngine
+import XCTest
+
+/// A value handed to an event loop's thread, which alone then uses it.
+struct OnLoop<Value>: @unchecked Sendable {
+    let value: Value
+}
+
+/// A server process started by a test (from Tests/Fixtures/upstreams), ended with
+/// it: it prints its port, and exits when its stdin closes.
+final class FixtureServer {
+    let process = Process()
+    private let input = Pipe()
+    let port: Int
+
+    init(script: String, arguments: [String] = []) throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/upstreams/\(script)").path
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [path] + arguments
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        var line = Data()
+        while let byte = try output.fileHandleForReading.read(upToCount: 1), let first = byte.first, first != 10 {
+            line.append(first)
+        }
+        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
+            throw XCTSkip("\(script) did not start")
+        }
+        self.port = port
+    }
+
+    deinit {
+        try? input.fileHandleForWriting.close()
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+/// A TCP port nothing listens on (bound then closed at once).
+func closedPort() throws -> Int {
+    let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .bind(host: "127.0.0.1", port: 0).wait()
+    let port = channel.localAddress!.port!
+    try channel.close().wait()
+    return port
+}
+
+/// Runs frames through a worker on a real event loop, as the server does, so
+/// handlers wait on real sockets.
+final class LoopHarness {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var loop: any EventLoop { group.next() }
+    let harness: Harness
+
+    init(_ source: String) throws {
+        harness = try Harness(source)
+    }
+
+    deinit {
+        try? group.syncShutdownGracefully()
+    }
+
+    /// Sends one frame per entry at once; returns each ACK's set-var actions by name.
+    func run(_ frames: [TestMessage], timeout: TimeAmount = .seconds(60)) throws -> [[String: SpopValue]] {
+        let worker = OnLoop(value: harness.worker)
+        var notifies: [NotifyFrame] = []
+        for (index, message) in frames.enumerated() {
+            var payload = ByteBuffer()
+            payload.writeSpopRawString(message.name)
+            payload.writeInteger(UInt8(message.arguments.count))
+            for argument in message.arguments {
+                payload.writeSpopRawString(argument.name)
+                payload.writeSpopValue(argument.value)
+            }
+            notifies.append(try NotifyFrame(streamID: UInt64(index + 1), frameID: 1, payload: payload))
+        }
+        let frames = OnLoop(value: notifies)
+        let loop = self.loop
+        let acks = try loop.flatSubmit {
+            EventLoopFuture.whenAllSucceed(frames.value.map {
+                worker.value.answer($0, connection: SpoaConnectionInfo(engineID: "e1"), on: loop)
+            }, on: loop)
+        }.wait()
+        return try acks.map { frame in
+            var reader = FrameReader()
+            reader.append(frame)
+            let raw = try XCTUnwrap(try reader.next(maxFrameSize: 1 << 22))
+            var vars: [String: SpopValue] = [:]
+            for action in try SpoaAction.decodeList(raw.payload) {
+                if case .setVar(let scope, let name, let value) = action { vars["\(scope.name).\(name)"] = value }
+            }
+            return vars
+        }
+    }
+
+    func vars(_ name: String, _ arguments: [(name: String, value: SpopValue)] = []) throws -> [String: SpopValue] {
+        try run([(name, arguments)])[0]
+    }
+}
+
