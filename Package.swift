@@ -28,6 +28,10 @@ let package = Package(
             pkgConfig: "lua5.4",
             providers: [.apt(["liblua5.4-dev"])]
         ),
+        // hiredis' reply parser for spoa.redis (Debian/Ubuntu: libhiredis-dev). No
+        // pkgConfig: its hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses
+        // with a warning; the headers and library are in the default paths.
+        .systemLibrary(name: "CHiredis"),
         // Every function Lua can call lives here: a Lua error is a longjmp and must
         // never cross a Swift frame.
         .target(name: "CLuaSpoa", dependencies: ["CLua"]),
@@ -47,7 +51,7 @@ let package = Package(
         .target(
             name: "LuaRuntime",
             dependencies: [
-                "CLuaSpoa", "SpopEngine",
+                "CLuaSpoa", "SpopEngine", "CHiredis",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -378,6 +378,7 @@ static int setup_body(lua_State *L) {
     luaspoa_open_hash(L);
     luaspoa_open_wait(L);
     luaspoa_open_http(L);
+    luaspoa_open_redis(L);
     lua_setglobal(L, "spoa");
 
     /* A load failure is returned, not raised: its message already holds

@@ -24,13 +24,6 @@ public enum LuaHTTP {
     }
     private static let shared = NIOLockedValueBox(Shared())
     private static let loops = KnownLoops()
-    /// Where background tasks' requests run (their thread blocks meanwhile).
-    static let backgroundLoop: any EventLoop = {
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
-        loops.add(loop)
-        return loop
-    }()
-
     private static func client(for loop: any EventLoop) throws -> HTTPClient {
         loops.add(loop)
         return try shared.withLockedValue { shared in
@@ -147,24 +140,9 @@ public enum LuaHTTP {
             default: return "\(error)"
             }
         }
-        if let error = error as? NIOConnectionError {
-            if error.connectionErrors.isEmpty {
-                return "DNS failure: cannot resolve \(error.host)"
-            }
-            return error.connectionErrors.map { describe($0.error) }.first { $0 == "connection refused" }
-                ?? describe(error.connectionErrors[0].error)
-        }
-        if let error = error as? IOError {
-            switch error.errnoCode {
-            case ECONNREFUSED: return "connection refused"
-            case ECONNRESET, EPIPE: return "connection closed"
-            default: return "\(error)"
-            }
-        }
-        if error is ChannelError, case .connectTimeout = error as! ChannelError { return "timeout" }
         if error is ResponseAccumulator.ResponseTooBigError { return "response larger than \(maxBodySize) bytes" }
         if error is HTTPParserError { return "protocol error: \(error)" }
-        return "\(error)"
+        return Upstream.describe(error)
     }
 }
 
@@ -183,7 +161,7 @@ private final class KnownLoops: EventLoopGroup, @unchecked Sendable {
     }
 
     func next() -> any EventLoop {
-        lock.withLock { loops.randomElement() } ?? LuaHTTP.backgroundLoop
+        lock.withLock { loops.randomElement() } ?? Upstream.backgroundLoop
     }
 
     func makeIterator() -> EventLoopIterator {

@@ -106,8 +106,8 @@ enum LuaWaits {
         switch Int(wait.kind) {
         case LUASPOA_WAIT_SLEEP:
             operation.scheduled = loop.scheduleTask(in: .milliseconds(wait.ms)) { deliver(.done) }
-        case LUASPOA_WAIT_HTTP:
-            let (future, cancel) = LuaHTTP.start(wait, on: eventLoop)
+        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS:
+            let (future, cancel) = request(wait, on: eventLoop)
             operation.cancelRequest = cancel
             // Never before start returns (its caller stores the operation first).
             loop.execute {
@@ -119,14 +119,28 @@ enum LuaWaits {
         return operation
     }
 
+    /// Starts a client's request on `loop` (its strings copied before this returns);
+    /// the future completes there, never failed.
+    private static func request(
+        _ wait: luaspoa_wait, on loop: any EventLoop
+    ) -> (future: EventLoopFuture<LuaWaitResult>, cancel: () -> Void) {
+        switch Int(wait.kind) {
+        case LUASPOA_WAIT_HTTP: LuaHTTP.start(wait, on: loop)
+        default: LuaRedis.start(wait, on: loop)
+        }
+    }
+
     /// Performs `wait` on the calling thread, blocking it: background tasks and the
     /// tools (`luaspoa test`, `eval`). With the test clock frozen (`T.clock.set_ms`), a
     /// sleep moves that clock instead of sleeping. `stop` ends a sleep early (nil);
     /// a client's request runs on a loop of its own and ends by its timeout.
     static func block(_ wait: luaspoa_wait, stop: NSCondition? = nil, stopping: () -> Bool = { false }) -> LuaWaitResult? {
-        if Int(wait.kind) == LUASPOA_WAIT_HTTP {
-            let (future, _) = LuaHTTP.start(wait, on: LuaHTTP.backgroundLoop)
+        switch Int(wait.kind) {
+        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS:
+            let (future, _) = request(wait, on: Upstream.backgroundLoop)
             return (try? future.wait()) ?? .failed("cancelled")
+        default:
+            break
         }
         guard Int(wait.kind) == LUASPOA_WAIT_SLEEP, wait.ms > 0 else { return .done }
         if luaspoa_clock_is_frozen() != 0 {

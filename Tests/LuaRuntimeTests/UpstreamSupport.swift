@@ -105,3 +105,42 @@ final class LoopHarness {
     }
 }
 
+
+/// A real `redis-server` on a free port, without persistence, ended with the test.
+final class RedisServer {
+    let port: Int
+    private var process: Process?
+
+    init(port: Int? = nil) throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/redis-server") else {
+            throw XCTSkip("redis-server is not installed (tools/ensure-deps.sh installs it)")
+        }
+        self.port = try port ?? closedPort()
+    }
+
+    /// Starts it and waits until it accepts connections.
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        process.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--loglevel", "warning"]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        let deadline = Date(timeIntervalSinceNow: 30)
+        while Date() < deadline {
+            if (try? ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port).flatMap { $0.close() }.wait()) != nil { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTFail("redis-server did not start on port \(port)")
+    }
+
+    func stop() {
+        process?.terminate()
+        process?.waitUntilExit()
+        process = nil
+    }
+
+    deinit { stop() }
+}
