@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A small HTTP/1.1 keep-alive server for the HTTP client tests: prints its port,
-then serves known answers until its stdin closes (so it dies with the test)."""
+then serves known answers until its stdin closes (so it dies with the test).
+With a port argument (end-to-end tests): listens there and serves until killed."""
 import http.server, socketserver, sys, threading, time
 
 peers = set()
@@ -54,7 +55,9 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
-server = Server(("127.0.0.1", 0), Handler)
+server = Server(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), Handler)
 print(server.server_address[1], flush=True)
+if len(sys.argv) > 1:
+    server.serve_forever()
 threading.Thread(target=server.serve_forever, daemon=True).start()
 sys.stdin.read()
