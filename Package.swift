@@ -32,6 +32,8 @@ let package = Package(
         // pkgConfig: its hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses
         // with a warning; the headers and library are in the default paths.
         .systemLibrary(name: "CHiredis"),
+        // c-ares for spoa.dns (Debian/Ubuntu: libc-ares-dev).
+        .systemLibrary(name: "CAres", pkgConfig: "libcares", providers: [.apt(["libc-ares-dev"])]),
         // Every function Lua can call lives here: a Lua error is a longjmp and must
         // never cross a Swift frame.
         .target(name: "CLuaSpoa", dependencies: ["CLua"]),
@@ -51,7 +53,7 @@ let package = Package(
         .target(
             name: "LuaRuntime",
             dependencies: [
-                "CLuaSpoa", "SpopEngine", "CHiredis",
+                "CLuaSpoa", "SpopEngine", "CHiredis", "CAres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

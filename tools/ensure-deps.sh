@@ -4,8 +4,8 @@
 #   source tools/ensure-deps.sh && ensure_deps     # from run-agent.sh / run-tests.sh
 #   tools/ensure-deps.sh                           # stand-alone
 #
-# * installs liblua5.4-dev, pkg-config, haproxy, libhiredis-dev and redis-server
-#   with apt-get when they are missing (as root, or through sudo otherwise);
+# * installs liblua5.4-dev, pkg-config, haproxy, libhiredis-dev, redis-server,
+#   libc-ares-dev and dnsmasq with apt-get when they are missing (as root, or through sudo otherwise);
 # * makes sure `swift` is on PATH (also looks in /opt/swift/usr/bin and
 #   /usr/share/swift/usr/bin); it does not install Swift itself.
 
@@ -30,6 +30,13 @@ _ensure_deps_missing_packages() {
     fi
     if ! command -v redis-server >/dev/null 2>&1; then
         missing+=(redis-server)
+    fi
+    # spoa.dns uses c-ares; its tests start dnsmasq.
+    if [ ! -f /usr/include/ares.h ]; then
+        missing+=(libc-ares-dev)
+    fi
+    if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
+        missing+=(dnsmasq)
     fi
     echo "${missing[@]}"
 }

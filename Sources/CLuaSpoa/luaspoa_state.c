@@ -379,6 +379,7 @@ static int setup_body(lua_State *L) {
     luaspoa_open_wait(L);
     luaspoa_open_http(L);
     luaspoa_open_redis(L);
+    luaspoa_open_dns(L);
     lua_setglobal(L, "spoa");
 
     /* A load failure is returned, not raised: its message already holds

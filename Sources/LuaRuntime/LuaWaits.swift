@@ -106,7 +106,7 @@ enum LuaWaits {
         switch Int(wait.kind) {
         case LUASPOA_WAIT_SLEEP:
             operation.scheduled = loop.scheduleTask(in: .milliseconds(wait.ms)) { deliver(.done) }
-        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS:
+        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS, LUASPOA_WAIT_DNS:
             let (future, cancel) = request(wait, on: eventLoop)
             operation.cancelRequest = cancel
             // Never before start returns (its caller stores the operation first).
@@ -126,7 +126,8 @@ enum LuaWaits {
     ) -> (future: EventLoopFuture<LuaWaitResult>, cancel: () -> Void) {
         switch Int(wait.kind) {
         case LUASPOA_WAIT_HTTP: LuaHTTP.start(wait, on: loop)
-        default: LuaRedis.start(wait, on: loop)
+        case LUASPOA_WAIT_REDIS: LuaRedis.start(wait, on: loop)
+        default: LuaDNS.start(wait, on: loop)
         }
     }
 
@@ -136,7 +137,7 @@ enum LuaWaits {
     /// a client's request runs on a loop of its own and ends by its timeout.
     static func block(_ wait: luaspoa_wait, stop: NSCondition? = nil, stopping: () -> Bool = { false }) -> LuaWaitResult? {
         switch Int(wait.kind) {
-        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS:
+        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS, LUASPOA_WAIT_DNS:
             let (future, _) = request(wait, on: Upstream.backgroundLoop)
             return (try? future.wait()) ?? .failed("cancelled")
         default:

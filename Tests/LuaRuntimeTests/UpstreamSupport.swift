@@ -144,3 +144,42 @@ final class RedisServer {
 
     deinit { stop() }
 }
+
+/// A real dnsmasq on a free UDP/TCP port of 127.0.0.1 answering for *.test from
+/// its command line only, ended with the test.
+final class DNSServer {
+    let port: Int
+    private let process = Process()
+
+    init() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/dnsmasq") else {
+            throw XCTSkip("dnsmasq is not installed (tools/ensure-deps.sh installs it)")
+        }
+        port = try closedPort()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/dnsmasq")
+        process.arguments = [
+            "--keep-in-foreground", "--conf-file=/dev/null", "--pid-file=", "--port=\(port)",
+            "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts", "--local=/test/",
+            "--local-ttl=60", "--address=/a.test/192.0.2.7", "--address=/a.test/2001:db8::7",
+            "--ptr-record=7.2.0.192.in-addr.arpa,crawler.a.test", "--txt-record=t.test,hello world",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date(timeIntervalSinceNow: 30)
+        while Date() < deadline {
+            if (try? ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port).flatMap { $0.close() }.wait()) != nil { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTFail("dnsmasq did not start on port \(port)")
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
