@@ -60,19 +60,42 @@ public enum LuaHTTP {
     /// The request's strings are copied before this returns.
     static func start(_ wait: luaspoa_wait, on loop: any EventLoop) -> (future: EventLoopFuture<LuaWaitResult>, cancel: () -> Void) {
         let request: HTTPClient.Request
-        let task: HTTPClient.Task<HTTPClient.Response>
+        let client: HTTPClient
         do {
             request = try makeRequest(wait)
-            let timeout = wait.ms > 0 ? TimeAmount.milliseconds(wait.ms) : defaultTimeout
-            task = try client(for: loop).execute(
-                request: request, delegate: ResponseAccumulator(request: request, maxBodySize: maxBodySize),
-                eventLoop: .delegateAndChannel(on: loop), deadline: .now() + timeout)
+            client = try self.client(for: loop)
         } catch {
             return (loop.makeSucceededFuture(.failed(describe(error))), {})
         }
-        let future = task.futureResult.hop(to: loop).map { LuaWaitResult.values(reply($0)) }
-            .recover { .failed(describe($0)) }
-        return (future, { task.cancel() })
+        let deadline = NIODeadline.now() + (wait.ms > 0 ? TimeAmount.milliseconds(wait.ms) : defaultTimeout)
+        let promise = loop.makePromise(of: LuaWaitResult.self)
+        let slots = HostSlots.of(loop)
+        let host = "\(request.scheme)://\(request.host):\(request.port)"
+        let running = RunningRequest()
+        loop.execute {
+            slots.acquire(host) {
+                guard !running.cancelled, NIODeadline.now() < deadline else {
+                    slots.release(host)
+                    promise.succeed(.failed(running.cancelled ? "cancelled" : "timeout"))
+                    return
+                }
+                let task = client.execute(
+                    request: request, delegate: ResponseAccumulator(request: request, maxBodySize: maxBodySize),
+                    eventLoop: .delegateAndChannel(on: loop), deadline: deadline)
+                running.task = task
+                task.futureResult.hop(to: loop).whenComplete { result in
+                    slots.release(host)
+                    switch result {
+                    case .success(let response): promise.succeed(.values(reply(response)))
+                    case .failure(let error): promise.succeed(.failed(describe(error)))
+                    }
+                }
+            }
+        }
+        return (promise.futureResult, {
+            running.cancelled = true
+            running.task?.cancel()
+        })
     }
 
     /// args: method, url, body (ptr NULL: none), then header name, value pairs.
@@ -143,6 +166,50 @@ public enum LuaHTTP {
         if error is ResponseAccumulator.ResponseTooBigError { return "response larger than \(maxBodySize) bytes" }
         if error is HTTPParserError { return "protocol error: \(error)" }
         return Upstream.describe(error)
+    }
+}
+
+/// A request of a handler; used only on its loop.
+private final class RunningRequest: @unchecked Sendable {
+    var task: HTTPClient.Task<HTTPClient.Response>?
+    var cancelled = false
+}
+
+/// Requests in flight per host on one event loop, and those waiting for a slot.
+/// The cap on connections per host is kept here: AsyncHTTPClient opens
+/// connections past its per-host limit for requests bound to an event loop.
+/// Used only on its loop.
+private final class HostSlots: @unchecked Sendable {
+    private static let all = NIOLockedValueBox<[ObjectIdentifier: HostSlots]>([:])
+    private var active: [String: Int] = [:]
+    private var waiting: [String: CircularBuffer<() -> Void>] = [:]
+
+    static func of(_ loop: any EventLoop) -> HostSlots {
+        all.withLockedValue { all in
+            if let slots = all[ObjectIdentifier(loop)] { return slots }
+            let slots = HostSlots()
+            all[ObjectIdentifier(loop)] = slots
+            return slots
+        }
+    }
+
+    /// Runs `body` once fewer than the cap of requests to `host` are in flight.
+    func acquire(_ host: String, _ body: @escaping () -> Void) {
+        if active[host, default: 0] < LuaHTTP.maxConnectionsPerHost {
+            active[host, default: 0] += 1
+            body()
+        } else {
+            waiting[host, default: []].append(body)
+        }
+    }
+
+    func release(_ host: String) {
+        if let next = waiting[host]?.popFirst() {
+            next()  // the slot passes on
+        } else {
+            active[host, default: 1] -= 1
+            if active[host] == 0 { active[host] = nil; waiting[host] = nil }
+        }
     }
 }
 
