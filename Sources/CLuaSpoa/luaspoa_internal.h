@@ -223,6 +223,7 @@ int luaspoa_wait_push_values(lua_State *L, const luaspoa_wait *w);
 void luaspoa_open_http(lua_State *L);             /* spoa table at top */
 void luaspoa_open_redis(lua_State *L);            /* spoa table at top */
 void luaspoa_open_dns(lua_State *L);              /* spoa table at top */
+void luaspoa_open_tcp(lua_State *L);              /* spoa table at top */
 
 /* luaspoa_dispatch.c */
 /* Encodes the action table at index t ({ ["scope.name"] = value }) in sorted

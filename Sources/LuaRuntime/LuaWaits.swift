@@ -106,7 +106,7 @@ enum LuaWaits {
         switch Int(wait.kind) {
         case LUASPOA_WAIT_SLEEP:
             operation.scheduled = loop.scheduleTask(in: .milliseconds(wait.ms)) { deliver(.done) }
-        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS, LUASPOA_WAIT_DNS:
+        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS, LUASPOA_WAIT_DNS, LUASPOA_WAIT_TCP:
             let (future, cancel) = request(wait, on: eventLoop)
             operation.cancelRequest = cancel
             // Never before start returns (its caller stores the operation first).
@@ -127,7 +127,8 @@ enum LuaWaits {
         switch Int(wait.kind) {
         case LUASPOA_WAIT_HTTP: LuaHTTP.start(wait, on: loop)
         case LUASPOA_WAIT_REDIS: LuaRedis.start(wait, on: loop)
-        default: LuaDNS.start(wait, on: loop)
+        case LUASPOA_WAIT_DNS: LuaDNS.start(wait, on: loop)
+        default: LuaTCP.start(wait, on: loop)
         }
     }
 
@@ -137,7 +138,7 @@ enum LuaWaits {
     /// a client's request runs on a loop of its own and ends by its timeout.
     static func block(_ wait: luaspoa_wait, stop: NSCondition? = nil, stopping: () -> Bool = { false }) -> LuaWaitResult? {
         switch Int(wait.kind) {
-        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS, LUASPOA_WAIT_DNS:
+        case LUASPOA_WAIT_HTTP, LUASPOA_WAIT_REDIS, LUASPOA_WAIT_DNS, LUASPOA_WAIT_TCP:
             let (future, _) = request(wait, on: Upstream.backgroundLoop)
             return (try? future.wait()) ?? .failed("cancelled")
         default:

@@ -51,7 +51,7 @@ typedef struct spoa_bytes {
 
 /* What a suspended call waits for (luaspoa_wait.c, and one C file per client). */
 enum { LUASPOA_WAIT_SLEEP = 1, LUASPOA_WAIT_YIELD = 2, LUASPOA_WAIT_HTTP = 3, LUASPOA_WAIT_REDIS = 4,
-       LUASPOA_WAIT_DNS = 5 };
+       LUASPOA_WAIT_DNS = 5, LUASPOA_WAIT_TCP = 6 };
 
 /* Types of luaspoa_wait_value. */
 enum {
