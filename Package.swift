@@ -3,12 +3,12 @@ import PackageDescription
 
 let package = Package(
     name: "luaspoa",
-    platforms: [.macOS(.v14)],
     products: [
         .library(name: "SpopEngine", targets: ["SpopEngine"]),
         .library(name: "LuaRuntime", targets: ["LuaRuntime"]),
         .executable(name: "luaspoa", targets: ["luaspoa"]),
         .executable(name: "async-agent-example", targets: ["AsyncAgentExample"]),
+        .executable(name: "minimal-agent-example", targets: ["MinimalAgentExample"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -96,6 +96,16 @@ let package = Package(
                     .when(platforms: [.linux], configuration: .release))
             ]
         ),
+        // The smallest Swift agent without Lua (docs/library.md).
+        .executableTarget(
+            name: "MinimalAgentExample",
+            dependencies: [
+                "SpopEngine",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/MinimalAgent"
+        ),
         // A Swift agent without Lua whose handler awaits (docs/library.md).
         .executableTarget(
             name: "AsyncAgentExample",
@@ -151,7 +161,8 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SpopEngine", .product(name: "NIOCore", package: "swift-nio")]
+            // None: it talks to the built binaries over sockets, with its own wire helpers.
+            dependencies: []
         ),
     ]
 )

@@ -20,6 +20,7 @@ let package = Package(
                 .product(name: "SpopEngine", package: "luaspoa"),
                 .product(name: "LuaRuntime", package: "luaspoa"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/SpopHotPath",

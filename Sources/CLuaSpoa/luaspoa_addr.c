@@ -1,6 +1,5 @@
 /* spoa.Addr: IP address full userdata (family + 16 address bytes), its
  * predicates and conversions, value comparison, and the spoa.addr* constructors. */
-#include <arpa/inet.h>
 #include <string.h>
 
 #include "luaspoa_internal.h"
@@ -19,24 +18,6 @@ const uint8_t *luaspoa_test_addr(lua_State *L, int idx, int *family) {
         return NULL;
     *family = a->family;
     return a->bytes;
-}
-
-int luaspoa_parse_addr(const char *s, size_t len, int *family, uint8_t out[16]) {
-    char buf[INET6_ADDRSTRLEN + 1];
-    if (len >= sizeof buf || memchr(s, '\0', len) != NULL)
-        return 0;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    memset(out, 0, 16);
-    if (inet_pton(AF_INET, buf, out) == 1) {
-        *family = 4;
-        return 1;
-    }
-    if (inet_pton(AF_INET6, buf, out) == 1) {
-        *family = 6;
-        return 1;
-    }
-    return 0;
 }
 
 luaspoa_addr *luaspoa_check_addr(lua_State *L, int idx) {
@@ -66,34 +47,6 @@ void luaspoa_check_addr_arg(lua_State *L, int idx, luaspoa_addr *out, const char
     if (lua_type(L, idx) == LUA_TSTRING)
         luaL_error(L, "%s: invalid IP address: %s", what, lua_tostring(L, idx));
     luaL_error(L, "%s: address or string expected, got %s", what, luaL_typename(L, idx));
-}
-
-/* Writes "a.b.c.d" into buf (16 bytes); returns its length. inet_ntop formats
- * IPv4 with sprintf, ~1,800 instructions per tostring(ip) (callgrind). */
-static size_t format_ipv4(const uint8_t *bytes, char *buf) {
-    size_t n = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned v = bytes[i];
-        if (v >= 100)
-            buf[n++] = (char)('0' + v / 100);
-        if (v >= 10)
-            buf[n++] = (char)('0' + v / 10 % 10);
-        buf[n++] = (char)('0' + v % 10);
-        buf[n++] = '.';
-    }
-    return n - 1;
-}
-
-/* Writes the canonical text form (RFC 5952 for IPv6, via inet_ntop) into buf;
- * returns its length. */
-size_t luaspoa_format_addr(int family, const uint8_t *bytes, char buf[LUASPOA_ADDR_TEXT_MAX]) {
-    if (family == 4)
-        return format_ipv4(bytes, buf);
-    if (inet_ntop(AF_INET6, bytes, buf, LUASPOA_ADDR_TEXT_MAX) == NULL) {
-        buf[0] = '?';
-        return 1;
-    }
-    return strlen(buf);
 }
 
 const char *luaspoa_push_addr_text(lua_State *L, int family, const uint8_t *bytes) {

@@ -26,6 +26,8 @@ static int new_thread_body(lua_State *L) {
     luaspoa_call *c = lua_touserdata(L, 1);
     c->co = lua_newthread(L);
     c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 0); /* a slot for msg.args while it waits: no allocation later */
+    c->args_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -48,14 +50,30 @@ luaspoa_call *luaspoa_call_take(lua_State *L) {
         free(c);
         return NULL;
     }
+    c->all_next = rt->all_calls;
+    if (rt->all_calls)
+        rt->all_calls->all_prev = c;
+    rt->all_calls = c;
     return c;
 }
 
 void luaspoa_call_release(lua_State *L, luaspoa_call *c) {
     luaspoa_rt *rt = luaspoa_rt_get(L);
     lua_settop(c->co, 0);
+    if (c->args_kept) {
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, LUA_REGISTRYINDEX, c->args_ref);
+        c->args_kept = 0;
+    }
     if (rt->nfree_calls >= MAX_IDLE_CALLS) {
         luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, c->args_ref);
+        if (c->all_prev)
+            c->all_prev->all_next = c->all_next;
+        else
+            rt->all_calls = c->all_next;
+        if (c->all_next)
+            c->all_next->all_prev = c->all_prev;
         free(c);
         return;
     }

@@ -250,6 +250,13 @@ static int finish_part(lua_State *L, luaspoa_ctx *ctx, luaspoa_call *call, int s
     int base = lua_gettop(L);
     if (status == LUA_YIELD) {
         call->used_ns += luaspoa_budget_pause(&rt->budget);
+        /* msg.args is cached for one call at a time: keep this call's table, so
+         * the handler finds the same table (and its own changes) after the wait. */
+        if (rt->args_gen == call->gen) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, rt->args_ref);
+            lua_rawseti(L, LUA_REGISTRYINDEX, call->args_ref);
+            call->args_kept = 1;
+        }
         leave_message(rt);
         *waiting = call;
         return LUASPOA_WAITING;
@@ -295,6 +302,11 @@ int luaspoa_resume(lua_State *L, luaspoa_ctx *ctx, luaspoa_call *call, const cha
     if (call->task)
         return luaspoa_task_resume(L, call, errbuf, errcap, waiting);
     enter_message(rt, ctx, msg_name, name_len, args, nargs, call);
+    if (call->args_kept) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, call->args_ref);
+        lua_rawseti(L, LUA_REGISTRYINDEX, rt->args_ref);
+        rt->args_gen = call->gen;
+    }
     luaspoa_budget_part(&rt->budget, call->limit_ms, call->used_ns);
     int status = luaspoa_call_step(L, call, 0, errbuf, errcap);
     return finish_part(L, ctx, call, status, errbuf, errcap, waiting);

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 
 #include "luaspoa.h"
+#include "luaspoa_ipaddr.h"
 
 #define LUASPOA_ADDR_MT "luaspoa.Addr"
 #define LUASPOA_TYPED_MT "luaspoa.Typed"
@@ -77,7 +78,10 @@ typedef struct luaspoa_handler_cache {
 struct luaspoa_call {
     lua_State *co;
     int ref;                        /* registry ref anchoring co */
+    int args_ref;                   /* registry ref keeping its msg.args while it waits */
+    int args_kept;                  /* args_ref holds its msg.args */
     struct luaspoa_call *next;      /* free list */
+    struct luaspoa_call *all_prev, *all_next; /* every call of the state, for luaspoa_close */
     luaspoa_wait wait;
     int task;                       /* 1: a background task, no message */
     int index;                      /* task: its index */
@@ -112,6 +116,7 @@ typedef struct luaspoa_rt {
     luaspoa_call *call;             /* the call running now, NULL: none */
     int can_wait;                   /* its caller can resume it later */
     luaspoa_call *free_calls;       /* pool of idle calls */
+    luaspoa_call *all_calls;        /* idle or suspended: freed by luaspoa_close */
     int nfree_calls;
     const char *msg_name;           /* current message */
     size_t msg_name_len;
@@ -231,11 +236,6 @@ void luaspoa_open_tcp(lua_State *L);              /* spoa table at top */
 void luaspoa_encode_actions(lua_State *L, int t, const char *what);
 
 /* luaspoa_addr.c */
-typedef struct luaspoa_addr {
-    uint8_t family; /* 4 or 6 */
-    uint8_t bytes[16];
-} luaspoa_addr;
-
 void luaspoa_open_addr(lua_State *L);             /* spoa table at top */
 /* luaspoa_new_class plus a __name and the extra metamethods `meta` (may be NULL). */
 void luaspoa_new_named_class(lua_State *L, const char *mt, const char *name,
@@ -243,29 +243,15 @@ void luaspoa_new_named_class(lua_State *L, const char *mt, const char *name,
 void luaspoa_push_addr(lua_State *L, int family, const uint8_t *bytes);
 /* Returns the 16 address bytes and sets *family (4 or 6), or NULL if not an Addr. */
 const uint8_t *luaspoa_test_addr(lua_State *L, int idx, int *family);
-/* Parses text into family + bytes; returns 1 on success, 0 otherwise. */
-int luaspoa_parse_addr(const char *s, size_t len, int *family, uint8_t out[16]);
 luaspoa_addr *luaspoa_check_addr(lua_State *L, int idx);
 /* Reads an Addr or a text address at idx into *out; returns 0 if it is neither. */
 int luaspoa_to_addr(lua_State *L, int idx, luaspoa_addr *out);
 /* Same, raising "<what>: invalid IP address: ..." or a type error. */
 void luaspoa_check_addr_arg(lua_State *L, int idx, luaspoa_addr *out, const char *what);
-#define LUASPOA_ADDR_TEXT_MAX 46 /* INET6_ADDRSTRLEN */
-size_t luaspoa_format_addr(int family, const uint8_t *bytes, char buf[LUASPOA_ADDR_TEXT_MAX]);
 const char *luaspoa_push_addr_text(lua_State *L, int family, const uint8_t *bytes);
 
 /* luaspoa_net.c */
-typedef struct luaspoa_net {
-    uint8_t family;
-    uint8_t bits;       /* prefix length */
-    uint8_t bytes[16];  /* network address, host bits zero */
-} luaspoa_net;
-
 void luaspoa_open_net(lua_State *L);              /* spoa table at top */
-void luaspoa_mask_bytes(uint8_t bytes[16], int bits);
-int luaspoa_net_contains(const luaspoa_net *net, const luaspoa_addr *a);
-/* Parses "addr[/bits]"; returns 0 with a message in err on failure. */
-int luaspoa_parse_cidr(const char *s, size_t len, luaspoa_net *out, char *err, size_t errcap);
 void luaspoa_push_net(lua_State *L, const luaspoa_net *net);
 void luaspoa_push_net_text(lua_State *L, const luaspoa_net *net);
 int luaspoa_addr_in_cidr(lua_State *L);           /* the a:in_cidr method */
@@ -304,6 +290,8 @@ void luaspoa_push_txn(lua_State *L);
 /* Queues one action through the Swift callback; raises on ACK full. */
 void luaspoa_append(lua_State *L, int kind, int scope, const char *name, size_t name_len,
                     const spoa_value *value);
+#define LUASPOA_SCOPES 5
+extern const char *const luaspoa_scope_names[LUASPOA_SCOPES]; /* "proc" ... "res" */
 /* Parses "scope.name" (scope, [A-Za-z0-9._]+, and with ctx->var_prefix HAProxy's
  * 63-byte limit); returns 1 or 0 with a message written into err. */
 int luaspoa_parse_var(const luaspoa_ctx *ctx, const char *var, size_t len, int *scope,
@@ -324,6 +312,8 @@ void luaspoa_require_setup(lua_State *L, const char *fn, int allow_init);
 /* Checks an options table at idx (nil allowed: returns 0) against "a, b, c";
  * raises on unknown keys. Returns 1 when a table is there. */
 int luaspoa_check_options(lua_State *L, int idx, const char *fn, const char *supported);
+/* Field `field` of the options table at idx: an integer >= 1 (raises otherwise), or dflt when absent. */
+lua_Integer luaspoa_opt_positive(lua_State *L, int idx, const char *fn, const char *field, lua_Integer dflt);
 /* Registers metatable `mt` with a methods table as __index and a __tostring. */
 void luaspoa_new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction tostring);
 

@@ -18,23 +18,6 @@ void luaspoa_require_setup(lua_State *L, const char *fn, int allow_init) {
                allow_init ? " or in an init function" : " (not in init functions, handlers or tasks)");
 }
 
-int luaspoa_check_options(lua_State *L, int idx, const char *fn, const char *supported) {
-    if (lua_isnoneornil(L, idx))
-        return 0;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        size_t n = k ? strlen(k) : 0;
-        const char *at = k && n ? strstr(supported, k) : NULL;
-        /* A whole word of the comma-separated list. */
-        if (at == NULL || (at != supported && at[-1] != ' ') || (at[n] != '\0' && at[n] != ','))
-            luaL_error(L, "%s: unknown option '%s' (supported: %s)", fn, luaL_tolstring(L, -1, NULL), supported);
-    }
-    return 1;
-}
-
 void luaspoa_new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction tostring) {
     luaL_newmetatable(L, mt);
     lua_newtable(L);

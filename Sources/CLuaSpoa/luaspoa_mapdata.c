@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "luaspoa_internal.h"
+#include "luaspoa_ipaddr.h"
 #include "luaspoa_mapdata.h"
 
 static int index_groups(map_data *m);

@@ -34,28 +34,32 @@ static int resolve_key(lua_State *L, const luaspoa_rt *rt, int k) {
     return (i >= 1 && i <= rt->nargs) ? (int)(i - 1) : -1;
 }
 
-static int msg_type(lua_State *L) {
+/* The value msg:type(key) / msg:get(key) names, or NULL when there is none. */
+static const spoa_value *keyed_value(lua_State *L) {
     luaspoa_check_handle(L, 1, LUASPOA_HANDLE_MSG);
     luaspoa_rt *rt = luaspoa_rt_get(L);
     int i = resolve_key(L, rt, 2);
-    if (i < 0) {
+    return i < 0 ? NULL : &rt->args[i].value;
+}
+
+static int msg_type(lua_State *L) {
+    const spoa_value *v = keyed_value(L);
+    if (v == NULL) {
         lua_pushnil(L);
         return 1;
     }
-    lua_pushstring(L, luaspoa_type_name(rt->args[i].value.type));
+    lua_pushstring(L, luaspoa_type_name(v->type));
     return 1;
 }
 
 static int msg_get(lua_State *L) {
-    luaspoa_check_handle(L, 1, LUASPOA_HANDLE_MSG);
-    luaspoa_rt *rt = luaspoa_rt_get(L);
-    int i = resolve_key(L, rt, 2);
-    if (i < 0) {
+    const spoa_value *v = keyed_value(L);
+    if (v == NULL) {
         lua_pushnil(L);
         return 1;
     }
-    luaspoa_push_value(L, &rt->args[i].value);
-    lua_pushstring(L, luaspoa_type_name(rt->args[i].value.type));
+    luaspoa_push_value(L, v);
+    lua_pushstring(L, luaspoa_type_name(v->type));
     return 2;
 }
 

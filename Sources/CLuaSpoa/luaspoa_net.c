@@ -1,6 +1,5 @@
 /* spoa.Net: one CIDR network (spoa.cidr), CIDR text parsing, and a:in_cidr(c)
  * with a per-state cache of parsed CIDR strings. */
-#include <stdio.h>
 #include <string.h>
 
 #include "luaspoa_internal.h"
@@ -10,57 +9,6 @@
 /* The cache is dropped when it grows past this many entries, so a script that
  * passes ever-changing strings cannot grow it without bound. */
 #define CIDR_CACHE_MAX 1024
-
-void luaspoa_mask_bytes(uint8_t bytes[16], int bits) {
-    for (int i = 0; i < 16; i++) {
-        int keep = bits - 8 * i;
-        if (keep >= 8)
-            continue;
-        bytes[i] &= keep <= 0 ? 0 : (uint8_t)(0xff << (8 - keep));
-    }
-}
-
-int luaspoa_net_contains(const luaspoa_net *net, const luaspoa_addr *a) {
-    if (net->family != a->family)
-        return 0;
-    int full = net->bits / 8, rest = net->bits % 8;
-    if (memcmp(net->bytes, a->bytes, (size_t)full) != 0)
-        return 0;
-    if (rest == 0)
-        return 1;
-    uint8_t m = (uint8_t)(0xff << (8 - rest));
-    return (a->bytes[full] & m) == net->bytes[full];
-}
-
-int luaspoa_parse_cidr(const char *s, size_t len, luaspoa_net *out, char *err, size_t errcap) {
-    const char *slash = memchr(s, '/', len);
-    size_t alen = slash ? (size_t)(slash - s) : len;
-    int family;
-    memset(out, 0, sizeof *out);
-    if (!luaspoa_parse_addr(s, alen, &family, out->bytes)) {
-        snprintf(err, errcap, "invalid CIDR \"%.*s\": bad address \"%.*s\"", (int)len, s,
-                 (int)alen, s);
-        return 0;
-    }
-    int max = family == 4 ? 32 : 128, bits = max;
-    if (slash != NULL) {
-        const char *p = slash + 1, *end = s + len;
-        bits = 0;
-        if (p == end || end - p > 3)
-            bits = -1;
-        for (; p < end && bits >= 0; p++)
-            bits = (*p >= '0' && *p <= '9') ? bits * 10 + (*p - '0') : -1;
-        if (bits < 0 || bits > max) {
-            snprintf(err, errcap, "invalid CIDR \"%.*s\": prefix length must be 0..%d", (int)len,
-                     s, max);
-            return 0;
-        }
-    }
-    out->family = (uint8_t)family;
-    out->bits = (uint8_t)bits;
-    luaspoa_mask_bytes(out->bytes, bits); /* "10.1.2.3/8" means 10.0.0.0/8, as in HAProxy */
-    return 1;
-}
 
 void luaspoa_push_net(lua_State *L, const luaspoa_net *net) {
     luaspoa_net *n = lua_newuserdatauv(L, sizeof *n, 0);

@@ -309,17 +309,8 @@ static int l_declare(lua_State *L) {
         return luaL_error(L, "spoa.shared.declare: invalid dict name '%s'", name);
     lua_Integer max_items = DEFAULT_MAX_ITEMS, max_bytes = LUASPOA_DICT_DEFAULT_MAX_BYTES;
     if (luaspoa_check_options(L, 2, "spoa.shared.declare", "max_items, max_bytes")) {
-        if (lua_getfield(L, 2, "max_items") != LUA_TNIL) {
-            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-                return luaL_error(L, "spoa.shared.declare: max_items must be an integer >= 1");
-            max_items = lua_tointeger(L, -1);
-        }
-        if (lua_getfield(L, 2, "max_bytes") != LUA_TNIL) {
-            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-                return luaL_error(L, "spoa.shared.declare: max_bytes must be an integer >= 1");
-            max_bytes = lua_tointeger(L, -1);
-        }
-        lua_pop(L, 2);
+        max_items = luaspoa_opt_positive(L, 2, "spoa.shared.declare", "max_items", max_items);
+        max_bytes = luaspoa_opt_positive(L, 2, "spoa.shared.declare", "max_bytes", max_bytes);
     }
     int64_t existing = 0;
     luaspoa_dict *d = luaspoa_dict_declare(name, len, max_items, max_bytes, &existing);

@@ -445,10 +445,11 @@ void luaspoa_close(lua_State *L) {
     luaspoa_finalizers_closing(L);
     lua_close(L);
     luaspoa_budget_release(&rt->budget);
-    /* Idle calls only: the owner ends suspended ones before closing. */
-    while (rt->free_calls) {
-        luaspoa_call *c = rt->free_calls;
-        rt->free_calls = c->next;
+    /* Idle calls, and suspended ones whose frames were dropped at shutdown (their
+     * coroutines went with the state). */
+    while (rt->all_calls) {
+        luaspoa_call *c = rt->all_calls;
+        rt->all_calls = c->all_next;
         free(c);
     }
     free(rt);

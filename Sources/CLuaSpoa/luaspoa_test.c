@@ -9,7 +9,6 @@
 #include "luaspoa_process.h"
 
 #define ACK_MT "luaspoa.TestAck"
-static const char *const scope_names[] = {"proc", "sess", "txn", "req", "res"};
 
 static const luaspoa_test_hooks *hooks(lua_State *L) {
     const luaspoa_test_hooks *h = luaspoa_rt_get(L)->test;
@@ -106,12 +105,12 @@ static void push_actions(lua_State *L, const char *bytes, size_t len) {
         r.p += 3;
         const char *name;
         size_t name_len;
-        if (scope > 4 || !read_bytes(&r, &name, &name_len))
+        if (scope >= LUASPOA_SCOPES || !read_bytes(&r, &name, &name_len))
             luaL_error(L, "T.notify: malformed ACK action");
         lua_createtable(L, 0, 4);
         lua_pushstring(L, kind == LUASPOA_ACTION_SET ? "set-var" : "unset-var");
         lua_setfield(L, -2, "action");
-        lua_pushfstring(L, "%s.", scope_names[scope]);
+        lua_pushfstring(L, "%s.", luaspoa_scope_names[scope]);
         lua_pushlstring(L, name, name_len);
         lua_concat(L, 2);
         lua_setfield(L, -2, "var");

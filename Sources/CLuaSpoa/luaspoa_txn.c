@@ -8,7 +8,8 @@
 
 /* ---- variables ---------------------------------------------------------- */
 
-static const char *const scope_names[] = {"proc", "sess", "txn", "req", "res"};
+/* Indexed by the SPOP scope byte (VarScope on the Swift side). */
+const char *const luaspoa_scope_names[LUASPOA_SCOPES] = {"proc", "sess", "txn", "req", "res"};
 
 /* HAProxy builds "<scope>.<prefix>.<name>" in a 64-byte buffer (NUL included). */
 #define HAPROXY_VAR_NAME_MAX 63
@@ -23,9 +24,9 @@ int luaspoa_parse_var(const luaspoa_ctx *ctx, const char *var, size_t len, int *
     }
     size_t slen = (size_t)(dot - var);
     *scope = -1;
-    for (int s = 0; s < 5; s++)
-        if (scope_names[s][0] == var[0] && strlen(scope_names[s]) == slen &&
-            memcmp(scope_names[s], var, slen) == 0)
+    for (int s = 0; s < LUASPOA_SCOPES; s++)
+        if (luaspoa_scope_names[s][0] == var[0] && strlen(luaspoa_scope_names[s]) == slen &&
+            memcmp(luaspoa_scope_names[s], var, slen) == 0)
             *scope = s;
     if (*scope < 0) {
         snprintf(err, errcap, "invalid variable \"%.*s\": unknown scope \"%.*s\" "

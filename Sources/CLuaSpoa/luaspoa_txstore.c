@@ -224,14 +224,8 @@ static int l_delete(lua_State *L) {
 static int l_declare(lua_State *L) {
     luaspoa_require_setup(L, "spoa.txstore.declare", 1);
     lua_Integer max_items = TXSTORE_DEFAULT_MAX;
-    if (luaspoa_check_options(L, 1, "spoa.txstore.declare", "max_items")) {
-        if (lua_getfield(L, 1, "max_items") != LUA_TNIL) {
-            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-                return luaL_error(L, "spoa.txstore.declare: max_items must be an integer >= 1");
-            max_items = lua_tointeger(L, -1);
-        }
-        lua_pop(L, 1);
-    }
+    if (luaspoa_check_options(L, 1, "spoa.txstore.declare", "max_items"))
+        max_items = luaspoa_opt_positive(L, 1, "spoa.txstore.declare", "max_items", max_items);
     int64_t existing = 0;
     if (luaspoa_dict_declare(TXSTORE_NAME, strlen(TXSTORE_NAME), max_items, 0, &existing) == NULL && existing)
         return luaL_error(L, "spoa.txstore.declare: already declared with max_items = %I", (lua_Integer)existing);

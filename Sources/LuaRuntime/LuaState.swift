@@ -72,14 +72,6 @@ final class LuaState {
 
     static let errorCapacity = 4096
 
-    convenience init(scriptPath: String, workerIndex: Int, workerCount: Int, memoryLimit: Int, logger: Logger,
-                     varPrefix: String? = nil) throws(LuaScriptError) {
-        var configuration = LuaConfiguration(scriptPath: scriptPath, workerCount: workerCount)
-        configuration.memoryLimit = memoryLimit
-        configuration.varPrefix = varPrefix
-        try self.init(configuration: configuration, workerIndex: workerIndex, generation: 0, logger: logger)
-    }
-
     init(configuration: LuaConfiguration, workerIndex: Int, generation: Int, logger: Logger) throws(LuaScriptError) {
         let scriptPath = configuration.scriptPath
         let memoryLimit = configuration.memoryLimit
@@ -226,26 +218,6 @@ final class LuaState {
             // AckWriter already dropped the partial action; C raises "ACK full".
             bridge.ctx?.pointee.max_frame_size = error.maxFrameSize
             return 1
-        }
-    }
-}
-
-extension ByteBuffer {
-    /// Writes one value produced by the C side (SPOP encodings; integers as 64-bit patterns).
-    mutating func writeLuaValue(_ value: spoa_value) {
-        switch SpopDataType(rawValue: value.type) ?? .null {
-        case .null:
-            writeSpopNull()
-        case .bool:
-            writeSpopBool(value.integerBits != 0)
-        case let type where type.rawValue >= SpopDataType.int32.rawValue && type.rawValue <= SpopDataType.uint64.rawValue:
-            writeSpopInteger(type, bitPattern: UInt64(bitPattern: value.integerBits))
-        case .ipv4:
-            writeSpopIPv4(value.ipv4Address)
-        case .ipv6:
-            writeSpopIPv6(value.ipv6Address)
-        case let type:
-            writeSpopBytes(type, value.borrowedBytes)
         }
     }
 }

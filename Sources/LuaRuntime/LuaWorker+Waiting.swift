@@ -145,9 +145,14 @@ extension LuaWorker {
         let state = frame.state
         state.ctx.pointee.stream_id = frame.notify.streamID
         state.ctx.pointee.frame_id = frame.notify.frameID
+        // No ACK: a __close method's txn:set_var fails instead of writing. (Cancelled
+        // from inside handle, bridge.ack is still the writer the frame just left.)
+        let ack = state.bridge.ack
+        state.bridge.ack = nil
         state.withEngineID(frame.engineID) {
             _ = abandon(message, call: frame.message.call, deadline: 0, state: state)
         }
+        state.bridge.ack = ack
         state.bridge.currentMessage = nil
     }
 

@@ -122,6 +122,9 @@ public final class LuaWorker: SpoaWorker {
         generation = prepared.generation
     }
 
+    /// Runs the frame's messages. When a handler waits, the frame is suspended
+    /// (`ack.suspend()`), so `ack` must come from the server or `SpoaWorker.answer`;
+    /// `roundTrip` has no event loop and waits inline instead.
     public func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter) {
         let state = self.state
         let ctx = state.ctx

@@ -17,10 +17,11 @@ struct ConfigurationSources {
 
     /// Computed on first use only: rendering the help touches ~1 MB of code that an agent
     /// started without a config file or LUASPOA_* variables never needs (idle RSS).
-    static let serveOptionNames = serveOptions()
+    static let serveOptionNames = optionNames(of: ServeCommand.self)
 
-    static func serveOptions() -> Set<String> {
-        let help = Array(ServeCommand.helpMessage(includeHidden: true, columns: 10_000).utf8)
+    /// The long option names `command` accepts, read from its own help.
+    static func optionNames(of command: any ParsableCommand.Type) -> Set<String> {
+        let help = Array(command.helpMessage(includeHidden: true, columns: 10_000).utf8)
         var names: Set<String> = []
         var index = 0
         while index + 2 < help.count {
@@ -44,16 +45,19 @@ struct ConfigurationSources {
     static let environmentPrefix = "LUASPOA_"
     static let configKey = "config"
 
-    /// The arguments to parse: `arguments` unchanged unless they run `serve`
-    /// (explicitly or as the default subcommand).
+    /// The arguments to parse, and for each option added from the file or the
+    /// environment where it came from ("/etc/luaspoa.yaml: workers", "LUASPOA_WORKERS"),
+    /// so that a bad value names its source. `arguments` unchanged unless they run
+    /// `serve` (explicitly or as the default subcommand).
     func effectiveArguments(_ arguments: [String], environment: [String: String],
-                            readFile: (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) }) throws -> [String] {
-        guard Self.runsServe(arguments) else { return arguments }
+                            readFile: (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) })
+        throws -> (arguments: [String], origins: [String: String]) {
+        guard Self.runsServe(arguments) else { return (arguments, [:]) }
         let configFlag = Self.value(of: "--config", in: arguments)
         guard configFlag != nil || environment.keys.contains(where: { $0.hasPrefix(Self.environmentPrefix) })
-        else { return arguments }
+        else { return (arguments, [:]) }
         let explicit = Set(arguments.compactMap(optionName))
-        var layered: [(key: String, values: [String])] = []
+        var layered: [Setting] = []
         if let path = configFlag ?? environment[Self.environmentPrefix + "CONFIG"] {
             let text: String
             do { text = try readFile(path) } catch { throw ValidationError("--config \(path): cannot read: \(error.localizedDescription)") }
@@ -61,15 +65,23 @@ struct ConfigurationSources {
         }
         layered += try environmentSettings(environment)
         // Later entries win per key; an explicit flag (either polarity) beats both.
-        var byKey: [String: [String]] = [:]
+        var byKey: [String: Setting] = [:]
         var order: [String] = []
-        for (key, values) in layered {
-            if byKey[key] == nil { order.append(key) }
-            byKey[key] = values
+        for setting in layered {
+            if byKey[setting.key] == nil { order.append(setting.key) }
+            byKey[setting.key] = setting
         }
-        let defaults = order.filter { !explicit.contains($0) }.flatMap { byKey[$0]! }
+        let added = order.filter { !explicit.contains($0) }.map { byKey[$0]! }
         let insertAt = arguments.first == "serve" ? 1 : 0
-        return Array(arguments[..<insertAt]) + defaults + Array(arguments[insertAt...])
+        return (Array(arguments[..<insertAt]) + added.flatMap(\.values) + Array(arguments[insertAt...]),
+                Dictionary(uniqueKeysWithValues: added.map { ($0.key, $0.source) }))
+    }
+
+    /// One option's arguments, from a file key or an environment variable.
+    struct Setting {
+        var key: String
+        var values: [String]
+        var source: String
     }
 
     static func runsServe(_ arguments: [String]) -> Bool {
@@ -78,7 +90,7 @@ struct ConfigurationSources {
         return first.hasPrefix("-") && !["-h", "--help", "--version", "--experimental-dump-help"].contains(first)
     }
 
-    func fileSettings(_ text: String, path: String) throws -> [(key: String, values: [String])] {
+    func fileSettings(_ text: String, path: String) throws -> [Setting] {
         let document: Any?
         do { document = try Yams.load(yaml: text) } catch { throw ValidationError("\(path): not valid YAML: \(error)") }
         guard let document else { return [] }
@@ -90,7 +102,7 @@ struct ConfigurationSources {
         }
     }
 
-    func environmentSettings(_ environment: [String: String]) throws -> [(key: String, values: [String])] {
+    func environmentSettings(_ environment: [String: String]) throws -> [Setting] {
         try environment.keys.sorted().compactMap { name in
             guard name.hasPrefix(Self.environmentPrefix), name != Self.environmentPrefix + "CONFIG" else { return nil }
             let key = name.dropFirst(Self.environmentPrefix.count).lowercased()
@@ -101,20 +113,20 @@ struct ConfigurationSources {
     }
 
     /// One key's arguments; the key is normalised to its option name.
-    private func setting(_ rawKey: String, _ value: Any, source: String) throws -> (key: String, values: [String]) {
+    private func setting(_ rawKey: String, _ value: Any, source: String) throws -> Setting {
         let key = rawKey.replacingOccurrences(of: "_", with: "-").lowercased()
         guard known.contains(key), key != Self.configKey, !["help", "version"].contains(key) else {
             throw ValidationError("\(source): no option --\(key) (known: \(known.filter { !$0.hasPrefix("no-") && !["help", "version", Self.configKey].contains($0) }.sorted().joined(separator: ", ")))")
         }
         switch value {
         case let flag as Bool:
-            if flag { return (key, ["--\(key)"]) }
-            guard known.contains("no-\(key)") else { return (key, []) }
-            return (key, ["--no-\(key)"])
+            if flag { return Setting(key: key, values: ["--\(key)"], source: source) }
+            guard known.contains("no-\(key)") else { return Setting(key: key, values: [], source: source) }
+            return Setting(key: key, values: ["--no-\(key)"], source: source)
         case let list as [Any]:
-            return (key, try list.flatMap { ["--\(key)", try scalar($0, source: source)] })
+            return Setting(key: key, values: try list.flatMap { ["--\(key)", try scalar($0, source: source)] }, source: source)
         default:
-            return (key, ["--\(key)", try scalar(value, source: source)])
+            return Setting(key: key, values: ["--\(key)", try scalar(value, source: source)], source: source)
         }
     }
 

@@ -28,15 +28,36 @@ struct Luaspoa: AsyncParsableCommand {
         defaultSubcommand: ServeCommand.self
     )
 
-    /// Adds the serve options from `--config FILE` and `LUASPOA_*` before parsing.
+    /// Adds the serve options from `--config FILE` and `LUASPOA_*` before parsing, and
+    /// explains a failed parse in terms of what the user wrote (ArgumentDiagnosis).
     static func main() async {
-        let arguments: [String]
+        let given = Array(CommandLine.arguments.dropFirst())
+        let effective: (arguments: [String], origins: [String: String])
         do {
-            arguments = try ConfigurationSources().effectiveArguments(
-                Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment)
+            effective = try ConfigurationSources().effectiveArguments(given, environment: ProcessInfo.processInfo.environment)
         } catch {
             exit(withError: error)
         }
-        await main(arguments)
+        var command: any ParsableCommand
+        do {
+            command = try parseAsRoot(ArgumentDiagnosis.attachingNegativeValues(effective.arguments))
+        } catch {
+            ArgumentDiagnosis.exit(for: error, given: given, origins: effective.origins)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
     }
+}
+
+/// A command failed for a reason its message states in full (printed as "Error: ...", status 1).
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

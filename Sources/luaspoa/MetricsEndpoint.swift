@@ -4,20 +4,20 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import SpopEngine
 
 /// `--metrics HOST:PORT`: Prometheus text at `/metrics`, `ok` at `/health`, over
 /// plain NIO HTTP/1.1 on its own thread (scrapes never run on a worker's loop).
+/// `bind` runs before serving, so an address in use stops the agent at start.
 struct MetricsEndpoint: Service {
-    let address: ListenAddress
-    let registry: PrometheusCollectorRegistry
-    /// Refreshes gauges that are read rather than counted (shared dict sizes).
-    let beforeScrape: @Sendable () -> Void
-    let logger: Logger
+    private let channel: any Channel
+    private let group: MultiThreadedEventLoopGroup
 
-    func run() async throws {
+    static func bind(
+        address: ListenAddress, registry: PrometheusCollectorRegistry, beforeScrape: @escaping @Sendable () -> Void, logger: Logger
+    ) async throws -> MetricsEndpoint {
         let (host, port) = try address.tcp()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let (registry, beforeScrape) = (registry, beforeScrape)
         do {
             let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -30,15 +30,15 @@ struct MetricsEndpoint: Service {
                 }
                 .bind(host: host, port: port).get()
             logger.info("metrics on http://\(host):\(channel.localAddress?.port ?? port)/metrics")
-            try await withGracefulShutdownHandler {
-                try await channel.closeFuture.get()
-            } onGracefulShutdown: {
-                channel.close(promise: nil)
-            }
+            return MetricsEndpoint(channel: channel, group: group)
         } catch {
             try? await group.shutdownGracefully()
-            throw error
+            throw CommandFailure("--metrics: cannot listen on \(address): \(socketErrorText(error))")
         }
+    }
+
+    func run() async throws {
+        try? await channel.closedOnShutdown()
         try await group.shutdownGracefully()
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import NIOCore
 import NIOPosix
 import SpopEngine
@@ -31,9 +32,14 @@ struct SendCommand: AsyncParsableCommand {
         let wrap: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> = { channel in
             channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel(wrappingChannelSynchronously: channel) }
         }
-        let channel = switch to.address {
-        case .tcp(let host, let port): try await bootstrap.connect(host: host, port: port, channelInitializer: wrap)
-        case .unix(let path, _): try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: wrap)
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            channel = switch to.address {
+            case .tcp(let host, let port): try await bootstrap.connect(host: host, port: port, channelInitializer: wrap)
+            case .unix(let path, _): try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: wrap)
+            }
+        } catch {
+            throw CommandFailure("cannot connect to \(to): \(socketErrorText(error))")
         }
         try await channel.executeThenClose { inbound, outbound in
             var frames = SpopClientFrames(inbound: inbound.makeAsyncIterator())
@@ -50,9 +56,12 @@ struct SendCommand: AsyncParsableCommand {
             try await outbound.write(out)
             let ack = try await frames.expect(.ack)
             guard ack.header.streamID == 1, ack.header.frameID == 1 else {
-                throw SendError("ACK for \(ack.header.streamID)/\(ack.header.frameID), expected 1/1")
+                throw CommandFailure("ACK for \(ack.header.streamID)/\(ack.header.frameID), expected 1/1")
             }
-            for action in try SpoaAction.decodeList(ack.payload) { print(action) }
+            let actions = try SpoaAction.decodeList(ack.payload)
+            for action in actions { print(action) }
+            // Not an error (a handler may set nothing), but say so: silence looks like a hang or a typo'd name.
+            if actions.isEmpty { FileHandle.standardError.write(Data("no actions: the agent's ACK is empty (no handler for \"\(message.message)\", or it set nothing)\n".utf8)) }
             out.clear()
             Disconnect(status: .normal, message: "luaspoa send done").write(as: .haproxyDisconnect, to: &out)
             try? await outbound.write(out)
@@ -71,17 +80,12 @@ struct SpopClientFrames {
                 if frame.header.type == type { return frame }
                 if frame.header.type == .agentDisconnect {
                     let disconnect = try Disconnect(frame)
-                    throw SendError("the agent disconnected: status \(disconnect.status): \(disconnect.message)")
+                    throw CommandFailure("the agent disconnected: status \(disconnect.status): \(disconnect.message)")
                 }
                 continue
             }
-            guard let bytes = try await inbound.next() else { throw SendError("the agent closed the connection") }
+            guard let bytes = try await inbound.next() else { throw CommandFailure("the agent closed the connection") }
             reader.append(bytes)
         }
     }
-}
-
-struct SendError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }

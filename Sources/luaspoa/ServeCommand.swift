@@ -140,8 +140,8 @@ struct ServeCommand: AsyncParsableCommand {
         defer { pidFile?.remove() }
         var services: [any Service] = [server, reloads]
         if let registry, let metrics {
-            services.append(MetricsEndpoint(address: metrics, registry: registry,
-                                            beforeScrape: MetricsBootstrap.refreshSharedDicts, logger: logger))
+            services.append(try await MetricsEndpoint.bind(address: metrics, registry: registry,
+                                                           beforeScrape: MetricsBootstrap.refreshSharedDicts, logger: logger))
         }
         let group = ServiceGroup(
             services: services,

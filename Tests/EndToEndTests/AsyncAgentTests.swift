@@ -5,24 +5,10 @@ import Foundation
 import XCTest
 
 final class AsyncAgentTests: E2ETestCase {
-    /// async-agent-example, built next to the luaspoa binary.
-    private func startExample(delayMilliseconds: Int, file: StaticString = #filePath, line: UInt = #line) throws -> (ManagedProcess, UInt16) {
-        guard let luaspoa = E2EPaths.agentBinary() else { throw WireError("luaspoa binary not found") }
-        let binary = URL(fileURLWithPath: luaspoa).deletingLastPathComponent().appendingPathComponent("async-agent-example").path
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            XCTFail("\(binary) not found: build it with `swift build` (product async-agent-example)", file: file, line: line)
-            throw WireError("no example binary")
+    private func startExample(delayMilliseconds: Int) throws -> (ManagedProcess, UInt16) {
+        try startExample("async-agent-example") {
+            ["--listen", "127.0.0.1:\($0)", "--delay-ms", "\(delayMilliseconds)", "--workers", "2"]
         }
-        let port = try freePort()
-        let agent = try ManagedProcess(
-            name: "async-agent", executable: binary,
-            arguments: ["--listen", "127.0.0.1:\(port)", "--delay-ms", "\(delayMilliseconds)", "--workers", "2"], logDir: tempDir)
-        children.append(agent)
-        guard waitForPort(port, timeout: 20, while: { agent.isRunning }) else {
-            XCTFail("async-agent-example did not start listening on \(port):\n\(agent.logTail())", file: file, line: line)
-            throw WireError("example did not start")
-        }
-        return (agent, port)
     }
 
     /// 2000 requests from 64 concurrent clients, each waiting on a 50 ms lookup: all are

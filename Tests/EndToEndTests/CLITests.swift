@@ -41,6 +41,43 @@ final class CLITests: E2ETestCase {
         XCTAssertTrue(log.lowercased().contains("script"), log)
     }
 
+    func testAMistypedOptionIsNamedBeforeTheMissingScript() throws {
+        let (status, log) = try runToExit(["--scirpt", "x.lua"], name: "typo")
+        XCTAssertEqual(status, 64)
+        XCTAssertTrue(log.hasPrefix("Error: unknown option '--scirpt' (did you mean '--script'?)\n"), log)
+        XCTAssertTrue(log.contains("See 'luaspoa serve --help'"), log)
+    }
+
+    func testANegativeNumberIsTakenAsTheOptionsValue() throws {
+        let (status, log) = try runToExit(["--script", TestScripts.ipReputationPath, "--workers", "-1"], name: "negative")
+        XCTAssertEqual(status, 64)
+        XCTAssertTrue(log.contains("--workers must be at least 1"), log)
+    }
+
+    /// A port in use names the address, for the SPOP listener and for --metrics (which
+    /// binds before serving, so the agent stops at once instead of running without it).
+    func testAnAddressInUseIsNamed() throws {
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = loopbackAddress(port: 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && getsockname(holder, $0, &length) == 0 }
+        }
+        XCTAssertTrue(bound && listen(holder, 1) == 0, "errno \(errno)")
+        let taken = UInt16(bigEndian: address.sin_port)
+
+        let (status, log) = try runToExit(["--script", TestScripts.ipReputationPath, "--listen", "127.0.0.1:\(taken)"], name: "inuse")
+        XCTAssertEqual(status, 1)
+        XCTAssertTrue(log.contains("Error: cannot listen on 127.0.0.1:\(taken): Address already in use"), log)
+
+        let (metricsStatus, metricsLog) = try runToExit(
+            ["--script", TestScripts.ipReputationPath, "--listen", "127.0.0.1:\(try freePort())", "--metrics", "127.0.0.1:\(taken)"],
+            name: "metricsinuse")
+        XCTAssertEqual(metricsStatus, 1)
+        XCTAssertTrue(metricsLog.contains("Error: --metrics: cannot listen on 127.0.0.1:\(taken): Address already in use"), metricsLog)
+    }
+
     func testSyntaxErrorReportsFileAndLine() throws {
         let path = tempDir.appendingPathComponent("broken.lua")
         try "-- line 1\nlocal x = 1\nspoa.register_message(\"a\", function(txn, msg)\n  if then\nend)\n"

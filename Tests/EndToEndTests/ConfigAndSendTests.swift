@@ -85,10 +85,35 @@ final class ConfigAndSendTests: E2ETestCase {
         XCTAssertNotEqual(env.waitForExit(timeout: 20), 0)
         XCTAssertTrue(env.log.contains("LUASPOA_WORKERZ: no option --workerz"), env.log)
 
+        try "workers: two\n".write(to: config, atomically: true, encoding: .utf8)
+        let value = try run(["--config", config.path, "--script", "x.lua"], name: "badvalue")
+        XCTAssertEqual(value.waitForExit(timeout: 20), 64)
+        XCTAssertTrue(value.log.contains("bad.yaml: workers: The value 'two' is invalid for '--workers"), value.log)
+
+        let envValue = try run(["--script", "x.lua"], env: ["LUASPOA_WORKERS": "zz"], name: "badenvvalue")
+        XCTAssertEqual(envValue.waitForExit(timeout: 20), 64)
+        XCTAssertTrue(envValue.log.contains("LUASPOA_WORKERS: The value 'zz' is invalid"), envValue.log)
+
         try "- a list\n".write(to: config, atomically: true, encoding: .utf8)
         let list = try run(["--config", config.path], name: "list")
         XCTAssertNotEqual(list.waitForExit(timeout: 20), 0)
         XCTAssertTrue(list.log.contains("expected a mapping of option names"), list.log)
+    }
+
+    /// `--max-pending` comes from a file or the environment like every option, and
+    /// is refused below 1.
+    func testMaxPendingFromTheConfigurationAndItsBound() throws {
+        let config = tempDir.appendingPathComponent("pending.yaml")
+        let port = try freePort()
+        try "script: \(TestScripts.ipReputationPath)\nlisten: 127.0.0.1:\(port)\nmax-pending: 5\n"
+            .write(to: config, atomically: true, encoding: .utf8)
+        let agent = try run(["--config", config.path], name: "maxpending")
+        XCTAssertTrue(waitForPort(port, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        XCTAssertEqual(agent.stop(), 0)
+
+        let zero = try run(["--script", TestScripts.ipReputationPath], env: ["LUASPOA_MAX_PENDING": "0"], name: "maxpending0")
+        XCTAssertNotEqual(zero.waitForExit(timeout: 20), 0)
+        XCTAssertTrue(zero.log.contains("--max-pending must be at least 1"), zero.log)
     }
 
     /// `LUASPOA_BUSY_POLL` (here from the environment, as from a config file) starts
@@ -107,7 +132,7 @@ final class ConfigAndSendTests: E2ETestCase {
             try? String(contentsOfFile: "\(tasks)/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         }
         XCTAssertEqual(names.filter { $0 == "busy-poll" }.count, 1, "threads: \(names)")
-        XCTAssertFalse(agent.log.contains("--busy-poll is off"), agent.log)
+        XCTAssertFalse(agent.log.contains("busy polling is off"), agent.log)
         XCTAssertEqual(agent.stop(), 0)
 
         let bad = try run(["--script", TestScripts.ipReputationPath, "--busy-poll", "2000000"], name: "badpoll")
@@ -126,9 +151,19 @@ final class ConfigAndSendTests: E2ETestCase {
         XCTAssertNotEqual(badArg.waitForExit(timeout: 20), 0)
         XCTAssertTrue(badArg.log.contains("'300.1.1.1' is not a valid ipv4"), badArg.log)
 
-        let nobody = try run(["send", "--to", "127.0.0.1:\(try freePort())", "--message", "m"], name: "nobody")
+        let closedPort = try freePort()
+        let nobody = try run(["send", "--to", "127.0.0.1:\(closedPort)", "--message", "m"], name: "nobody")
         XCTAssertEqual(nobody.waitForExit(timeout: 20), 1)
-        XCTAssertTrue(nobody.log.lowercased().contains("connection refused"), nobody.log)
+        XCTAssertEqual(nobody.log, "Error: cannot connect to 127.0.0.1:\(closedPort): Connection refused\n")
+
+        // An empty ACK is an answer, not an error, but it is said: silence looked like a typo'd name going nowhere.
+        let unknown = try run(["send", "--to", "127.0.0.1:\(port)", "--message", "nope"], name: "unknown")
+        XCTAssertEqual(unknown.waitForExit(timeout: 20), 0, unknown.log)
+        XCTAssertTrue(unknown.log.contains("no actions: the agent's ACK is empty (no handler for \"nope\""), unknown.log)
+
+        let typo = try run(["send", "--to", "127.0.0.1:\(port)", "--mesage", "m"], name: "typo")
+        XCTAssertEqual(typo.waitForExit(timeout: 20), 64)
+        XCTAssertTrue(typo.log.contains("unknown option '--mesage' (did you mean '--message'?)"), typo.log)
     }
 
     func testVersionIsPrintedWithoutAScriptEvenWithConfigurationVariables() throws {

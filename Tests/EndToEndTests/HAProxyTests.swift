@@ -52,6 +52,32 @@ final class HAProxyTests: E2ETestCase {
         }
     }
 
+    /// The shipped example moves and re-ports without an edit: haproxy.cfg alone in one
+    /// directory, its SPOE file in another, every address from the SPOA_* variables.
+    func testTheShippedExampleMovesAndRePortsThroughEnvironmentVariables() throws {
+        let haproxy = try requireHAProxy()
+        let (agent, agentPort) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "agent")
+        let (web, app) = (try freePort(), try freePort())
+        let cfgDir = tempDir.appendingPathComponent("moved"), spoeDir = tempDir.appendingPathComponent("elsewhere")
+        for dir in [cfgDir, spoeDir] { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+        try FileManager.default.copyItem(at: E2EPaths.repoFile("haproxy/haproxy.cfg"), to: cfgDir.appendingPathComponent("haproxy.cfg"))
+        let spoe = spoeDir.appendingPathComponent("iprep.conf")
+        try FileManager.default.copyItem(at: E2EPaths.repoFile("haproxy/spoe-ip-reputation.conf"), to: spoe)
+        let environment = ProcessInfo.processInfo.environment.merging([
+            "SPOA_WEB_ADDR": "127.0.0.1:\(web)", "SPOA_APP_ADDR": "127.0.0.1:\(app)",
+            "SPOA_AGENT_ADDR": "127.0.0.1:\(agentPort)", "SPOA_SPOE_CONF": spoe.path,
+        ]) { $1 }
+        let proxy = try ManagedProcess(name: "haproxy-moved", executable: haproxy,
+                                       arguments: ["-f", cfgDir.appendingPathComponent("haproxy.cfg").path, "-db"],
+                                       logDir: tempDir, environment: environment)
+        children.append(proxy)
+        XCTAssertTrue(waitForPort(web, timeout: 20, while: { proxy.isRunning }), proxy.logTail())
+        let r = try httpGet(port: web)
+        XCTAssertEqual(r.status, 200, "\(r.headers)\n\(proxy.logTail())\n\(agent.logTail())")
+        assertHeader(r, "X-IP-Score", "100")
+        assertHeader(r, "X-SPOE-Error", nil)
+    }
+
     /// haproxy/haproxy.cfg and haproxy/spoe-ip-reputation.conf with the ports substituted.
     func shippedConfig(_ p: Ports, processingTimeout: String? = nil) throws -> (String, String) {
         let cfg = try p.shipped("haproxy/haproxy.cfg")

@@ -25,6 +25,17 @@ final class OperationsTests: E2ETestCase {
         return series.isEmpty ? nil : series.values.reduce(0, +)
     }
 
+    /// `luaspoa_handlers_pending` exists for every worker from the start (0: no handler waits).
+    func testHandlersPendingGaugeIsExportedPerWorker() throws {
+        let metricsPort = try freePort()
+        let (agent, _) = try startAgent(script: Self.script, extraArgs: ["--metrics", "127.0.0.1:\(metricsPort)", "--workers", "2"])
+        XCTAssertTrue(waitForPort(metricsPort, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        let m = try scrape(metricsPort)
+        for worker in 0..<2 {
+            XCTAssertEqual(m["luaspoa_handlers_pending{worker=\"\(worker)\"}"], 0, "\(m.keys.filter { $0.contains("pending") })")
+        }
+    }
+
     func testMetricsEndpointCountsTrafficErrorsDisconnectsAndDicts() throws {
         let metricsPort = try freePort()
         let (agent, port) = try startAgent(script: Self.script, extraArgs: ["--metrics", "127.0.0.1:\(metricsPort)", "--workers", "2"])

@@ -60,4 +60,66 @@ final class WaitingLuaTests: E2ETestCase {
         XCTAssertEqual(actions["sess.ip_score"]??.intValue, 100)
         XCTAssertEqual(actions["sess.ip_family"]??.stringValue, "ipv4")
     }
+
+    /// SIGTERM while handlers sleep: every NOTIFY already sent gets its ACK (with the
+    /// actions written after the wait) before its connection's AGENT-DISCONNECT 0.
+    func testSigtermWaitsForSleepingHandlers() throws {
+        let (agent, port) = try startAgent(script: Self.script, name: "drain-sleep",
+                                           extraArgs: ["--workers", "2", "--drain-timeout", "30"])
+        var connections: [TCPConn] = []
+        for _ in 0..<4 {
+            let connection = try TCPConn(port: port)
+            _ = try connection.handshake(haproxyHello(capabilities: "pipelining"))
+            connections.append(connection)
+        }
+        for connection in connections {
+            var burst: [UInt8] = []
+            for id in 0..<20 as Range<UInt64> {
+                burst += notifyFrame(streamID: id, frameID: 1, [SpopMessage(name: "check-client-ip",
+                                                                           args: [("ip", .ipv4([127, 0, 0, 1])), ("ms", .int32(300))])])
+            }
+            XCTAssertTrue(connection.send(burst))
+        }
+        usleep(100_000)  // the handlers are asleep now
+        kill(agent.process.processIdentifier, SIGTERM)
+        for (index, connection) in connections.enumerated() {
+            var scores = 0
+            var goodbye: SpopFrame?
+            while let frame = try connection.readFrame(timeout: 30) {
+                if frame.type == SpopType.ack.rawValue, actionMap(try frame.actions())["sess.ip_score"]??.intValue == 100 { scores += 1 }
+                if frame.type == SpopType.agentDisconnect.rawValue { goodbye = frame; break }
+            }
+            XCTAssertEqual(scores, 20, "connection \(index): a sleeping handler lost its ACK\n\(agent.logTail())")
+            XCTAssertEqual(try goodbye?.kv()["status-code"], .uint32(0), "connection \(index)")
+        }
+        XCTAssertEqual(agent.waitForExit(timeout: 30), 0, agent.logTail())
+    }
+
+    /// A handler still sleeping at --lua-deadline: the ACK carries its on_error actions
+    /// and --lua-error-var, and luaspoa_lua_deadline_exceeded_total counts it.
+    func testDeadlineAnswersWithOnErrorAndIsCounted() throws {
+        let metricsPort = try freePort()
+        let (agent, port) = try startAgent(
+            script: """
+                spoa.register_message("late", function(txn)
+                  txn:set_var("txn.lost", 1)
+                  spoa.sleep(5000)
+                end, { on_error = { ["txn.late"] = true } })
+                """, name: "deadline",
+            extraArgs: ["--workers", "1", "--lua-deadline", "100", "--lua-error-var", "txn.lua_error",
+                        "--metrics", "127.0.0.1:\(metricsPort)"])
+        let c = try TCPConn(port: port)
+        _ = try c.handshake(haproxyHello(capabilities: "pipelining"))
+        c.send(notifyFrame(streamID: 3, frameID: 1, [SpopMessage(name: "late", args: [])]))
+        let ack = try c.expectFrame(timeout: 10, "ACK at the deadline")
+        XCTAssertEqual(ack.type, SpopType.ack.rawValue)
+        let actions = actionMap(try ack.actions())
+        XCTAssertEqual(actions["txn.late"], .some(.bool(true)))
+        XCTAssertEqual(actions["txn.lua_error"], .some(.bool(true)))
+        XCTAssertTrue(actions["txn.lost"] == nil, "rolled back")
+        let series = try prometheusSeries(port: metricsPort)
+            .filter { $0.key.hasPrefix("luaspoa_lua_deadline_exceeded_total{") && $0.key.contains("message=\"late\"") }
+        XCTAssertEqual(series.values.reduce(0, +), 1, "\(series)")
+        XCTAssertTrue(agent.log.contains("deadline exceeded (100 ms"), agent.logTail())
+    }
 }

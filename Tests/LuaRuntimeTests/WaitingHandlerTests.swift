@@ -66,6 +66,27 @@ final class WaitingHandlerTests: XCTestCase {
         XCTAssertEqual(h.worker.handlerErrors, 0)
     }
 
+    func testMsgArgsIsTheSameTableAfterAWait() throws {
+        let h = try Harness("""
+            spoa.register_message("m", function(txn, msg)
+              local before = msg.args
+              msg.args.mine = "kept"
+              spoa.sleep(msg.args.ms)
+              txn:set_var("txn.same", rawequal(before, msg.args))
+              txn:set_var("txn.mine", msg.args.mine)
+              txn:set_var("txn.ms", msg.args.ms)
+            end)
+            """)
+        let first = try answer(h.worker, [("m", [("ms", .int32(10))])], streamID: 1)
+        let second = try answer(h.worker, [("m", [("ms", .int32(5))])], streamID: 2)  // builds its own msg.args meanwhile
+        loop.advanceTime(by: .milliseconds(10))
+        XCTAssertEqual(try actions(first), [
+            .setVar(.transaction, "same", .bool(true)), .setVar(.transaction, "mine", .string("kept")),
+            .setVar(.transaction, "ms", .int64(10)),
+        ])
+        XCTAssertEqual(try actions(second).last, .setVar(.transaction, "ms", .int64(5)))
+    }
+
     func testOtherFramesRunWhileOneWaitsAndFinishFirst() throws {
         let h = try Harness("""
             spoa.register_message("m", function(txn, msg)
@@ -260,7 +281,11 @@ final class WaitingHandlerTests: XCTestCase {
     /// cancelled PendingAck: its call is closed at once and never resumed.
     func testSuspendedOnAClosedConnection() throws {
         let h = try Harness("""
-            spoa.register_message("slow", function(txn) spoa.sleep(1) txn:set_var("txn.x", 1) end)
+            spoa.register_message("slow", function(txn)
+              local guard <close> = setmetatable({}, { __close = function() pcall(txn.set_var, txn, "txn.closing", 1) end })
+              spoa.sleep(1)
+              txn:set_var("txn.x", 1)
+            end)
             """)
         let host = CancellingHost(eventLoop: loop)
         host.cancelAtOnce = true
@@ -274,7 +299,7 @@ final class WaitingHandlerTests: XCTestCase {
         XCTAssertEqual(h.worker.handlerErrors, 0, h.worker.lastError ?? "")
         let future = try answer(h.worker, [("slow", [])])
         loop.advanceTime(by: .milliseconds(1))
-        XCTAssertEqual(try actions(future), [.setVar(.transaction, "x", .int64(1))])
+        XCTAssertEqual(try actions(future), [.setVar(.transaction, "x", .int64(1)), .setVar(.transaction, "closing", .int64(1))])
     }
 
     /// Two frames whose sleeps end in the same loop turn; the first one's ACK closes

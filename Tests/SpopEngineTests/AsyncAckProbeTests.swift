@@ -104,7 +104,7 @@ final class AsyncAckProbeTests: XCTestCase {
     /// instead of holding its reads, the agent answers its NOTIFYs on the sibling.
     func testOwnModeAnswersOnASiblingWhileTheOwnConnectionIsNotWritable() async throws {
         try await withSiblings(.own, limits: Self.smallMark, worker: Self.bigAck, stalledFirst: true) { a, b in
-            try await a.channel.setOption(.autoRead, value: false)  // HAProxy's thread stops reading this one
+            try await a.channel.setOption(.autoRead, value: false).get()  // HAProxy's thread stops reading this one
             // ~5 MB of ACKs first: more than the kernel buffers of the stalled connection hold;
             // then small batches, read in later bursts, until one is answered on the sibling.
             try await a.notify(streamIDs: 0..<400)
@@ -114,7 +114,7 @@ final class AsyncAckProbeTests: XCTestCase {
                 sent += 10
                 try await Task.sleep(nanoseconds: 1_000_000)
             }
-            try await a.channel.setOption(.autoRead, value: true)
+            try await a.channel.setOption(.autoRead, value: true).get()
             let acks = try await ProbePeer.acks(Int(sent), on: [a, b], checking: false)
             XCTAssertGreaterThan(acks[1].count, 0, "no ACK left on the sibling while the own connection was stalled")
             XCTAssertEqual((acks[0] + acks[1]).sorted(), Array(0..<sent), "every NOTIFY gets exactly one ACK")
@@ -126,7 +126,7 @@ final class AsyncAckProbeTests: XCTestCase {
     func testAcksQueuedOnABrokenConnectionAreRescuedBySibling() async throws {
         try await withServer(limits: Self.smallMark, capabilities: Self.asyncAgent, asyncAck: .own, Self.bigAck) { _, address in
             let a = try await ProbePeer.connect(address, engineID: Self.engine, async: true, smallReceiveBuffer: true)
-            try await a.channel.setOption(.autoRead, value: false)
+            try await a.channel.setOption(.autoRead, value: false).get()
             // ~5 MB of ACKs: more than the kernel holds, the rest waits in the agent.
             try await a.notify(streamIDs: 0..<400)
             let b = try await ProbePeer.connect(address, engineID: Self.engine, async: true)

@@ -82,6 +82,30 @@ final class AsyncWorkerTests: XCTestCase {
         }
     }
 
+    /// Without pipelining a waiting frame holds the next one, yet a peer that closes is
+    /// still noticed: the Task is cancelled.
+    func testClosedConnectionWithoutPipeliningCancelsTheTask() async throws {
+        let cancelled = NIOLockedValueBox(false)
+        let worker: @Sendable () -> any SpoaWorker = {
+            AsyncClosureWorker { _, _ in
+                do { try await Task.sleep(nanoseconds: 600_000_000_000) } catch { cancelled.withLockedValue { $0 = true } }
+                return []
+            }
+        }
+        try await withServer(worker) { _, address in
+            try await TestClient.connect(address).channel.executeThenClose { inbound, outbound in
+                var stream = FrameStream(inbound)
+                var frames: [RawFrame] = []
+                try await outbound.write(haproxyHello(capabilities: ""))
+                try await stream.read(into: &frames) { !$0.isEmpty }
+                try await outbound.write(ByteBuffer(hex: Golden.notifyCheckClientIP))
+                try await Task.sleep(nanoseconds: 50_000_000)  // not a bound: lets the NOTIFY be read first
+            }
+            for _ in 0..<1000 where !cancelled.withLockedValue({ $0 }) { try await Task.sleep(nanoseconds: 10_000_000) }
+            XCTAssertTrue(cancelled.withLockedValue { $0 })
+        }
+    }
+
     /// One pipelined connection: a slow message then a fast one; the fast ACK comes first.
     func testFastAckOvertakesASlowOneOnOneConnection() async throws {
         let worker: @Sendable () -> any SpoaWorker = {

@@ -5,14 +5,8 @@ import XCTest
 /// The state machine's side of suspended frames: counting, drain, pipelining.
 final class PendingStateMachineTests: XCTestCase {
     private func running(capabilities: String = "pipelining") throws -> ConnectionStateMachine {
-        var buffer = ByteBuffer()
-        buffer.writeSpopFrame(FrameHeader(type: .haproxyHello, streamID: 0, frameID: 0)) { body in
-            body.writeSpopKV("supported-versions", .string("2.0"))
-            body.writeSpopKV("max-frame-size", .uint32(16380))
-            body.writeSpopKV("capabilities", .string(capabilities))
-        }
         var machine = ConnectionStateMachine(capabilities: AgentCapabilities())
-        guard case .sendHello = machine.frameReceived(try frame(buffer.hex)) else { throw XCTSkip("handshake failed") }
+        guard case .sendHello = machine.frameReceived(try frame(haproxyHello(capabilities: capabilities).hex)) else { throw XCTSkip("handshake failed") }
         return machine
     }
 

@@ -40,6 +40,18 @@ final class ParkingWorker: SpoaWorker {
     }
 }
 
+/// A HAPROXY-HELLO offering `capabilities` ("" : neither pipelining nor async).
+func haproxyHello(capabilities: String) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    buffer.writeSpopFrame(FrameHeader(type: .haproxyHello, streamID: 0, frameID: 0)) { body in
+        body.writeSpopKV("supported-versions", .string("2.0"))
+        body.writeSpopKV("max-frame-size", .uint32(16380))
+        body.writeSpopKV("capabilities", .string(capabilities))
+        body.writeSpopKV("engine-id", .string("engine-1"))
+    }
+    return buffer
+}
+
 /// One SpopChannelHandler on an EmbeddedChannel, playing HAProxy's side by hand.
 struct EmbeddedPeer {
     let channel: EmbeddedChannel
@@ -56,14 +68,7 @@ struct EmbeddedPeer {
             metrics: ServerMetrics(), pendingBudget: budget)
         channel = EmbeddedChannel(handler: handler, loop: loop)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        var buffer = ByteBuffer()
-        buffer.writeSpopFrame(FrameHeader(type: .haproxyHello, streamID: 0, frameID: 0)) { body in
-            body.writeSpopKV("supported-versions", .string("2.0"))
-            body.writeSpopKV("max-frame-size", .uint32(16380))
-            body.writeSpopKV("capabilities", .string(hello))
-            body.writeSpopKV("engine-id", .string("engine-1"))
-        }
-        try send(buffer)
+        try send(haproxyHello(capabilities: hello))
         XCTAssertEqual(try frames().map(\.header.type), [.agentHello])
     }
 
@@ -252,7 +257,7 @@ final class SuspendedFrameTests: XCTestCase {
     func testPendingCapStopsDecodingUntilAHandlerFinishes() throws {
         let metrics = TestMetrics()
         let loop = EmbeddedEventLoop()
-        let budget = PendingHandlerBudget(limit: 1, eventLoop: loop, worker: 0, logger: Logger(label: "test"), metrics: metrics)
+        let budget = PendingHandlerBudget(limit: 1, eventLoop: loop, worker: 0, logger: Logger(label: "test"), metrics: ServerMetrics(factory: metrics))
         let worker = ParkingWorker()
         var peer = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
         var other = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
@@ -276,7 +281,7 @@ final class SuspendedFrameTests: XCTestCase {
 
     func testCancelledFramesGiveTheirBudgetBack() throws {
         let loop = EmbeddedEventLoop()
-        let budget = PendingHandlerBudget(limit: 10, eventLoop: loop, worker: nil, logger: Logger(label: "test"))
+        let budget = PendingHandlerBudget(limit: 10, eventLoop: loop, worker: nil, logger: Logger(label: "test"), metrics: ServerMetrics())
         let worker = ParkingWorker()
         let peer = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
         try peer.notify([(1, "wait-a"), (2, "wait-b")])
@@ -289,7 +294,7 @@ final class SuspendedFrameTests: XCTestCase {
     /// the frames it held wait for the next loop turn, never re-entering the worker.
     func testCompletionFromAnotherConnectionsHandlerWaitsATurn() throws {
         let loop = EmbeddedEventLoop()
-        let budget = PendingHandlerBudget(limit: 10, eventLoop: loop, worker: nil, logger: Logger(label: "test"))
+        let budget = PendingHandlerBudget(limit: 10, eventLoop: loop, worker: nil, logger: Logger(label: "test"), metrics: ServerMetrics())
         let worker = ParkingWorker()
         var held = try EmbeddedPeer(worker: worker, capabilities: "", loop: loop, budget: budget)
         var releasing = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
@@ -299,5 +304,39 @@ final class SuspendedFrameTests: XCTestCase {
         XCTAssertEqual(try releasing.acks().map(\.0), [3])
         loop.run()
         XCTAssertEqual(try held.acks().map(\.0), [1, 2])
+    }
+
+    /// A cancelled PendingAck the worker still holds keeps nothing of its connection alive.
+    func testCancelledFrameDoesNotRetainItsConnection() throws {
+        let worker = ParkingWorker()
+        weak var channel: EmbeddedChannel?
+        do {
+            let peer = try EmbeddedPeer(worker: worker)
+            channel = peer.channel
+            try peer.notify([(1, "wait-a")])
+            try peer.channel.close().wait()
+            // What the embedded loop itself holds (timers, the channel until finish) goes too.
+            peer.loop.run()
+            peer.loop.advanceTime(to: .now() + .seconds(3600))
+            _ = try? peer.channel.finish(acceptAlreadyClosed: true)
+        }
+        XCTAssertTrue(try XCTUnwrap(worker.parked["wait-a"]).isCancelled)
+        XCTAssertNil(channel, "the channel outlived its close through a pending frame")
+    }
+
+    /// A full budget holds NOTIFYs, not handshakes: a new connection still gets its AGENT-HELLO.
+    func testFullBudgetStillAnswersHellos() throws {
+        let loop = EmbeddedEventLoop()
+        let budget = PendingHandlerBudget(limit: 1, eventLoop: loop, worker: nil, logger: Logger(label: "test"), metrics: ServerMetrics())
+        let worker = ParkingWorker()
+        let first = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)
+        try first.notify([(1, "wait-a")])
+        XCTAssertTrue(budget.isFull)
+        var second = try EmbeddedPeer(worker: worker, loop: loop, budget: budget)  // asserts the AGENT-HELLO
+        try second.notify([(2, "fast-b")])
+        XCTAssertEqual(try second.frames().count, 0)
+        XCTAssertTrue(try XCTUnwrap(worker.parked["wait-a"]).complete())
+        loop.run()
+        XCTAssertEqual(try second.acks().map(\.0), [2])
     }
 }

@@ -1,10 +1,12 @@
 // The engine's per-message work, each piece alone, with mallocs counted: decoding
-// a NOTIFY, encoding an ACK, the engine path from bytes in to ACK out, and the
-// Lua dispatch of one message.
+// a NOTIFY, encoding an ACK, the engine path from bytes in to ACK out, the Lua
+// dispatch of one message, what suspending a frame adds, and the suspend and
+// resume of a Lua handler that waits.
 import Benchmark
 import Logging
 import LuaRuntime
 import NIOCore
+import NIOEmbedded
 import SpopEngine
 
 // The malloc counts are checked (benchmarks/check-allocations.sh) against the committed
@@ -65,6 +67,29 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The same ACK through SpoaWorker.answer, answered inline and through a frame
+    // suspended in handle and completed after it returned: the difference is the cost
+    // of one suspend and completion (the answer's future is in both).
+    for suspending in [false, true] {
+        Benchmark(suspending ? "answer: suspend() then complete() later" : "answer: inline") { benchmark in
+            let loop = EmbeddedEventLoop()
+            let worker = Fixtures.SuspendingWorker(suspending: suspending)
+            let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
+            var reader = FrameReader()
+            reader.append(wire)
+            let frame = try! reader.next(maxFrameSize: 16380)!
+            let notify = try! NotifyFrame(streamID: 7, frameID: 42, payload: frame.payload)
+            var answered = 0
+            for _ in benchmark.scaledIterations {
+                let future = worker.answer(notify, on: loop)
+                worker.parked?.complete()
+                worker.parked = nil
+                future.assumeIsolated().whenSuccess { answered += $0.readableBytes }
+            }
+            precondition(answered > 0, "no ACK")
+        }
+    }
+
     for script in ["empty_handler", "ip_reputation"] {
         Benchmark(
             "Lua dispatch of one message (\(script).lua)",
@@ -88,10 +113,46 @@ let benchmarks: @Sendable () -> Void = {
             precondition(last > 12, "the handler set no variable")
         }
     }
+
+    // One frame whose handler does spoa.sleep(1): suspended, its timer fired, resumed,
+    // completed (SpoaWorker.answer on an EmbeddedEventLoop: time moves by hand). The
+    // count includes the frame's copy, its pending ACK, the timer and the future.
+    Benchmark(
+        "Lua suspend and resume of one message (sleep1_handler.lua)",
+        configuration: .init(thresholds: [.mallocCountTotal: luaCeiling])
+    ) { benchmark in
+        let worker = try! Fixtures.luaWorker("sleep1_handler")
+        let loop = EmbeddedEventLoop()
+        let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
+        var reader = FrameReader()
+        reader.append(wire)
+        let frame = try! reader.next(maxFrameSize: 16380)!
+        let notify = try! NotifyFrame(streamID: 7, frameID: 42, payload: frame.payload)
+        let info = SpoaConnectionInfo(engineID: "bench-engine")
+        var last = 0
+        for _ in benchmark.scaledIterations {
+            worker.answer(notify, connection: info, on: loop).assumeIsolated().whenSuccess { last = $0.readableBytes }
+            loop.advanceTime(by: .milliseconds(1))
+        }
+        precondition(last > 12, "the handler set no variable")
+    }
 }
 
 enum Fixtures {
     static let ipScore = Array("ip_score".utf8)
+
+    /// Sets sess.ip_score; when `suspending`, parks the frame for the caller to complete.
+    final class SuspendingWorker: SpoaWorker {
+        let suspending: Bool
+        var parked: PendingAck?
+
+        init(suspending: Bool) { self.suspending = suspending }
+
+        func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter) {
+            ipScore.withUnsafeBytes { name in try! ack.setVar(.session, name: name, value: .uint32(50)) }
+            if suspending { parked = ack.suspend() }
+        }
+    }
     static let allocator = ByteBufferAllocator()
 
     static func notifyFrame(streamID: UInt64, frameID: UInt64) -> ByteBuffer {

@@ -1,14 +1,17 @@
 import CoreMetrics
 
 /// The engine's metric objects, made once per server from whatever `MetricsSystem`
-/// was bootstrapped (nothing is exported unless `--metrics` is on).
+/// was bootstrapped (nothing is exported unless one is), every name starting with
+/// `prefix` ("luaspoa_" for luaspoa; a library user picks its own).
 ///
 /// Handlers never create metrics: they count into a `ConnectionMetrics` and flush
 /// once per read burst, so the cost per frame is an integer increment.
 public final class ServerMetrics: Sendable {
-    let connectionsOpen = Meter(label: "luaspoa_connections_open")
-    let connectionsTotal = Counter(label: "luaspoa_connections_total")
-    let framesInFlight = Meter(label: "luaspoa_frames_in_flight")
+    let prefix: String
+    let factory: any MetricsFactory
+    let connectionsOpen: Meter
+    let connectionsTotal: Counter
+    let framesInFlight: Meter
     let closedByReason: [CloseReason: Counter]
     let received: [Counter]  // indexed by FrameKind.rawValue
     let sent: [Counter?]  // agent frame types only
@@ -17,27 +20,59 @@ public final class ServerMetrics: Sendable {
     /// ACK frames written on a sibling connection of the same engine-id (`async`), by reason.
     let acksRerouted: [AckRouting.Reason: Counter]
     /// ACK frames of a failed connection that no sibling could take.
-    let acksRerouteFailed = Counter(label: "luaspoa_acks_reroute_failed_total")
+    let acksRerouteFailed: Counter
+    /// `limit_hits_total{limit}`: an operator sees which bound is hit without reading logs.
+    private let limitHits: [Limit: Counter]
     /// False when no metrics backend was bootstrapped: connections then skip the
     /// per-frame counting, whose only reader would be a no-op handler.
-    let countsFrames = !(MetricsSystem.factory is NOOPMetricsHandler)
+    let countsFrames: Bool
 
-    public init() {
+    public init(prefix: String = "luaspoa_", factory: any MetricsFactory = MetricsSystem.factory) {
+        self.prefix = prefix
+        self.factory = factory
+        func counter(_ name: String, _ dimensions: [(String, String)] = []) -> Counter {
+            Counter(label: prefix + name, dimensions: dimensions, factory: factory)
+        }
+        countsFrames = !(factory is NOOPMetricsHandler)
+        connectionsOpen = Meter(label: prefix + "connections_open", factory: factory)
+        connectionsTotal = counter("connections_total")
+        framesInFlight = Meter(label: prefix + "frames_in_flight", factory: factory)
+        acksRerouteFailed = counter("acks_reroute_failed_total")
         closedByReason = Dictionary(uniqueKeysWithValues: CloseReason.allCases.map {
-            ($0, Counter(label: "luaspoa_connections_closed_total", dimensions: [("reason", $0.rawValue)]))
+            ($0, counter("connections_closed_total", [("reason", $0.rawValue)]))
         })
-        received = FrameKind.allCases.map { Counter(label: "luaspoa_frames_received_total", dimensions: [("type", $0.label)]) }
+        received = FrameKind.allCases.map { counter("frames_received_total", [("type", $0.label)]) }
         sent = FrameKind.allCases.map { kind in
-            [.agentHello, .agentDisconnect, .ack].contains(kind)
-                ? Counter(label: "luaspoa_frames_sent_total", dimensions: [("type", kind.label)]) : nil
+            [.agentHello, .agentDisconnect, .ack].contains(kind) ? counter("frames_sent_total", [("type", kind.label)]) : nil
         }
         acksRerouted = Dictionary(uniqueKeysWithValues: AckRouting.Reason.allCases.map {
-            ($0, Counter(label: "luaspoa_acks_rerouted_total", dimensions: [("reason", $0.rawValue)]))
+            ($0, counter("acks_rerouted_total", [("reason", $0.rawValue)]))
         })
         disconnectsSent = (0...Self.lastKnownStatus + 1).map {
-            Counter(label: "luaspoa_agent_disconnects_total",
-                    dimensions: [("status", $0 > Self.lastKnownStatus ? "other" : "\($0)")])
+            counter("agent_disconnects_total", [("status", $0 > Self.lastKnownStatus ? "other" : "\($0)")])
         }
+        limitHits = Dictionary(uniqueKeysWithValues: Limit.allCases.map { ($0, counter("limit_hits_total", [("limit", $0.rawValue)])) })
+    }
+
+    /// The bounds of `ServerLimits`, as the `limit` label (and in log lines) names them.
+    public enum Limit: String, CaseIterable, Sendable {
+        case maxConnections = "max_connections"
+        case helloTimeout = "hello_timeout"
+        case idleTimeout = "idle_timeout"
+        case frameTimeout = "frame_timeout"
+        case maxFragmentMemory = "max_fragment_memory"
+        case maxPendingOutput = "max_pending_output"
+        case maxPendingHandlers = "max_pending"
+        case drainTimeout = "drain_timeout"
+    }
+
+    func limitHit(_ limit: Limit, count: Int = 1) {
+        limitHits[limit]?.increment(by: Int64(count))
+    }
+
+    /// `handlers_pending{worker}`.
+    func handlersPending(worker: Int) -> Meter {
+        Meter(label: prefix + "handlers_pending", dimensions: [("worker", "\(worker)")], factory: factory)
     }
 
     static let lastKnownStatus = 13
@@ -98,7 +133,7 @@ public final class ServerMetrics: Sendable {
 
 /// One connection's counts between two flushes, and why it closed.
 struct ConnectionMetrics {
-    private let shared: ServerMetrics
+    let shared: ServerMetrics
     private var received = [Int](repeating: 0, count: ServerMetrics.FrameKind.allCases.count)
     private var sent = [Int](repeating: 0, count: ServerMetrics.FrameKind.allCases.count)
     /// NOTIFY/UNSET frames decoded in this burst: counted as in flight from the end
@@ -139,6 +174,10 @@ struct ConnectionMetrics {
         sent(.agentDisconnect)
         shared.disconnectsSent[min(Int(status.rawValue), ServerMetrics.lastKnownStatus + 1)].increment()
         closeReason = closeReason ?? ServerMetrics.CloseReason(agentDisconnect: status, answeringPeer: answeringPeer)
+    }
+
+    func limitHit(_ limit: ServerMetrics.Limit) {
+        shared.limitHit(limit)
     }
 
     mutating func closing(_ reason: ServerMetrics.CloseReason) {

@@ -2,29 +2,29 @@ import CoreMetrics
 import Logging
 import NIOCore
 
-/// `--max-pending`: suspended handlers of one worker (one event loop), all its
+/// `ServerLimits.maxPendingHandlers`: suspended handlers of one worker (one event loop), all its
 /// connections together. At the limit its connections stop decoding new frames and
 /// wait here; each completion below the limit lets them go on. Loop-confined.
 final class PendingHandlerBudget {
     let limit: Int
     let eventLoop: any EventLoop
     private(set) var count = 0
-    /// `luaspoa_handlers_pending{worker}`.
+    /// `handlers_pending{worker}`.
     private let gauge: Meter?
-    /// `luaspoa_limit_hits_total{limit="max_pending"}`: a connection stopped at the limit.
-    private let limitHits: Counter
+    /// Counts `limit_hits_total{limit="max_pending"}`: a connection stopped at the limit.
+    private let metrics: ServerMetrics
     private let logger: Logger
     /// Connections that stopped at the limit, resumed (on a later turn) once there is room.
     private var waiting: [() -> Void] = []
     private var loggedLimit = false
 
-    /// - Parameter worker: the `worker` label of `luaspoa_handlers_pending`; nil: no gauge.
-    init(limit: Int, eventLoop: any EventLoop, worker: Int?, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) {
+    /// - Parameter worker: the `worker` label of `handlers_pending`; nil: no gauge.
+    init(limit: Int, eventLoop: any EventLoop, worker: Int?, logger: Logger, metrics: ServerMetrics) {
         self.limit = max(1, limit)
         self.eventLoop = eventLoop
         self.logger = logger
-        self.gauge = worker.map { Meter(label: "luaspoa_handlers_pending", dimensions: [("worker", "\($0)")], factory: metrics) }
-        self.limitHits = Counter(label: "luaspoa_limit_hits_total", dimensions: [("limit", "max_pending")], factory: metrics)
+        self.metrics = metrics
+        self.gauge = worker.map { metrics.handlersPending(worker: $0) }
     }
 
     var isFull: Bool { count >= limit }
@@ -50,10 +50,10 @@ final class PendingHandlerBudget {
 
     /// A connection found the budget full: `resume` runs once some handler finished.
     func waitForRoom(_ resume: @escaping () -> Void) {
-        limitHits.increment()
+        metrics.limitHit(.maxPendingHandlers)
         if !loggedLimit {
             loggedLimit = true
-            logger.warning("\(limit) handlers of this worker are waiting (--max-pending): new frames wait until some finish")
+            logger.warning("\(limit) handlers of this worker are waiting (limit max_pending): new frames wait until some finish")
         }
         waiting.append(resume)
     }

@@ -37,7 +37,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// Set once `async` is negotiated: decides on which connection of the engine ACKs leave.
     private let asyncAcks: AsyncAckRouting?
     private var ackRouter: ConnectionAckRouter?
-    private let idleSpinner: IdleSpinner?
+    private let busyPoller: BusyPoller?
     /// Process-wide bytes of unfinished fragments, and this connection's share of them.
     private let fragments: FragmentBudget?
     private var fragmentReserved = 0
@@ -62,12 +62,12 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     init(
         capabilities: AgentCapabilities, limits: ServerLimits = .init(), worker: any SpoaWorker, logger: Logger, metrics: ServerMetrics,
-        asyncAcks: AsyncAckRouting? = nil, idleSpinner: IdleSpinner? = nil, fragments: FragmentBudget? = nil,
+        asyncAcks: AsyncAckRouting? = nil, busyPoller: BusyPoller? = nil, fragments: FragmentBudget? = nil,
         pendingBudget: PendingHandlerBudget? = nil
     ) {
         self.pendingBudget = pendingBudget
         self.fragments = fragments
-        self.idleSpinner = idleSpinner
+        self.busyPoller = busyPoller
         self.asyncAcks = asyncAcks
         self.stateMachine = ConnectionStateMachine(capabilities: capabilities)
         self.limits = limits
@@ -79,7 +79,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let budget = pendingBudget
-            ?? PendingHandlerBudget(limit: limits.maxPendingHandlers, eventLoop: context.eventLoop, worker: nil, logger: logger)
+            ?? PendingHandlerBudget(limit: limits.maxPendingHandlers, eventLoop: context.eventLoop, worker: nil, logger: logger, metrics: metrics.shared)
         suspended = SuspendedFrames(eventLoop: context.eventLoop, budget: budget)
         suspended.onSuspend = { [weak self] in self?.stateMachine.frameSuspended() }
         suspended.onEnd = { [weak self] ack in self?.suspendedFrameEnded(ack) }
@@ -97,7 +97,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         metrics.opened()
         let helloTimeout = limits.helloTimeout
         arm(at: .now() + helloTimeout, context: context) {
-            LimitCounters.helloTimeout.increment()
+            self.metrics.limitHit(.helloTimeout)
             self.execute(self.stateMachine.timedOut("no HAPROXY-HELLO within \(helloTimeout.secondsDescription)"), context: context)
         }
         context.fireChannelActive()
@@ -107,7 +107,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         guard !stateMachine.isClosed else { return }
         if stateMachine.isRunning {
             lastRead = .now()
-            idleSpinner?.noteActivity(at: lastRead)
+            busyPoller?.noteActivity(at: lastRead)
         }
         let bytes = unwrapInboundIn(data)
         socketEmptied = bytes.writableBytes > 0
@@ -136,7 +136,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         }
         do {
             while !stateMachine.isClosed {
-                if heldForHandlers || mustWaitForHandlers() { break }
+                // Only after the handshake: a HELLO (or a health check) never waits for handlers.
+                if stateMachine.isRunning, heldForHandlers || mustWaitForHandlers() { break }
                 if acks.byteCount >= budget {
                     guard exact else {
                         budget = outputBudget(context: context)
@@ -236,7 +237,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             fragmentReserved = held
             return
         }
-        LimitCounters.fragmentMemory.increment()
+        metrics.limitHit(.maxFragmentMemory)
         execute(stateMachine.fragmentRefused(
             "unfinished fragmented NOTIFYs would hold more than \(fragments.limit) bytes in all (--max-fragment-memory)"),
             context: context)
@@ -262,8 +263,8 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private func pauseDecoding() {
         guard !decodePaused else { return }
         decodePaused = true
-        LimitCounters.pendingOutput.increment()
-        logger.debug("ACKs held for the peer reached --max-pending-output (\(limits.maxPendingOutput) bytes): decoding and reading paused")
+        metrics.limitHit(.maxPendingOutput)
+        logger.debug("ACKs held for the peer reached limit max_pending_output (\(limits.maxPendingOutput) bytes): decoding and reading paused")
     }
 
     /// Room for output again: answers what waits in `frames`, then reads on.
@@ -327,7 +328,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             return
         }
         guard stateMachine.isClosed || !decodePaused && (context.channel.isWritable || ackRouter?.siblingCanTakeAcks == true) else {
-            if !readHeld, !decodePaused { LimitCounters.pendingOutput.increment() }
+            if !readHeld, !decodePaused { metrics.limitHit(.maxPendingOutput) }
             readHeld = true
             logger.debug("peer reads slowly, reading paused")
             return
@@ -463,10 +464,10 @@ final class SpopChannelHandler: ChannelDuplexHandler {
             case .rearm:
                 self.armIdleTimer(context: context)
             case .idle:
-                LimitCounters.idleTimeout.increment()
+                self.metrics.limitHit(.idleTimeout)
                 self.execute(self.stateMachine.timedOut("idle for \(deadlines.idleTimeout.secondsDescription)"), context: context)
             case .frameStalled:
-                LimitCounters.frameTimeout.increment()
+                self.metrics.limitHit(.frameTimeout)
                 let held = self.frames.bufferedBytes
                 self.execute(
                     self.stateMachine.timedOut(

@@ -20,8 +20,10 @@ public final class SpopServer: Service, Sendable {
         public var limits: ServerLimits
         /// Where ACKs leave when `async` is negotiated (only with `capabilities.async`).
         public var asyncAck: AsyncAckMode = .own
-        /// Keep a CPU awake this long after each read (see `IdleSpinner`); zero: off.
+        /// Keep a CPU awake this long after each read (see `BusyPoller`); zero: off.
         public var busyPoll: TimeAmount = .zero
+        /// The start of every metric name (`luaspoa_connections_open`, ...).
+        public var metricPrefix = "luaspoa_"
 
         public init(
             address: SpopListenAddress, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
@@ -51,9 +53,9 @@ public final class SpopServer: Service, Sendable {
     /// Each worker's --max-pending budget, shared by its loop's connections.
     private let pendingBudgets: [NIOLoopBound<PendingHandlerBudget>]
     let connections: ConnectionRegistry
-    private let idleSpinner: IdleSpinner?
+    private let busyPoller: BusyPoller?
     /// Made here, after `MetricsSystem.bootstrap`, once for all connections.
-    private let metrics = ServerMetrics()
+    private let metrics: ServerMetrics
     /// Bytes of unfinished fragmented NOTIFYs, all connections together.
     let fragments: FragmentBudget
     /// What the stop is waiting for, for the log line of a shutdown that overran its deadline.
@@ -70,11 +72,14 @@ public final class SpopServer: Service, Sendable {
         var workers: [NIOLoopBound<any SpoaWorker>] = []
         var budgets: [NIOLoopBound<PendingHandlerBudget>] = []
         let maxPending = configuration.limits.maxPendingHandlers
+        let metrics = ServerMetrics(prefix: configuration.metricPrefix)
+        self.metrics = metrics
         do {
             for (index, loop) in group.makeIterator().enumerated() {
                 workers.append(try loop.submit { NIOLoopBound(try makeWorker(index), eventLoop: loop) }.wait())
                 budgets.append(try loop.submit {
-                    NIOLoopBound(PendingHandlerBudget(limit: maxPending, eventLoop: loop, worker: index, logger: logger), eventLoop: loop)
+                    NIOLoopBound(PendingHandlerBudget(limit: maxPending, eventLoop: loop, worker: index, logger: logger, metrics: metrics),
+                                 eventLoop: loop)
                 }.wait())
             }
         } catch {
@@ -85,7 +90,7 @@ public final class SpopServer: Service, Sendable {
         self.acceptor = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.workers = workers
         self.pendingBudgets = budgets
-        self.idleSpinner = configuration.busyPoll > .zero ? IdleSpinner(window: configuration.busyPoll, logger: logger) : nil
+        self.busyPoller = configuration.busyPoll > .zero ? BusyPoller(window: configuration.busyPoll, logger: logger) : nil
         self.connections = ConnectionRegistry(maxConnections: configuration.limits.maxConnections)
         self.fragments = FragmentBudget(limit: configuration.limits.maxFragmentMemory)
     }
@@ -109,7 +114,7 @@ public final class SpopServer: Service, Sendable {
         let logger = logger
         let workers = workers
         let pendingBudgets = pendingBudgets
-        let idleSpinner = idleSpinner
+        let busyPoller = busyPoller
         let connections = connections
         let metrics = metrics
         let fragments = fragments
@@ -126,8 +131,8 @@ public final class SpopServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard connections.admit(channel) else {
-                        LimitCounters.maxConnections.increment()
-                        logger.warning("connection refused: \(limits.maxConnections) connections open (--max-connections)")
+                        metrics.limitHit(.maxConnections)
+                        logger.warning("connection refused: \(limits.maxConnections) connections open (limit max_connections)")
                         let refusal = ConnectionRefusal(reason: "connection limit \(limits.maxConnections) reached")
                         return try channel.pipeline.syncOperations.addHandler(refusal)
                     }
@@ -137,20 +142,27 @@ public final class SpopServer: Service, Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         SpopChannelHandler(capabilities: capabilities, limits: limits, worker: worker.value, logger: logger,
-                                           metrics: metrics, asyncAcks: asyncAcks, idleSpinner: idleSpinner,
+                                           metrics: metrics, asyncAcks: asyncAcks, busyPoller: busyPoller,
                                            fragments: fragments, pendingBudget: budget.value)
                     )
                 }
             }
-        switch configuration.address {
+        let address = configuration.address
+        switch address {
         case .tcp(let host, let port):
-            return try await bootstrap.bind(host: host, port: port).get()
+            do {
+                return try await bootstrap.bind(host: host, port: port).get()
+            } catch {
+                throw SpopServerError("cannot listen on \(address): \(socketErrorText(error))")
+            }
         case .unix(let path, let mode):
             let channel: Channel
             do {
                 channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
             } catch is UnixDomainSocketPathWrongType {
                 throw SpopServerError("\(path) exists and is not a socket")
+            } catch {
+                throw SpopServerError("cannot listen on \(address): \(socketErrorText(error))")
             }
             if let mode, chmod(path, mode) != 0 {
                 try? await channel.close()
@@ -164,11 +176,7 @@ public final class SpopServer: Service, Sendable {
     public func run() async throws {
         let channel = try await bind()
         logger.info("listening on \(configuration.address) with \(workers.count) workers")
-        try await withGracefulShutdownHandler {
-            try await channel.closeFuture.get()
-        } onGracefulShutdown: {
-            channel.close(promise: nil)
-        }
+        try await channel.closedOnShutdown()
         try await drainAndShutdown()
     }
 
@@ -181,7 +189,7 @@ public final class SpopServer: Service, Sendable {
         if open > 0 { logger.info("draining \(open) connections") }
         let cut = await connections.drain(timeout: configuration.limits.drainTimeout)
         if cut > 0 {
-            LimitCounters.drainCut.increment(by: cut)
+            metrics.limitHit(.drainTimeout, count: cut)
             logger.warning("\(cut) connections did not close within the drain timeout and were cut")
         }
         if case .unix(let path, _) = configuration.address { unlink(path) }
@@ -190,7 +198,7 @@ public final class SpopServer: Service, Sendable {
     }
 
     public func shutdown() async throws {
-        idleSpinner?.stop()
+        busyPoller?.stop()
         stopping.withLockedValue { $0 = "stopping the accept thread" }
         try await acceptor.shutdownGracefully()
         // A worker stuck in a handler (a script that never returns) never gets here.

@@ -8,7 +8,7 @@ import XCTest
 @testable import SpopEngine
 
 /// `--busy-poll`: the spinner keeps a CPU busy after a read, and only then.
-final class IdleSpinnerTests: XCTestCase {
+final class BusyPollerTests: XCTestCase {
     static let logger = Logger(label: "test")
 
     // The spinner runs at SCHED_IDLE, so on a busy machine it may get no CPU at all:
@@ -17,7 +17,7 @@ final class IdleSpinnerTests: XCTestCase {
     // stops is read from CPU time, which starvation can only lower.
 
     func testSpinsForTheWindowAfterARead() throws {
-        let spinner = IdleSpinner(window: .milliseconds(300), logger: Self.logger)
+        let spinner = BusyPoller(window: .milliseconds(300), logger: Self.logger)
         defer { spinner.stop() }
         spinner.noteActivity(at: .now())
         let states = Self.spinnerStates(every: .milliseconds(20), for: .milliseconds(200))
@@ -26,7 +26,7 @@ final class IdleSpinnerTests: XCTestCase {
     }
 
     func testBurnsNoCPUWhenReadsStop() throws {
-        let spinner = IdleSpinner(window: .milliseconds(5), logger: Self.logger)
+        let spinner = BusyPoller(window: .milliseconds(5), logger: Self.logger)
         defer { spinner.stop() }
         spinner.noteActivity(at: .now())
         usleep(50_000)
@@ -43,7 +43,7 @@ final class IdleSpinnerTests: XCTestCase {
 
     func testStopEndsItsThread() throws {
         XCTAssertEqual(Self.spinnerThreads(settlingAt: 0), 0, "a spinner of an earlier test is still alive")
-        let spinner = IdleSpinner(window: .milliseconds(50), logger: Self.logger)
+        let spinner = BusyPoller(window: .milliseconds(50), logger: Self.logger)
         spinner.noteActivity(at: .now())
         XCTAssertEqual(Self.spinnerThreads(settlingAt: 1), 1)
         spinner.stop()
@@ -102,7 +102,7 @@ final class IdleSpinnerTests: XCTestCase {
     private static func spinnerTasks() -> [String] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
         return tasks.filter {
-            (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8))?.hasPrefix(IdleSpinner.threadName) == true
+            (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8))?.hasPrefix(BusyPoller.threadName) == true
         }
     }
 }

@@ -16,7 +16,7 @@ import Synchronization
 /// priority, so it only takes CPU time nothing else wants (the kernel preempts it at
 /// once for any other thread), and only for `window` after the last read; then it
 /// sleeps until the next one. The price is CPU time that shows in `top`.
-final class IdleSpinner: Sendable {
+final class BusyPoller: Sendable {
     private let window: UInt64
     /// Spin until this many nanoseconds of `CLOCK_MONOTONIC`.
     private let until = Atomic<UInt64>(0)
@@ -33,7 +33,7 @@ final class IdleSpinner: Sendable {
         let unmanaged = Unmanaged.passRetained(self)
         var thread = pthread_t()
         let created = pthread_create(&thread, nil, { argument in
-            let spinner = Unmanaged<IdleSpinner>.fromOpaque(argument!).takeRetainedValue()
+            let spinner = Unmanaged<BusyPoller>.fromOpaque(argument!).takeRetainedValue()
             spinner.run()
             return nil
         }, unmanaged.toOpaque())
@@ -68,7 +68,7 @@ final class IdleSpinner: Sendable {
         var lowest = sched_param()
         // A spinner at normal priority would take CPU from the workers: none then.
         guard sched_setscheduler(0, 5 /* SCHED_IDLE, hidden by glibc without _GNU_SOURCE */, &lowest) == 0 else {
-            logger.warning("--busy-poll is off: SCHED_IDLE priority refused (errno \(errno))")
+            logger.warning("busy polling is off: SCHED_IDLE priority refused (errno \(errno))")
             return stopped.store(true, ordering: .sequentiallyConsistent)
         }
         while !stopped.load(ordering: .relaxed) {

@@ -1,0 +1,45 @@
+// Ports on 127.0.0.1: a free one, its sockaddr, waiting for a listener.
+
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Bind port 0 on 127.0.0.1 and read back the port the kernel chose.
+func freePort() throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw WireError("socket: errno \(errno)") }
+    defer { close(fd) }
+    var addr = loopbackAddress(port: 0)
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else { throw WireError("bind: errno \(errno)") }
+    var out = sockaddr_in()
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &out) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+    }
+    return UInt16(bigEndian: out.sin_port)
+}
+
+func loopbackAddress(port: UInt16) -> sockaddr_in {
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = port.bigEndian
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return addr
+}
+
+/// Poll until something accepts TCP connections on `port`.
+func waitForPort(_ port: UInt16, timeout: Double, while alive: () -> Bool = { true }) -> Bool {
+    let deadline = nowSeconds() + timeout
+    while nowSeconds() < deadline {
+        if !alive() { return false }
+        if let c = try? TCPConn(port: port) { c.shutdownAndClose(); return true }
+        usleep(50_000)
+    }
+    return false
+}
