@@ -125,10 +125,10 @@ enum LuaWaits {
         _ wait: luaspoa_wait, on loop: any EventLoop
     ) -> (future: EventLoopFuture<LuaWaitResult>, cancel: () -> Void) {
         switch Int(wait.kind) {
-        case LUASPOA_WAIT_HTTP: LuaHTTP.start(wait, on: loop)
-        case LUASPOA_WAIT_REDIS: LuaRedis.start(wait, on: loop)
-        case LUASPOA_WAIT_DNS: LuaDNS.start(wait, on: loop)
-        default: LuaTCP.start(wait, on: loop)
+        case LUASPOA_WAIT_HTTP: UpstreamMetrics.measure(wait, LuaHTTP.start(wait, on: loop))
+        case LUASPOA_WAIT_REDIS: UpstreamMetrics.measure(wait, LuaRedis.start(wait, on: loop))
+        case LUASPOA_WAIT_DNS: UpstreamMetrics.measure(wait, LuaDNS.start(wait, on: loop))
+        default: UpstreamMetrics.measure(wait, LuaTCP.start(wait, on: loop))
         }
     }
 

@@ -33,6 +33,7 @@ final class OutsideWorldTests: E2ETestCase {
         _ = try requireHAProxy()
         let fixture = E2EPaths.repoFile("Tests/Fixtures/upstreams/http_server.py").path
         let (_, apiPort) = try startServer("api", "/usr/bin/python3") { [fixture, "\($0)"] }
+        let metricsPort = try freePort()
         let (agent, agentPort) = try startAgent(script: """
             local hc = spoa.httpclient()
             spoa.register_message("ask-api", function(txn, msg)
@@ -41,7 +42,7 @@ final class OutsideWorldTests: E2ETestCase {
               txn:set_var("txn.api_status", res.status)
               txn:set_var("txn.api_body", res.body)
             end, { deadline_ms = 3000 })
-            """, extraArgs: ["--workers", "2"])
+            """, extraArgs: ["--workers", "2", "--metrics", "127.0.0.1:\(metricsPort)"])
         let p = try ProxySetup(agent: agentPort)
         let headers = ProxySetup.varHeaders(["api_status", "api_body", "api_error"])
         let spoe = ProxySetup.spoeConfig(messages: [("ask-api", "path=path")], processing: "5s")
@@ -59,6 +60,13 @@ final class OutsideWorldTests: E2ETestCase {
         let missing = try httpGet(port: p.web, "/missing")
         XCTAssertEqual(missing.header("X-V-api_status"), "404")
         XCTAssertEqual(missing.header("X-V-api_body"), "not found")
+        // Each request is counted before its handler goes on, so before its ACK.
+        let series = try prometheusSeries(port: metricsPort)
+        let requests = series.filter {
+            $0.key.hasPrefix("luaspoa_upstream_requests_total{") && $0.key.contains("client=\"http\"")
+                && $0.key.contains("result=\"ok\"") && $0.key.contains("target=\"http://127.0.0.1:\(apiPort)\"")
+        }
+        XCTAssertEqual(requests.values.reduce(0, +), Double(total + 1), "\(series.filter { $0.key.contains("upstream") })")
     }
 
     func testGlobalRateLimiterTwoAgentsOneRedis() throws {
