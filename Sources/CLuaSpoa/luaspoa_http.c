@@ -4,8 +4,9 @@
  * { status =, reason =, headers =, body = }, or nil, error.
  *
  * The request goes to Swift (LuaWaits, HTTP case) as the wait's strings:
- * args[0] method, args[1] url, args[2] body (ptr NULL: none), then header
- * name, value pairs. The strings belong to Lua values kept on this call's stack
+ * args[0] method, args[1] url, args[2] body (ptr NULL: none), args[3] the CA
+ * file to trust for https (ptr NULL: the system's), then header name, value
+ * pairs. The strings belong to Lua values kept on this call's stack
  * while it waits. The response comes back as luaspoa_wait_values. */
 #include <string.h>
 
@@ -19,7 +20,7 @@
 
 /* Adds one header line; raises past MAX_HEADERS. */
 static void add_header(lua_State *L, spoa_bytes *args, int *n, const char *fn, int name_idx, int value_idx) {
-    if (*n >= 3 + 2 * MAX_HEADERS)
+    if (*n >= 4 + 2 * MAX_HEADERS)
         luaL_error(L, "%s: more than %d headers", fn, MAX_HEADERS);
     args[*n].ptr = lua_tolstring(L, name_idx, &args[*n].len);
     args[*n + 1].ptr = lua_tolstring(L, value_idx, &args[*n + 1].len);
@@ -29,10 +30,10 @@ static void add_header(lua_State *L, spoa_bytes *args, int *n, const char *fn, i
 static int request(lua_State *L, const char *method, const char *fn) {
     luaspoa_checkudata(L, 1, LUASPOA_HTTP_MT);
     luaL_checktype(L, 2, LUA_TTABLE);
-    luaspoa_check_options(L, 2, fn, "url, headers, body, timeout");
+    luaspoa_check_options(L, 2, fn, "url, headers, body, timeout, ca_file");
     lua_settop(L, 2);
-    /* 3: url, 4: body, 5: headers, 6: args array; all stay on the stack while
-     * the call waits, so the strings args points to stay alive. */
+    /* 3: url, 4: body, 5: headers, 6: ca_file, 7: args array; all stay on the
+     * stack while the call waits, so the strings args points to stay alive. */
     if (lua_getfield(L, 2, "url") != LUA_TSTRING)
         return luaL_error(L, "%s: url must be a string", fn);
     int body_type = lua_getfield(L, 2, "body");
@@ -41,6 +42,9 @@ static int request(lua_State *L, const char *method, const char *fn) {
     int headers_type = lua_getfield(L, 2, "headers");
     if (headers_type != LUA_TNIL && headers_type != LUA_TTABLE)
         return luaL_error(L, "%s: headers must be a table", fn);
+    int ca_type = lua_getfield(L, 2, "ca_file");
+    if (ca_type != LUA_TNIL && ca_type != LUA_TSTRING)
+        return luaL_error(L, "%s: ca_file must be a path", fn);
     luaspoa_wait w = {.kind = LUASPOA_WAIT_HTTP};
     if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
         lua_Number ms = lua_tonumber(L, -1);
@@ -51,14 +55,17 @@ static int request(lua_State *L, const char *method, const char *fn) {
             w.ms++;
     }
     lua_pop(L, 1);
-    spoa_bytes *args = lua_newuserdatauv(L, sizeof(spoa_bytes) * (3 + 2 * MAX_HEADERS), 0);
-    int n = 3;
+    spoa_bytes *args = lua_newuserdatauv(L, sizeof(spoa_bytes) * (4 + 2 * MAX_HEADERS), 0);
+    int n = 4;
     args[0].ptr = method;
     args[0].len = strlen(method);
     args[1].ptr = lua_tolstring(L, 3, &args[1].len);
     args[2].ptr = body_type == LUA_TSTRING ? lua_tolstring(L, 4, &args[2].len) : NULL;
     if (body_type != LUA_TSTRING)
         args[2].len = 0;
+    args[3].ptr = ca_type == LUA_TSTRING ? lua_tolstring(L, 6, &args[3].len) : NULL;
+    if (ca_type != LUA_TSTRING)
+        args[3].len = 0;
     if (headers_type == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, 5)) {

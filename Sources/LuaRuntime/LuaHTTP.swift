@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// `spoa.httpclient()` requests (luaspoa_http.c): one `HTTPClient` for the
 /// process, with a keep-alive pool per host; each request runs on the event loop
@@ -98,20 +99,28 @@ public enum LuaHTTP {
         })
     }
 
-    /// args: method, url, body (ptr NULL: none), then header name, value pairs.
+    /// args: method, url, body (ptr NULL: none), CA file (ptr NULL: the system's
+    /// trust roots), then header name, value pairs.
     private static func makeRequest(_ wait: luaspoa_wait) throws -> HTTPClient.Request {
         func string(_ i: Int) -> String {
             let arg = wait.args[i]
             return String(decoding: UnsafeRawBufferPointer(start: arg.ptr, count: arg.len), as: UTF8.self)
         }
         var headers = HTTPHeaders()
-        for i in stride(from: 3, to: Int(wait.nargs) - 1, by: 2) {
+        for i in stride(from: 4, to: Int(wait.nargs) - 1, by: 2) {
             headers.add(name: string(i), value: string(i + 1))
         }
         let body = wait.args[2]
+        var tls: TLSConfiguration?
+        if wait.args[3].ptr != nil {
+            // A private CA (or a self-signed server): its own pool of connections.
+            tls = .makeClientConfiguration()
+            tls?.trustRoots = .file(string(3))
+        }
         return try HTTPClient.Request(
             url: string(1), method: HTTPMethod(rawValue: string(0)), headers: headers,
-            body: body.ptr.map { .byteBuffer(ByteBuffer(bytes: UnsafeRawBufferPointer(start: $0, count: body.len))) })
+            body: body.ptr.map { .byteBuffer(ByteBuffer(bytes: UnsafeRawBufferPointer(start: $0, count: body.len))) },
+            tlsConfiguration: tls)
     }
 
     /// { status =, reason =, headers = { [lowercased name] = { [0] = v1, [1] = v2 } }, body = }:
@@ -165,6 +174,7 @@ public enum LuaHTTP {
         }
         if error is ResponseAccumulator.ResponseTooBigError { return "response larger than \(maxBodySize) bytes" }
         if error is HTTPParserError { return "protocol error: \(error)" }
+        if error is NIOSSLError || error is BoringSSLError { return "TLS failure: \(error)" }
         return Upstream.describe(error)
     }
 }

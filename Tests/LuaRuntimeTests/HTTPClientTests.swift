@@ -138,4 +138,28 @@ final class HTTPClientTests: XCTestCase {
         XCTAssertEqual(vars["txn.body"], .string("hello"))
         XCTAssertEqual(vars["txn.err"], .string("timeout"))
     }
+
+    func testHTTPSWithAPrivateCA() throws {
+        let dir = URL(fileURLWithPath: try writeScript("", name: "unused")).deletingLastPathComponent()
+        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        guard openssl.terminationStatus == 0 else { throw XCTSkip("openssl could not make a certificate") }
+        let tls = try FixtureServer(script: "http_server.py", arguments: ["--tls", cert, key])
+        let h = try LoopHarness("""
+            local hc = spoa.httpclient()
+            spoa.register_message("req", function(txn, msg)
+              local res, err = hc:get{ url = "https://127.0.0.1:\(tls.port)/hello", ca_file = msg.args.ca }
+              txn:set_var("txn.out", res and (res.status .. " " .. res.body) or err)
+            end, { deadline_ms = 30000 })
+            """)
+        XCTAssertEqual(try h.vars("req", [("ca", .string(cert))])["txn.out"]?.text, "200 hello")
+        let untrusted = try h.vars("req")["txn.out"]?.text ?? ""
+        XCTAssertTrue(untrusted.hasPrefix("TLS failure"), untrusted)
+    }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A small HTTP/1.1 keep-alive server for the HTTP client tests: prints its port,
 then serves known answers until its stdin closes (so it dies with the test).
-With a port argument (end-to-end tests): listens there and serves until killed."""
-import http.server, socketserver, sys, threading, time
+With a port argument (end-to-end tests): listens there and serves until killed.
+With --tls CERT KEY: https."""
+import http.server, socketserver, ssl, sys, threading, time
 
 peers = set()
 lock = threading.Lock()
@@ -55,7 +56,14 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
+tls = None
+if len(sys.argv) > 3 and sys.argv[1] == "--tls":
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[2], sys.argv[3])
+    del sys.argv[1:4]
 server = Server(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), Handler)
+if tls:
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 if len(sys.argv) > 1:
     server.serve_forever()
