@@ -37,7 +37,31 @@ let package = Package(
         .systemLibrary(name: "CAres", pkgConfig: "libcares", providers: [.apt(["libc-ares-dev"])]),
         // Every function Lua can call lives here: a Lua error is a longjmp and must
         // never cross a Swift frame.
-        .target(name: "CLuaSpoa", dependencies: ["CLua"]),
+        // spoa.crypto and spoa.jwt: OpenSSL's libcrypto (libssl-dev).
+        .systemLibrary(
+            name: "CCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // spoa.re: PCRE2, 8-bit code units, JIT (libpcre2-dev).
+        .systemLibrary(
+            name: "CPCRE2",
+            pkgConfig: "libpcre2-8",
+            providers: [.apt(["libpcre2-dev"])]
+        ),
+        // spoa.json: json-c (libjson-c-dev); luaspoa_json.c says why not lua-cjson.
+        .systemLibrary(
+            name: "CJSONC",
+            pkgConfig: "json-c",
+            providers: [.apt(["libjson-c-dev"])]
+        ),
+        // spoa.geoip: libmaxminddb (libmaxminddb-dev).
+        .systemLibrary(
+            name: "CMaxMindDB",
+            pkgConfig: "libmaxminddb",
+            providers: [.apt(["libmaxminddb-dev"])]
+        ),
+        .target(name: "CLuaSpoa", dependencies: ["CLua", "CCrypto", "CPCRE2", "CJSONC", "CMaxMindDB"]),
         // The SPOP 2.0 protocol engine: codec, connection state machine, NIO server.
         .target(
             name: "SpopEngine",
@@ -134,10 +158,12 @@ let package = Package(
             name: "FuzzCorpusTests",
             dependencies: ["SpopFuzzTargets"]
         ),
+        // The reference frames of docs/spop-protocol.md and the hex parser, shared by the tests.
+        .target(name: "SpopTestFrames", path: "Tests/SpopTestFrames"),
         .testTarget(
             name: "SpopEngineTests",
             dependencies: [
-                "SpopEngine",
+                "SpopEngine", "SpopTestFrames",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -163,8 +189,8 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            // None: it talks to the built binaries over sockets, with its own wire helpers.
-            dependencies: []
+            // No engine: it talks to the built binaries over sockets, with its own wire helpers.
+            dependencies: ["SpopTestFrames"]
         ),
     ]
 )

@@ -27,7 +27,8 @@
 # garbage, resets) straight to the agent's port. Normal requests must still all
 # carry the variable; the hostile requests' status codes are counted apart.
 #
-# Environment: DURATION (s), RELOAD_EVERY (5), SAMPLE_EVERY (5), WORKERS (2),
+# Environment: DURATION (s), RELOAD_EVERY (5), SAMPLE_EVERY (5), IDLE_AFTER (15: seconds
+# after the traffic before the idle RSS, rss_kb_idle), WORKERS (2),
 # BASE_PORT (21440), LUASPOA (binary; default: release build with static stdlib),
 # OUT (output directory; default: a fresh /tmp/luaspoa-soak.XXXXXX, kept).
 # Exit status 0 only if there was no failure and the agent survived.
@@ -41,6 +42,7 @@ HOSTILE=${HOSTILE:-0}
 HOSTILE_EVERY=${HOSTILE_EVERY:-0.5}
 RELOAD_EVERY=${RELOAD_EVERY:-5}
 SAMPLE_EVERY=${SAMPLE_EVERY:-5}
+IDLE_AFTER=${IDLE_AFTER:-15}
 WORKERS=${WORKERS:-2}
 BASE_PORT=${BASE_PORT:-21440}
 agent_port=$BASE_PORT
@@ -185,7 +187,19 @@ done
 wait "$wrk_main" || true
 wait "$churn" || true
 agent_alive=0
-if kill -0 "$agent_pid" 2>/dev/null; then agent_alive=1; sample $((SECONDS - start)); fi
+rss_idle=0
+if kill -0 "$agent_pid" 2>/dev/null; then
+    agent_alive=1
+    sample $((SECONDS - start))
+    # Idle: HAProxy closes its agent connections after `timeout idle` (1 s); what the
+    # agent still holds then is what heavy handlers left behind.
+    sleep "$IDLE_AFTER"
+    if kill -0 "$agent_pid" 2>/dev/null; then
+        rss_idle=$(awk '/^VmRSS/ {print $2}' "/proc/$agent_pid/status")
+    else
+        agent_alive=0
+    fi
+fi
 
 # wrk prints "N requests in ...", "Non-2xx or 3xx responses: N",
 # "Socket errors: connect A, read B, write C, timeout D".
@@ -211,7 +225,7 @@ stats=$(awk -F, -v warmup="$warmup" 'NR > 1 && $1 >= warmup {n++; if (n == 1) {f
                       first, min, max, last, fmin, fmax, lastfd, n}' "$out/samples.csv")
 echo "RESULT duration_s=$DURATION requests=$total missing_variable=$missing socket_errors=$errors" \
     "handler_timeouts=$handler_timeouts reloads_sent=$reloads reloads_logged=$reload_ok reload_failures=$reload_failed" \
-    "agent_alive=$agent_alive $stats"
+    "agent_alive=$agent_alive $stats rss_kb_idle=$rss_idle"
 if [[ $HOSTILE == 1 ]]; then
     # Per kind: how many hostile requests, and their status codes.
     awk '{n[$1]++; c[$1" "$2]++} END {for (k in c) {split(k, p, " "); printf "hostile-request %s status=%s count=%d\n", p[1], p[2], c[k]}}' \

@@ -1,8 +1,9 @@
 /* Instructions per Lua dispatch, repeatable (valgrind cannot run the Swift binary).
  * Loads a script with stub callbacks and calls luaspoa_dispatch N times with one
  * fixed "check-client-ip" message (ip = 192.0.2.10), as LuaWorker.handle does.
- *   gcc -O2 -ISources/CLuaSpoa/include tools/dispatch-cost.c Sources/CLuaSpoa/luaspoa_[a-z]*.c \
- *       -llua5.4 -lm -lpthread -o /tmp/dispatch-cost
+ *   gcc -O2 -ISources/CLuaSpoa/include -I/usr/include/$(uname -m)-linux-gnu tools/dispatch-cost.c \
+ *       Sources/CLuaSpoa/luaspoa_[a-z]*.c -llua5.4 -lcrypto -lpcre2-8 -ljson-c -lmaxminddb \
+ *       -lm -lpthread -o /tmp/dispatch-cost
  *   valgrind --tool=callgrind /tmp/dispatch-cost scripts/ip_reputation.lua 10000 3600000
  *   (instructions per dispatch = (Ir(N) - Ir(0)) / N; callgrind_annotate for hot spots)
  *   /tmp/dispatch-cost benchmarks/empty_handler.lua 1000000   # ns per dispatch

@@ -4,12 +4,20 @@
 #   source tools/ensure-deps.sh && ensure_deps     # from run-agent.sh / run-tests.sh
 #   tools/ensure-deps.sh                           # stand-alone
 #
-# * installs liblua5.4-dev, pkg-config, haproxy, libhiredis-dev, redis-server,
-#   libc-ares-dev and dnsmasq with apt-get when they are missing (as root, or through sudo otherwise);
+# * installs liblua5.4-dev, libssl-dev, libpcre2-dev, libjson-c-dev,
+#   libmaxminddb-dev, libhiredis-dev, libc-ares-dev, pkg-config, haproxy,
+#   redis-server and dnsmasq with apt-get when they are missing (as root, or through sudo otherwise);
 # * makes sure `swift` is on PATH (also looks in /opt/swift/usr/bin and
 #   /usr/share/swift/usr/bin); it does not install Swift itself.
 
 _ensure_deps_log() { echo "ensure-deps: $*" >&2; }
+
+# Adds package $3 to `missing` unless pkg-config knows $1 or header $2 exists.
+_ensure_deps_want_pc() {
+    if ! { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; } && [ ! -f "$2" ]; then
+        missing+=("$3")
+    fi
+}
 
 _ensure_deps_missing_packages() {
     local missing=()
@@ -17,10 +25,12 @@ _ensure_deps_missing_packages() {
         missing+=(pkg-config)
     fi
     # liblua5.4-dev provides lua5.4.pc and the headers Package.swift needs.
-    if ! { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists lua5.4; } \
-       && [ ! -f /usr/include/lua5.4/lua.h ]; then
-        missing+=(liblua5.4-dev)
-    fi
+    _ensure_deps_want_pc lua5.4 /usr/include/lua5.4/lua.h liblua5.4-dev
+    # The C libraries behind spoa.crypto, spoa.re, spoa.json and spoa.geoip (Package.swift).
+    _ensure_deps_want_pc libcrypto /usr/include/openssl/evp.h libssl-dev
+    _ensure_deps_want_pc libpcre2-8 /usr/include/pcre2.h libpcre2-dev
+    _ensure_deps_want_pc json-c /usr/include/json-c/json.h libjson-c-dev
+    _ensure_deps_want_pc libmaxminddb "/usr/include/$(uname -m)-linux-gnu/maxminddb.h" libmaxminddb-dev
     if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
         missing+=(haproxy)
     fi

@@ -65,7 +65,7 @@ struct UsageError: Error, CustomStringConvertible {
 let options = try Options(CommandLine.arguments.dropFirst())
 let logger = Logger(label: "async-agent")
 let service = ReputationService(delay: .milliseconds(options.delayMilliseconds))
-let configuration = SpopServer.Configuration(host: options.host, port: options.port, workers: options.workers)
+let configuration = SpopServerConfiguration(host: options.host, port: options.port, workers: options.workers)
 let server = try SpopServer(configuration: configuration, logger: logger) { _ in
     AsyncClosureWorker(logger: logger) { notify, _ in
         var actions: [SpoaAction] = []

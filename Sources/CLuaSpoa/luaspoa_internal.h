@@ -259,6 +259,33 @@ int luaspoa_addr_in_cidr(lua_State *L);           /* the a:in_cidr method */
 /* luaspoa_netset.c */
 void luaspoa_open_netset(lua_State *L);           /* spoa table at top */
 void luaspoa_open_hash(lua_State *L);             /* spoa table at top */
+void luaspoa_open_crypto(lua_State *L);           /* spoa table at top */
+void luaspoa_open_re(lua_State *L);               /* spoa table at top */
+void luaspoa_open_json(lua_State *L);             /* spoa table at top */
+int luaspoa_json_decode(lua_State *L);            /* spoa.json.decode */
+void luaspoa_open_jwt(lua_State *L);              /* spoa table at top */
+void luaspoa_open_geoip(lua_State *L);            /* spoa table at top */
+void luaspoa_open_metrics(lua_State *L);          /* spoa table at top */
+
+/* luaspoa_cres.c: a C resource owned by a userdata, freed by __gc if a Lua
+ * error interrupts the function using it. */
+typedef struct luaspoa_cres {
+    void *p;                    /* NULL until set, and once freed */
+    void (*free_fn)(void *);
+} luaspoa_cres;
+luaspoa_cres *luaspoa_cres_push(lua_State *L, void (*free_fn)(void *));
+void luaspoa_open_cres(lua_State *L);             /* its metatable, before any push */
+void luaspoa_cres_free(luaspoa_cres *r);
+
+/* Bytes per library call between two polls of the budget (crypto, json). */
+#define LUASPOA_CRYPTO_CHUNK ((size_t)64 << 10)
+/* The size of the chunk of [0, len) at off, at most max; polls the budget
+ * before every chunk but the first (a long C call cannot be interrupted). */
+static inline size_t luaspoa_next_chunk(lua_State *L, size_t len, size_t off, size_t max) {
+    if (off > 0)
+        luaspoa_budget_check(L);
+    return len - off < max ? len - off : max;
+}
 
 /* luaspoa_hdrs.c */
 void luaspoa_open_hdrs(lua_State *L);             /* spoa table at top */
@@ -309,6 +336,9 @@ int luaspoa_task_resume(lua_State *L, luaspoa_call *c, char *errbuf, size_t errc
 void luaspoa_run_inits(lua_State *L);
 /* Raises unless the script body (or, with allow_init, an init function) is running. */
 void luaspoa_require_setup(lua_State *L, const char *fn, int allow_init);
+/* A relative path resolved from the script's directory (as HAProxy's
+ * "default-path config" does); may push up to 3 values that keep it alive. */
+const char *luaspoa_resolve_path(lua_State *L, const char *path);
 /* Checks an options table at idx (nil allowed: returns 0) against "a, b, c";
  * raises on unknown keys. Returns 1 when a table is there. */
 int luaspoa_check_options(lua_State *L, int idx, const char *fn, const char *supported);

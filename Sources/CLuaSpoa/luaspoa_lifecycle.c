@@ -18,6 +18,18 @@ void luaspoa_require_setup(lua_State *L, const char *fn, int allow_init) {
                allow_init ? " or in an init function" : " (not in init functions, handlers or tasks)");
 }
 
+const char *luaspoa_resolve_path(lua_State *L, const char *path) {
+    if (path[0] != '/' && lua_getfield(L, LUA_REGISTRYINDEX, LUASPOA_SCRIPT_PATH_KEY) == LUA_TSTRING) {
+        const char *script = lua_tostring(L, -1);
+        const char *slash = strrchr(script, '/');
+        if (slash != NULL) {
+            lua_pushlstring(L, script, (size_t)(slash - script));
+            return lua_pushfstring(L, "%s/%s", lua_tostring(L, -1), path);
+        }
+    }
+    return path;
+}
+
 void luaspoa_new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction tostring) {
     luaL_newmetatable(L, mt);
     lua_newtable(L);

@@ -58,7 +58,8 @@ static shared_map *check_map(lua_State *L) {
 /* spoa.map.load(path [, { type = "str" | "beg" | "int" | "ip" }]) */
 static int l_load(lua_State *L) {
     luaspoa_require_setup(L, "spoa.map.load", 1);
-    const char *path = luaL_checkstring(L, 1);
+    lua_settop(L, 2); /* the resolved path is pushed above the options */
+    const char *path = luaspoa_resolve_path(L, luaL_checkstring(L, 1));
     int kind = MAP_STR;
     if (luaspoa_check_options(L, 2, "spoa.map.load", "type")) {
         lua_getfield(L, 2, "type");

@@ -137,15 +137,7 @@ static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
  * relative paths are resolved from the script's directory (as HAProxy's
  * "default-path config" does for its own files). */
 static const char *read_file(lua_State *L, const char **path, size_t *len) {
-    if ((*path)[0] != '/' &&
-        lua_getfield(L, LUA_REGISTRYINDEX, LUASPOA_SCRIPT_PATH_KEY) == LUA_TSTRING) {
-        const char *script = lua_tostring(L, -1);
-        const char *slash = strrchr(script, '/');
-        if (slash != NULL) {
-            lua_pushlstring(L, script, (size_t)(slash - script));
-            *path = lua_pushfstring(L, "%s/%s", lua_tostring(L, -1), *path);
-        }
-    }
+    *path = luaspoa_resolve_path(L, *path);
     struct stat st;
     if (stat(*path, &st) != 0)
         luaL_error(L, "spoa.netset.load: cannot open %s: %s", *path, strerror(errno));

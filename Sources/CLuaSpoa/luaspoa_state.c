@@ -364,6 +364,13 @@ static int setup_body(lua_State *L) {
     lua_setfield(L, -2, "version");
     lua_pushinteger(L, (lua_Integer)rt->ctx->generation);
     lua_setfield(L, -2, "generation");
+    /* Where relative paths given to spoa.map/netset/geoip resolve from. */
+    const char *slash = strrchr(sc->path, '/');
+    if (slash != NULL)
+        lua_pushlstring(L, sc->path, slash == sc->path ? 1 : (size_t)(slash - sc->path));
+    else
+        lua_pushliteral(L, ".");
+    lua_setfield(L, -2, "script_dir");
     luaspoa_open_log(L);
     luaspoa_open_addr(L);
     luaspoa_open_values(L);
@@ -377,6 +384,13 @@ static int setup_body(lua_State *L) {
     luaspoa_open_hdrs(L);
     luaspoa_open_hash(L);
     luaspoa_open_wait(L);
+    luaspoa_open_cres(L);
+    luaspoa_open_crypto(L);
+    luaspoa_open_re(L);
+    luaspoa_open_json(L);
+    luaspoa_open_jwt(L);
+    luaspoa_open_geoip(L);
+    luaspoa_open_metrics(L);
     luaspoa_open_http(L);
     luaspoa_open_redis(L);
     luaspoa_open_dns(L);

@@ -9,7 +9,7 @@ import SpopEngine
 /// and logs why (file:line). Shared dicts live outside the states and survive.
 public actor LuaReloader {
     public let configuration: LuaConfiguration
-    private let server: SpopServer
+    private let server: SpopServer<LuaWorker>
     private var background: BackgroundTasks?
     private let logger: Logger
     /// Successful reloads so far (`spoa.generation` of the running states).
@@ -17,7 +17,7 @@ public actor LuaReloader {
     private let reloadsOK = Counter(label: "luaspoa_reloads_total", dimensions: [("result", "ok")])
     private let reloadsFailed = Counter(label: "luaspoa_reloads_total", dimensions: [("result", "failed")])
 
-    public init(configuration: LuaConfiguration, server: SpopServer, background: BackgroundTasks?, logger: Logger) {
+    public init(configuration: LuaConfiguration, server: SpopServer<LuaWorker>, background: BackgroundTasks?, logger: Logger) {
         self.configuration = configuration
         self.server = server
         self.background = background
@@ -60,7 +60,7 @@ public actor LuaReloader {
         do {
             let states = prepared
             try await server.onEachWorker { index, worker in
-                (worker as? LuaWorker)?.install(states[index])
+                worker.install(states[index])
             }
         } catch {
             logger.error("reload interrupted (server stopping): \(error)")

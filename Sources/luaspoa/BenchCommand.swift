@@ -101,7 +101,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = Logger(label: "luaspoa.trivial-agent")
-            let configuration = SpopServer.Configuration(address: listen.address, workers: workers)
+            let configuration = SpopServerConfiguration(address: listen.address, workers: workers)
             let server = try SpopServer(configuration: configuration, logger: logger) { _ in
                 ClosureWorker { notify, _, ack in
                     for _ in notify.messages {

@@ -1,4 +1,5 @@
 import Logging
+import LuaRuntime
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -81,7 +82,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         switch head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri {
         case "/metrics":
             beforeScrape()
-            return (.ok, "text/plain; version=0.0.4; charset=utf-8", registry.emitToString())
+            return (.ok, "text/plain; version=0.0.4; charset=utf-8", registry.emitToString() + ScriptMetrics.render())
         case "/health", "/healthz":
             return (.ok, "text/plain", "ok\n")
         default:

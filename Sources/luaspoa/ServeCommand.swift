@@ -119,7 +119,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         background.start()
 
-        var configuration = SpopServer.Configuration(
+        var configuration = SpopServerConfiguration(
             address: server.address(listen), workers: workers,
             capabilities: AgentCapabilities(
                 maxFrameSize: maxFrameSize, pipelining: pipelining, fragmentation: fragmentation,

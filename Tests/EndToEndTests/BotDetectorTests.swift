@@ -40,6 +40,11 @@ final class BotDetectorTests: E2ETestCase {
         XCTAssertNil(person.header("X-Bot-Reason"))
         XCTAssertEqual(String(decoding: person.body, as: UTF8.self), "hello from the app\n")
 
+        // The library list is one case-insensitive regex; the reason names the match in lower case.
+        let python = try httpGet(port: web, headers: [("User-Agent", "Python-Requests/2.31"), ("Accept", "*/*")])
+        XCTAssertEqual(python.status, 403, "\(python.headers)\(logs())")
+        XCTAssertEqual(python.header("X-Bot-Reason"), "ua:python-requests,no-accept-encoding,few-headers")
+
         // A browser User-Agent alone is not enough: the missing headers give it away.
         let pretender = try httpGet(port: web, headers: [Self.browser[0], ("Accept", "*/*")])
         XCTAssertEqual(pretender.status, 403, "\(pretender.headers)")

@@ -2,6 +2,7 @@
 // and a clean stop on SIGTERM / SIGINT.
 
 import Foundation
+import SpopTestFrames
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -112,7 +113,7 @@ final class CLITests: E2ETestCase {
         let idle = try TCPConn(port: port)
         _ = try idle.handshake()
         let half = try TCPConn(port: port)
-        half.send(Array(Golden.hello11_1.prefix(20)))
+        half.send(Array(hexBytes(Golden.haproxyHello).prefix(20)))
         assertAgentServes(port, agent)
         kill(agent.process.processIdentifier, SIGTERM)
         let status = agent.waitForExit(timeout: 15)

@@ -5,6 +5,7 @@
 // demand; a real 3.2 and 3.0 run in HAProxy3Tests / HAProxy3ConnectionTests.
 
 import Foundation
+import SpopTestFrames
 import XCTest
 
 final class HAProxy31ReplayTests: E2ETestCase {
@@ -28,8 +29,8 @@ final class HAProxy31ReplayTests: E2ETestCase {
     func testHelloIsTheDocumentedSequence() throws {
         XCTAssertEqual(Array(Self.hello31.prefix(4)), [0, 0, 0, 0x7b])
         // Same bytes as 2.6's §11.1 up to the capabilities value, and the same engine-id tail.
-        XCTAssertEqual(Array(Self.hello31[4..<0x43]), Array(Golden.hello11_1[4..<0x43]))
-        XCTAssertEqual(Array(Self.hello31.suffix(36)), Array(Golden.hello11_1.suffix(36)))
+        XCTAssertEqual(Array(Self.hello31[4..<0x43]), Array(hexBytes(Golden.haproxyHello)[4..<0x43]))
+        XCTAssertEqual(Array(Self.hello31.suffix(36)), Array(hexBytes(Golden.haproxyHello).suffix(36)))
         let c = try TCPConn(port: port)
         let reply = try c.handshake(Self.hello31)
         XCTAssertEqual(try reply.kv()["capabilities"]?.stringValue, "pipelining,fragmentation")
@@ -57,7 +58,7 @@ final class HAProxy31ReplayTests: E2ETestCase {
         }
         XCTAssertEqual(answered, Set(ids))
         // §11.3's 3.1 frame (stream 5 again, a later event on the same connection).
-        c.send(Golden.notify11_3_v31)
+        c.send(hexBytes(Golden.notifyCheckClientIPv31))
         let again = try c.expectFrame(timeout: 10, "ACK")
         XCTAssertEqual([again.streamID, again.frameID], [5, 1])
     }
@@ -73,11 +74,11 @@ final class HAProxy31ReplayTests: E2ETestCase {
     func testIdleCloseWithDisconnectIsAnsweredWithSection11_8() throws {
         let c = try TCPConn(port: port)
         _ = try c.handshake(Self.hello31)
-        c.send(Golden.notify11_3_v31)
+        c.send(hexBytes(Golden.notifyCheckClientIPv31))
         _ = try c.expectFrame(timeout: 10, "ACK")
         // Idle pool expiry: HAPROXY-DISCONNECT status 0, then AGENT-DISCONNECT and close.
         c.send(haproxyDisconnect(status: 0, message: "normal"))
-        XCTAssertEqual(try c.readExactly(Golden.agentDisconnect11_8.count, timeout: 10), Golden.agentDisconnect11_8)
+        XCTAssertEqual(try c.readExactly(hexBytes(Golden.agentDisconnectNormal).count, timeout: 10), hexBytes(Golden.agentDisconnectNormal))
         XCTAssertEqual(try c.waitForClose(timeout: 10), [])
         assertAgentServes(port, agent)
     }
@@ -86,7 +87,7 @@ final class HAProxy31ReplayTests: E2ETestCase {
         for _ in 0..<3 {
             let c = try TCPConn(port: port)
             _ = try c.handshake(Self.hello31)
-            c.send(Golden.notify11_3_v31)
+            c.send(hexBytes(Golden.notifyCheckClientIPv31))
             _ = try c.expectFrame(timeout: 10, "ACK")
             c.shutdownAndClose()  // dropped silently by idle-pool management
         }
@@ -96,7 +97,7 @@ final class HAProxy31ReplayTests: E2ETestCase {
 
     func testFixedHealthCheckHelloIsAnsweredThenClosed() throws {
         let c = try TCPConn(port: port)
-        c.send(Golden.healthcheck11_9)
+        c.send(hexBytes(Golden.healthCheckHello))
         let reply = try c.expectFrame(timeout: 10, "AGENT-HELLO")
         // 3.1+ validates strictly: flags exactly FIN, ids 0/0, all three keys.
         XCTAssertEqual(reply.flags, 0x0000_0001)

@@ -2,6 +2,7 @@
 // lines, configuration file and environment precedence, `luaspoa send`, --async.
 
 import Foundation
+import SpopTestFrames
 import XCTest
 
 final class OperationsTests: E2ETestCase {
@@ -65,7 +66,7 @@ final class OperationsTests: E2ETestCase {
         _ = try bad.waitForClose(timeout: 10)
         // A health check.
         let check = try TCPConn(port: port)
-        check.send(Golden.healthcheck11_9)
+        check.send(hexBytes(Golden.healthCheckHello))
         _ = try check.expectFrame(timeout: 10, "AGENT-HELLO")
         _ = try check.waitForClose(timeout: 10)
 

@@ -3,6 +3,7 @@
 // many/garbage connections.
 
 import Foundation
+import SpopTestFrames
 import XCTest
 
 final class ProbeTests: CombinedAgentTestCase {
@@ -53,7 +54,7 @@ final class ProbeTests: CombinedAgentTestCase {
 
     func testHelloGoldenFrame() throws {
         let c = try connect()
-        c.send(Golden.hello11_1)
+        c.send(hexBytes(Golden.haproxyHello))
         let f = try c.expectFrame(timeout: 5, "AGENT-HELLO")
         XCTAssertEqual(f.type, SpopType.agentHello.rawValue, "\(f)")
         XCTAssertEqual(f.flags, 0x0000_0001, "AGENT-HELLO flags must be exactly FIN")
@@ -84,7 +85,7 @@ final class ProbeTests: CombinedAgentTestCase {
         let (a2, p2) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "agent-mfs",
                                       extraArgs: ["--max-frame-size", "4096"])
         let c = try TCPConn(port: p2)
-        XCTAssertEqual(try c.handshake(Golden.hello11_1).kv()["max-frame-size"], .uint32(4096))
+        XCTAssertEqual(try c.handshake(hexBytes(Golden.haproxyHello)).kv()["max-frame-size"], .uint32(4096))
         let c2 = try TCPConn(port: p2)
         XCTAssertEqual(try c2.handshake(haproxyHello(maxFrameSize: 1024)).kv()["max-frame-size"], .uint32(1024))
         // The negotiated limit applies: a frame of 4097 bytes is too big.
@@ -97,7 +98,7 @@ final class ProbeTests: CombinedAgentTestCase {
 
     func testHealthCheckGetsHelloThenClose() throws {
         let c = try connect()
-        c.send(Golden.healthcheck11_9)
+        c.send(hexBytes(Golden.healthCheckHello))
         let f = try c.expectFrame(timeout: 5, "AGENT-HELLO")
         XCTAssertEqual(f.type, SpopType.agentHello.rawValue, "\(f)")
         XCTAssertEqual(f.flags, 0x0000_0001)
@@ -114,7 +115,7 @@ final class ProbeTests: CombinedAgentTestCase {
 
     func testNotifyGoldenFrameShippedScript() throws {
         let c = try connected()
-        c.send(Golden.notify11_3)
+        c.send(hexBytes(Golden.notifyCheckClientIP))
         let f = try ack(c)
         XCTAssertEqual(f.streamID, 300)
         XCTAssertEqual(f.frameID, 1)
@@ -126,7 +127,7 @@ final class ProbeTests: CombinedAgentTestCase {
         XCTAssertEqual(m["txn.ip_family"], .str("ipv4"))
 
         // The same from HAProxy 3.1+ (sid 5 / fid 1).
-        c.send(Golden.notify11_3_v31)
+        c.send(hexBytes(Golden.notifyCheckClientIPv31))
         let f2 = try ack(c)
         XCTAssertEqual(f2.streamID, 5)
         XCTAssertEqual(f2.frameID, 1)
@@ -171,7 +172,7 @@ final class ProbeTests: CombinedAgentTestCase {
 
     func testNotifyEveryArgumentFormGolden() throws {
         let c = try connected()
-        c.send(Golden.notify11_6)
+        c.send(hexBytes(Golden.notifyEveryArgumentForm))
         let f = try ack(c)
         XCTAssertEqual(f.streamID, 7)
         XCTAssertEqual(f.frameID, 1)
@@ -316,8 +317,8 @@ final class ProbeTests: CombinedAgentTestCase {
 
     func testFragmentedNotifyGolden() throws {
         let c = try connected()
-        c.send(Golden.fragment11_7_first)
-        c.send(Golden.fragment11_7_last)
+        c.send(hexBytes(Golden.fragmentFirst))
+        c.send(hexBytes(Golden.fragmentLast))
         let f = try ack(c)
         XCTAssertEqual(f.streamID, 300)
         XCTAssertEqual(f.frameID, 2)
@@ -352,16 +353,16 @@ final class ProbeTests: CombinedAgentTestCase {
 
     func testFragmentAbortSendsNothing() throws {
         let c = try connected()
-        c.send(Golden.fragment11_7_first)
-        c.send(Golden.fragment11_7_abort)
+        c.send(hexBytes(Golden.fragmentFirst))
+        c.send(hexBytes(Golden.fragmentAbort))
         // The next frame on the wire must be the ACK of this NOTIFY, not anything for the aborted one.
-        c.send(Golden.notify11_3)
+        c.send(hexBytes(Golden.notifyCheckClientIP))
         let f = try ack(c)
         XCTAssertEqual(f.streamID, 300)
         XCTAssertEqual(f.frameID, 1, "got a reply for the aborted fragmented NOTIFY: \(f)")
         // A stray abort for ids nobody tracks is ignored too.
-        c.send(Golden.fragment11_7_abort)
-        c.send(Golden.notify11_3)
+        c.send(hexBytes(Golden.fragmentAbort))
+        c.send(hexBytes(Golden.notifyCheckClientIP))
         XCTAssertEqual(try ack(c).frameID, 1)
     }
 
@@ -369,7 +370,7 @@ final class ProbeTests: CombinedAgentTestCase {
 
     func testHAProxyDisconnectGetsNormalReply() throws {
         let c = try connected()
-        c.send(Golden.disconnect11_8)
+        c.send(hexBytes(Golden.haproxyDisconnectTimeout))
         let f = try c.expectFrame(timeout: 5, "AGENT-DISCONNECT")
         XCTAssertEqual(f.type, SpopType.agentDisconnect.rawValue, "\(f)")
         XCTAssertEqual(try f.kv()["status-code"], .uint32(0))
@@ -382,7 +383,7 @@ final class ProbeTests: CombinedAgentTestCase {
     func testPlainCloseIsNormal() throws {
         for _ in 0..<20 {
             let c = try connected()
-            c.send(Array(Golden.notify11_3.prefix(10)))   // even in the middle of a frame
+            c.send(Array(hexBytes(Golden.notifyCheckClientIP).prefix(10)))   // even in the middle of a frame
             c.shutdownAndClose()
         }
         assertAgentServes(port, agent)
@@ -395,7 +396,7 @@ final class ProbeTests: CombinedAgentTestCase {
         let (_, p2) = try startAgent(scriptPath: TestScripts.ipReputationPath, name: "agent-mns",
                                      extraArgs: ["--max-notify-size", "20000"])
         let c = try TCPConn(port: p2)
-        _ = try c.handshake(Golden.hello11_1)
+        _ = try c.handshake(hexBytes(Golden.haproxyHello))
         let s = String(repeating: "x", count: 30_000)
         let payload = messagesPayload([SpopMessage(name: "big", args: [("big", .str(s))])])
         c.send(spopFrame(type: SpopType.notify.rawValue, flags: 0, streamID: 9, frameID: 1, payload: Array(payload[0..<10_000])))
@@ -404,7 +405,7 @@ final class ProbeTests: CombinedAgentTestCase {
                          payload: Array(payload[20_000...])))
         assertDisconnect(c, status: 3, "reassembled NOTIFY over --max-notify-size")
         // The agent goes on serving.
-        XCTAssertEqual(try TCPConn(port: p2).handshake(Golden.hello11_1).type, SpopType.agentHello.rawValue)
+        XCTAssertEqual(try TCPConn(port: p2).handshake(hexBytes(Golden.haproxyHello)).type, SpopType.agentHello.rawValue)
     }
 
     func testStatus3FrameTooBigBeforeBody() throws {
@@ -437,10 +438,10 @@ final class ProbeTests: CombinedAgentTestCase {
 
     func testStatus4NotifyBeforeHello() throws {
         let c = try connect()
-        c.send(Golden.notify11_3)
+        c.send(hexBytes(Golden.notifyCheckClientIP))
         assertDisconnect(c, status: 4, "NOTIFY as first frame")
         let c2 = try connect()
-        c2.send(Golden.fragment11_7_last)
+        c2.send(hexBytes(Golden.fragmentLast))
         assertDisconnect(c2, status: 4, "UNSET as first frame")
     }
 
@@ -455,7 +456,7 @@ final class ProbeTests: CombinedAgentTestCase {
 
     func testStatus4SecondHello() throws {
         let c = try connected()
-        c.send(Golden.hello11_1)
+        c.send(hexBytes(Golden.haproxyHello))
         assertDisconnect(c, status: 4, "second HELLO")
     }
 
@@ -525,19 +526,19 @@ final class ProbeTests: CombinedAgentTestCase {
     func testStatus11InterlacedFrames() throws {
         // A new NOTIFY with other ids while a fragmented one is pending.
         let c = try connected()
-        c.send(Golden.fragment11_7_first)
+        c.send(hexBytes(Golden.fragmentFirst))
         c.send(notifyFrame(streamID: 301, frameID: 1, [SpopMessage(name: "ok", args: [])]))
         assertDisconnect(c, status: 11, "NOTIFY 301/1 during fragmented 300/2")
         // An UNSET with other ids.
         let c2 = try connected()
-        c2.send(Golden.fragment11_7_first)
+        c2.send(hexBytes(Golden.fragmentFirst))
         c2.send(spopFrame(type: 0, flags: SpopFlags.fin, streamID: 300, frameID: 3, payload: Array("EFGHIJ".utf8)))
         assertDisconnect(c2, status: 11, "UNSET 300/3 during fragmented 300/2")
     }
 
     func testStatus12UnsetWithoutPendingNotify() throws {
         let c = try connected()
-        c.send(Golden.fragment11_7_last)
+        c.send(hexBytes(Golden.fragmentLast))
         assertDisconnect(c, status: 12, "UNSET FIN with nothing pending")
     }
 
@@ -547,7 +548,7 @@ final class ProbeTests: CombinedAgentTestCase {
         let n = 300
         var conns: [TCPConn] = []
         for _ in 0..<n { conns.append(try connect()) }
-        for c in conns { c.send(Golden.hello11_1) }
+        for c in conns { c.send(hexBytes(Golden.haproxyHello)) }
         for (i, c) in conns.enumerated() {
             let f = try c.expectFrame(timeout: 20, "AGENT-HELLO #\(i)")
             XCTAssertEqual(f.type, SpopType.agentHello.rawValue)
@@ -576,9 +577,9 @@ final class ProbeTests: CombinedAgentTestCase {
             var bytes: [UInt8] = []
             switch round % 4 {
             case 0: break                                     // pure garbage
-            case 1: bytes += Golden.hello11_1                 // garbage after a good handshake
+            case 1: bytes += hexBytes(Golden.haproxyHello)                 // garbage after a good handshake
             case 2: bytes += be32(UInt32(7 + rng.next() % 200))  // plausible length, garbage body
-            default: bytes += Golden.hello11_1 + [0x00, 0x00, 0x00, 0x20, 0x03]  // a NOTIFY header then garbage
+            default: bytes += hexBytes(Golden.haproxyHello) + [0x00, 0x00, 0x00, 0x20, 0x03]  // a NOTIFY header then garbage
             }
             let count = Int(rng.next() % 2000) + 1
             for _ in 0..<count { bytes.append(UInt8(truncatingIfNeeded: rng.next())) }

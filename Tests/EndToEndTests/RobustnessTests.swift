@@ -2,6 +2,7 @@
 // reads, boundary sizes, unknown keys, extreme ids, oversized ACKs.
 
 import Foundation
+import SpopTestFrames
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -24,10 +25,10 @@ final class RobustnessTests: CombinedAgentTestCase {
 
     func testByteByByteDelivery() throws {
         let c = try TCPConn(port: port)
-        for b in Golden.hello11_1 { c.send([b]); usleep(200) }
+        for b in hexBytes(Golden.haproxyHello) { c.send([b]); usleep(200) }
         let h = try c.expectFrame(timeout: 5, "AGENT-HELLO")
         XCTAssertEqual(h.type, SpopType.agentHello.rawValue)
-        for b in Golden.notify11_3 { c.send([b]); usleep(200) }
+        for b in hexBytes(Golden.notifyCheckClientIP) { c.send([b]); usleep(200) }
         let f = try ack(c)
         XCTAssertEqual(f.streamID, 300)
         XCTAssertEqual(actionMap(try f.actions())["sess.ip_score"], .uint32(28))
@@ -35,7 +36,7 @@ final class RobustnessTests: CombinedAgentTestCase {
 
     func testHelloAndNotifyInOneSegment() throws {
         let c = try TCPConn(port: port)
-        c.send(Golden.hello11_1 + Golden.notify11_3 + Golden.notify11_3_v31)
+        c.send(hexBytes(Golden.haproxyHello) + hexBytes(Golden.notifyCheckClientIP) + hexBytes(Golden.notifyCheckClientIPv31))
         XCTAssertEqual(try c.expectFrame(timeout: 5).type, SpopType.agentHello.rawValue)
         let ids = Set([try ack(c), try ack(c)].map { "\($0.streamID)/\($0.frameID)" })
         XCTAssertEqual(ids, ["300/1", "5/1"])
@@ -56,7 +57,7 @@ final class RobustnessTests: CombinedAgentTestCase {
         let h = try c.handshake(spopFrame(type: 1, payload: kvPayload(items)))
         XCTAssertEqual(try h.kv()["max-frame-size"], .uint32(8000))
         // healthcheck=false is a normal connection: NOTIFYs follow.
-        c.send(Golden.notify11_3)
+        c.send(hexBytes(Golden.notifyCheckClientIP))
         XCTAssertEqual(try ack(c).streamID, 300)
     }
 
@@ -87,7 +88,7 @@ final class RobustnessTests: CombinedAgentTestCase {
 
     func testSameIdsTwiceAreBothAcked() throws {
         let c = try connected()
-        c.send(Golden.notify11_3 + Golden.notify11_3)
+        c.send(hexBytes(Golden.notifyCheckClientIP) + hexBytes(Golden.notifyCheckClientIP))
         XCTAssertEqual(try ack(c).streamID, 300)
         XCTAssertEqual(try ack(c).streamID, 300)
     }
@@ -147,7 +148,7 @@ final class RobustnessTests: CombinedAgentTestCase {
             }
         }
         let c = try connected()
-        c.send(Golden.notify11_3)
+        c.send(hexBytes(Golden.notifyCheckClientIP))
         XCTAssertEqual(try ack(c).streamID, 300)
     }
 
@@ -156,7 +157,7 @@ final class RobustnessTests: CombinedAgentTestCase {
         // does not fix this; accept either skipping or a clean AGENT-DISCONNECT, never a crash/hang.
         let c = try connected()
         c.send(spopFrame(type: 0x50, streamID: 1, frameID: 1, payload: [1, 2, 3]))
-        c.send(Golden.notify11_3)
+        c.send(hexBytes(Golden.notifyCheckClientIP))
         let f = try c.readFrame(timeout: 5)
         if let f {
             XCTAssertTrue(f.type == SpopType.ack.rawValue || f.type == SpopType.agentDisconnect.rawValue, "\(f)")

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SpopTestFrames
 import XCTest
 @testable import SpopEngine
 
@@ -60,15 +61,20 @@ final class AsyncWorkerTests: XCTestCase {
         XCTAssertNotEqual(addresses[0], addresses[1], "the copy has storage of its own")
     }
 
-    /// The connection closes while the handler awaits: its Task is cancelled.
-    func testClosedConnectionCancelsTheTask() async throws {
-        let cancelled = NIOLockedValueBox(false)
-        let worker: @Sendable () -> any SpoaWorker = {
+    /// A worker whose handler sleeps until its Task is cancelled, then says so.
+    static func sleepingUntilCancelled(_ cancelled: NIOLockedValueBox<Bool>) -> @Sendable () -> any SpoaWorker {
+        {
             AsyncClosureWorker { _, _ in
                 do { try await Task.sleep(nanoseconds: 600_000_000_000) } catch { cancelled.withLockedValue { $0 = true } }
                 return []
             }
         }
+    }
+
+    /// The connection closes while the handler awaits: its Task is cancelled.
+    func testClosedConnectionCancelsTheTask() async throws {
+        let cancelled = NIOLockedValueBox(false)
+        let worker = Self.sleepingUntilCancelled(cancelled)
         try await withServer(worker) { _, address in
             try await TestClient.connect(address).channel.executeThenClose { inbound, outbound in
                 var stream = FrameStream(inbound)
@@ -86,12 +92,7 @@ final class AsyncWorkerTests: XCTestCase {
     /// still noticed: the Task is cancelled.
     func testClosedConnectionWithoutPipeliningCancelsTheTask() async throws {
         let cancelled = NIOLockedValueBox(false)
-        let worker: @Sendable () -> any SpoaWorker = {
-            AsyncClosureWorker { _, _ in
-                do { try await Task.sleep(nanoseconds: 600_000_000_000) } catch { cancelled.withLockedValue { $0 = true } }
-                return []
-            }
-        }
+        let worker = Self.sleepingUntilCancelled(cancelled)
         try await withServer(worker) { _, address in
             try await TestClient.connect(address).channel.executeThenClose { inbound, outbound in
                 var stream = FrameStream(inbound)

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Logging
 import NIOCore
+import SpopTestFrames
 import XCTest
 @testable import SpopEngine
 

@@ -1,6 +1,7 @@
 import Dispatch
 import NIOCore
 import NIOPosix
+import SpopTestFrames
 import XCTest
 @testable import SpopEngine
 

@@ -1,4 +1,5 @@
 import NIOCore
+import SpopTestFrames
 import XCTest
 @testable import SpopEngine
 

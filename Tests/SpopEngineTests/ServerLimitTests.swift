@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SpopTestFrames
 import XCTest
 @testable import SpopEngine
 

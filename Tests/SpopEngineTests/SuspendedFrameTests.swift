@@ -2,6 +2,7 @@ import Logging
 import MetricsTestKit
 import NIOCore
 import NIOEmbedded
+import SpopTestFrames
 import XCTest
 @testable import SpopEngine
 

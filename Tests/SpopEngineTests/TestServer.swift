@@ -4,20 +4,30 @@ import NIOPosix
 import XCTest
 @testable import SpopEngine
 
+/// Any worker, for tests that pick one at run time (a server has one worker type).
+final class AnyWorker: SpoaWorker {
+    let base: any SpoaWorker
+    init(_ base: any SpoaWorker) { self.base = base }
+
+    func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter) {
+        base.handle(notify, connection: connection, ack: &ack)
+    }
+}
+
 /// Runs `body` against a real SpopServer on a loopback port (or a Unix socket).
 func withServer(
     address: SpopListenAddress = .tcp(host: "127.0.0.1", port: 0), workers: Int = 2, limits: ServerLimits = .init(),
     capabilities: AgentCapabilities = .init(), asyncAck: AsyncAckMode = .own,
     busyPoll: TimeAmount = .zero,
     _ worker: @escaping @Sendable () -> any SpoaWorker,
-    _ body: (SpopServer, SocketAddress) async throws -> Void
+    _ body: (SpopServer<AnyWorker>, SocketAddress) async throws -> Void
 ) async throws {
-    var configuration = SpopServer.Configuration(address: address, workers: workers, capabilities: capabilities, limits: limits)
+    var configuration = SpopServerConfiguration(address: address, workers: workers, capabilities: capabilities, limits: limits)
     configuration.asyncAck = asyncAck
     configuration.busyPoll = busyPoll
     let server = try SpopServer(
         configuration: configuration, logger: Logger(label: "test"),
-        makeWorker: { _ in worker() }
+        makeWorker: { _ in AnyWorker(worker()) }
     )
     let channel = try await server.bind()
     do {

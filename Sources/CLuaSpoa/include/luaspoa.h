@@ -320,6 +320,11 @@ int luaspoa_run_spec(struct lua_State *L, const char *path, const luaspoa_test_h
 /* Bytes currently allocated by the state (for metrics and tests). */
 size_t luaspoa_memory(struct lua_State *L);
 
+/* The metrics scripts declared with spoa.metrics, in Prometheus text format
+ * (malloc'd, *len bytes; free with luaspoa_metrics_free), or NULL when out of memory. */
+char *luaspoa_metrics_render(size_t *len);
+void luaspoa_metrics_free(char *text);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,41 +7,44 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
-/// A TCP server speaking SPOP 2.0, with one `SpoaWorker` per event-loop thread.
+/// What a `SpopServer` listens on, with how many workers, announcing what, within which limits.
+public struct SpopServerConfiguration: Sendable {
+    public var address: SpopListenAddress
+    /// Event-loop threads, each with its own worker.
+    public var workers: Int
+    public var capabilities: AgentCapabilities
+    public var limits: ServerLimits
+    /// Where ACKs leave when `async` is negotiated (only with `capabilities.async`).
+    public var asyncAck: AsyncAckMode = .own
+    /// Keep a CPU awake this long after each read (see `BusyPoller`); zero: off.
+    public var busyPoll: TimeAmount = .zero
+    /// The start of every metric name (`luaspoa_connections_open`, ...).
+    public var metricPrefix = "luaspoa_"
+
+    public init(
+        address: SpopListenAddress, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
+        limits: ServerLimits = .init()
+    ) {
+        self.address = address
+        self.workers = workers
+        self.capabilities = capabilities
+        self.limits = limits
+    }
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 12345, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
+        limits: ServerLimits = .init()
+    ) {
+        self.init(address: .tcp(host: host, port: port), workers: workers, capabilities: capabilities, limits: limits)
+    }
+}
+
+/// A TCP server speaking SPOP 2.0, with one `Worker` per event-loop thread.
 ///
 /// Connections are pinned to an event loop and their NOTIFYs are handled inline by
 /// that loop's worker: there is no hand-off between threads on the hot path.
-public final class SpopServer: Service, Sendable {
-    public struct Configuration: Sendable {
-        public var address: SpopListenAddress
-        /// Event-loop threads, each with its own worker.
-        public var workers: Int
-        public var capabilities: AgentCapabilities
-        public var limits: ServerLimits
-        /// Where ACKs leave when `async` is negotiated (only with `capabilities.async`).
-        public var asyncAck: AsyncAckMode = .own
-        /// Keep a CPU awake this long after each read (see `BusyPoller`); zero: off.
-        public var busyPoll: TimeAmount = .zero
-        /// The start of every metric name (`luaspoa_connections_open`, ...).
-        public var metricPrefix = "luaspoa_"
-
-        public init(
-            address: SpopListenAddress, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
-            limits: ServerLimits = .init()
-        ) {
-            self.address = address
-            self.workers = workers
-            self.capabilities = capabilities
-            self.limits = limits
-        }
-
-        public init(
-            host: String = "127.0.0.1", port: Int = 12345, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
-            limits: ServerLimits = .init()
-        ) {
-            self.init(address: .tcp(host: host, port: port), workers: workers, capabilities: capabilities, limits: limits)
-        }
-    }
+public final class SpopServer<Worker: SpoaWorker>: Service, Sendable {
+    public typealias Configuration = SpopServerConfiguration
 
     public let configuration: Configuration
     private let logger: Logger
@@ -49,7 +52,7 @@ public final class SpopServer: Service, Sendable {
     /// Accepts connections on its own thread, so a worker busy in a long handler
     /// never stops new connections from being taken in.
     private let acceptor: MultiThreadedEventLoopGroup
-    private let workers: [NIOLoopBound<any SpoaWorker>]
+    private let workers: [NIOLoopBound<Worker>]
     /// Each worker's --max-pending budget, shared by its loop's connections.
     private let pendingBudgets: [NIOLoopBound<PendingHandlerBudget>]
     let connections: ConnectionRegistry
@@ -64,12 +67,12 @@ public final class SpopServer: Service, Sendable {
     /// Builds one worker per thread, on that thread; a failing factory fails the init.
     public init(
         configuration: Configuration, logger: Logger,
-        makeWorker: @escaping @Sendable (_ index: Int) throws -> any SpoaWorker
+        makeWorker: @escaping @Sendable (_ index: Int) throws -> Worker
     ) throws {
         self.configuration = configuration
         self.logger = logger
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.workers))
-        var workers: [NIOLoopBound<any SpoaWorker>] = []
+        var workers: [NIOLoopBound<Worker>] = []
         var budgets: [NIOLoopBound<PendingHandlerBudget>] = []
         let maxPending = configuration.limits.maxPendingHandlers
         let metrics = ServerMetrics(prefix: configuration.metricPrefix)
@@ -101,7 +104,7 @@ public final class SpopServer: Service, Sendable {
     /// Runs `body` for every worker on that worker's own event-loop thread, between
     /// two frames (never while the worker handles one), and returns when all ran.
     /// This is how a worker's state is replaced while connections stay open.
-    public func onEachWorker(_ body: @escaping @Sendable (_ index: Int, _ worker: any SpoaWorker) -> Void) async throws {
+    public func onEachWorker(_ body: @escaping @Sendable (_ index: Int, _ worker: Worker) -> Void) async throws {
         for (index, worker) in workers.enumerated() {
             try await worker.eventLoop.submit { body(index, worker.value) }.get()
         }

@@ -9,7 +9,7 @@ public struct AgentCapabilities: Hashable, Sendable {
     /// Bound on a reassembled NOTIFY payload; a larger one is refused with status 3.
     public var maxReassembledSize: Int
     /// ACKs may leave on any connection of the same engine-id (HAProxy 2.6 to 3.0;
-    /// off by default). Where they go is `SpopServer.Configuration.asyncAck`.
+    /// off by default). Where they go is `SpopServerConfiguration.asyncAck`.
     public var async: Bool
 
     public static let defaultMaxFrameSize = 16380

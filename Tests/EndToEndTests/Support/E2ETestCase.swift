@@ -1,6 +1,7 @@
 // The base test case: real processes (luaspoa, haproxy), real TCP sockets, no mocks.
 
 import Foundation
+import SpopTestFrames
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -124,7 +125,7 @@ class E2ETestCase: XCTestCase {
         do {
             let c = try TCPConn(port: port)
             _ = try c.handshake()
-            c.send(Golden.notify11_3)
+            c.send(hexBytes(Golden.notifyCheckClientIP))
             let ack = try c.expectFrame(timeout: 5, "ACK")
             XCTAssertEqual(ack.type, SpopType.ack.rawValue, "\(ack)", file: file, line: line)
             XCTAssertEqual(ack.streamID, 300, file: file, line: line)

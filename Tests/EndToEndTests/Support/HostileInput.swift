@@ -4,6 +4,7 @@
 // only wait; the client closes).
 
 import Foundation
+import SpopTestFrames
 
 struct HostileCase {
     var name: String
@@ -17,11 +18,11 @@ extension SplitMix64 {
 
 enum HostileInput {
     static let hello = haproxyHello(capabilities: "pipelining,fragmentation")
-    static let notify = Golden.notify11_3
+    static let notify = hexBytes(Golden.notifyCheckClientIP)
 
     /// A valid conversation cut after every byte (the peer then closes).
     static func truncations() -> [HostileCase] {
-        let stream = hello + notify + Golden.fragment11_7_first + Golden.fragment11_7_last
+        let stream = hello + notify + hexBytes(Golden.fragmentFirst) + hexBytes(Golden.fragmentLast)
         return (0..<stream.count).map { HostileCase(name: "cut after \($0) bytes", bytes: Array(stream[..<$0]), status: nil) }
     }
 

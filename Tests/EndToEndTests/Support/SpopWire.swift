@@ -3,6 +3,7 @@
 // tests must catch a codec bug instead of sharing it.
 
 import Foundation
+import SpopTestFrames
 
 enum SpopType: UInt8 {
     case unset = 0, haproxyHello = 1, haproxyDisconnect = 2, notify = 3
@@ -328,20 +329,6 @@ func haproxyDisconnect(status: UInt64, message: String) -> [UInt8] {
 }
 
 // MARK: - hex helpers
-
-/// "00 00 00 81 01 ..." (blanks and newlines ignored) -> bytes.
-func hexBytes(_ s: String) -> [UInt8] {
-    let digits = s.filter { $0.isHexDigit }
-    precondition(digits.count % 2 == 0, "odd number of hex digits")
-    var out: [UInt8] = []
-    var i = digits.startIndex
-    while i < digits.endIndex {
-        let j = digits.index(i, offsetBy: 2)
-        out.append(UInt8(digits[i..<j], radix: 16)!)
-        i = j
-    }
-    return out
-}
 
 func hexString<S: Sequence>(_ b: S) -> String where S.Element == UInt8 {
     b.map { String(format: "%02x", $0) }.joined()

@@ -1,41 +1,6 @@
 import Logging
 import NIOCore
 
-/// Server-wide part of `async` ACK routing: the engine registry, the mode and the
-/// counters. Made once by `SpopServer` when `async` is announced.
-struct AsyncAckRouting: Sendable {
-    let registry = AsyncEngineRegistry()
-    let mode: AsyncAckMode
-    /// `--max-pending-output`, the write-buffer high-water mark of every connection.
-    let maxPendingOutput: Int
-    let metrics: ServerMetrics
-    let logger: Logger
-
-    /// Hands `frames` to `sibling`; if that fails too, tries the next sibling not yet tried.
-    func send(_ frames: [ByteBuffer], from own: AckPeer, to sibling: AckPeer, reason: AckRouting.Reason, tried: Set<Int>) {
-        sibling.deliver(frames) { written in
-            guard let failed = written else {
-                metrics.acksRerouted[reason]?.increment(by: Int64(frames.count))
-                return
-            }
-            rescue(failed, from: own, reason: .writeFailed, tried: tried.union([sibling.id]))
-        }
-    }
-
-    /// ACK frames that could not be written on the connections in `tried`: another
-    /// sibling of the engine gets them, or they are lost as without `async` (and counted).
-    func rescue(_ frames: [ByteBuffer], from own: AckPeer, reason: AckRouting.Reason, tried: Set<Int>) {
-        let (peers, _) = registry.siblings(of: own)
-        let target = AckRouting.rescue(own: own.candidate, siblings: peers.values.map(\.candidate), failed: tried)
-        guard let target, let sibling = peers[target] else {
-            metrics.acksRerouteFailed.increment(by: Int64(frames.count))
-            logger.debug("\(frames.count) ACKs lost: their connection failed and no sibling of engine \(own.engineID) could take them")
-            return
-        }
-        send(frames, from: own, to: sibling, reason: reason, tried: tried)
-    }
-}
-
 /// Executes `AckRouting` for one connection, on its event loop: writes the ACK bytes
 /// of a read burst on the own channel or hands them to siblings of the same engine.
 final class ConnectionAckRouter {
@@ -109,20 +74,4 @@ final class ConnectionAckRouter {
             routing.rescue(frames.flatMap(AckFrames.split), from: peer, reason: .writeFailed, tried: [peer.id])
         }
     }
-}
-
-/// Cuts a buffer of back-to-back frames (4-byte length prefix each) into one slice per frame.
-enum AckFrames {
-    static func split(_ buffer: ByteBuffer) -> [ByteBuffer] {
-        var rest = buffer
-        var frames: [ByteBuffer] = []
-        while let length = rest.getInteger(at: rest.readerIndex, as: UInt32.self),
-              let frame = rest.readSlice(length: 4 + Int(length)) {
-            frames.append(frame)
-        }
-        if rest.readableBytes > 0 { frames.append(rest) }  // never for AckBatch output; kept whole
-        return frames
-    }
-
-    static func byteCount(_ frames: [ByteBuffer]) -> Int { frames.reduce(0) { $0 + $1.readableBytes } }
 }

@@ -1,0 +1,1 @@
+-- No handlers: module specs (Tests/LuaSpecs/*_spec.lua) run against this empty script.

@@ -1,0 +1,98 @@
+-- spoa.re (PCRE2). Run by ModuleSpecTests, or:
+--     luaspoa test Tests/LuaSpecs/empty.lua Tests/LuaSpecs/re_spec.lua
+local T = spoa.test
+local re = spoa.re
+
+T.case("compile once, match captures or the whole match", function()
+  local bots = re.compile([[(bot|crawler|spider)]], "i")
+  T.eq(bots:match("Mozilla/5.0 (compatible; Googlebot/2.1)"), "bot")
+  T.eq(bots:match("Mozilla/5.0 Firefox"), nil)
+  T.eq(re.compile("[0-9]+"):match("abc 123 def"), "123", "no group: the whole match")
+  local a, b = re.compile([[(\w+)=(\w+)]]):match("  key=value  ")
+  T.eq({ a, b }, { "key", "value" })
+  local x, y = re.compile("(a)|(b)"):match("b")
+  T.eq({ x, y }, { false, "b" }, "a group that did not take part is false")
+  T.eq(re.compile("b"):match("abcb", 3), "b", "init")
+  T.eq({ re.compile("b"):find("abab", -1) }, { 4, 4 }, "negative init counts from the end")
+  T.eq(re.compile("a"):match("a", 5), nil, "init past the end")
+end)
+
+T.case("flags i, m, s, x", function()
+  T.eq(re.match("HELLO", "hello", "i"), "HELLO")
+  T.eq(re.match("HELLO", "hello"), nil)
+  T.eq(re.match("a\nb", "^b$", "m"), "b")
+  T.eq(re.match("a\nb", "^b$"), nil)
+  T.eq(re.match("a\nb", "a.b", "s"), "a\nb")
+  T.eq(re.match("a\nb", "a.b"), nil)
+  T.eq(re.match("abc", " a b c # comment", "x"), "abc")
+  local ok, err = pcall(re.compile, "a", "q")
+  T.eq(ok, false)
+  T.ok(err:find("unknown regex flag 'q'", 1, true), err)
+end)
+
+T.case("find gives 1-based inclusive positions and the captures", function()
+  T.eq({ re.find("hello world", "o w") }, { 5, 7 })
+  T.eq({ re.find("key=value", [[(\w+)=(\w+)]]) }, { 1, 9, "key", "value" })
+  T.eq({ re.find("abc", "") }, { 1, 0 }, "an empty match")
+  T.eq(re.find("abc", "x"), nil)
+end)
+
+T.case("gsub with %0-%9, a function, a table, and a maximum", function()
+  T.eq({ re.gsub("hello world", [[(\w+)]], "<%1>") }, { "<hello> <world>", 2 })
+  T.eq({ re.gsub("hello world", "o", "%0%0") }, { "helloo woorld", 2 })
+  T.eq({ re.gsub("a-b", "-", "%%") }, { "a%b", 1 })
+  T.eq({ re.gsub("abc", "", "-") }, { "-a-b-c-", 4 }, "empty matches, as string.gsub")
+  T.eq({ re.gsub("abc", "x*", "-") }, { "-a-b-c-", 4 })
+  T.eq({ re.gsub("a1b22", [[\d+]], function(d) return "(" .. #d .. ")" end) }, { "a(1)b(2)", 2 })
+  T.eq({ re.gsub("k1 k2", [[k(\d)]], function(d) if d == "2" then return "two" end end) }, { "k1 two", 2 },
+       "nil keeps the match")
+  T.eq({ re.gsub("$a $b", [[\$(\w)]], { a = "A" }) }, { "A $b", 2 })
+  T.eq({ re.gsub("aaa", "a", "b", "", 2) }, { "bba", 2 })
+  local r = re.compile("(o)")
+  T.eq({ r:gsub("foo", "0") }, { "f00", 2 })
+  local ok, err = pcall(re.gsub, "a", "(a)", "%2")
+  T.eq(ok, false)
+  T.ok(err:find("invalid capture index %2", 1, true), err)
+  ok, err = pcall(re.gsub, "a", "a", function() return {} end)
+  T.eq(ok, false)
+  T.ok(err:find("invalid replacement value (a table)", 1, true), err)
+end)
+
+T.case("binary subjects and patterns are byte strings", function()
+  T.eq(re.match("a\0b", "a\\x00b"), "a\0b")
+  T.eq(re.match("\xff\xfe", "\\xff+"), "\xff")
+end)
+
+T.case("compile errors name the offset", function()
+  local ok, err = pcall(re.compile, "(abc")
+  T.eq(ok, false)
+  T.ok(err:find("regex error at offset 4: missing closing parenthesis", 1, true), err)
+  ok, err = pcall(re.match, "x", "a{2,1}")
+  T.eq(ok, false)
+  T.ok(err:find("regex error at offset", 1, true), err)
+end)
+
+T.case("a catastrophic pattern stops at the match limit", function()
+  local subject = string.rep("a", 30000) .. "b"
+  local v, err = re.compile("(a+)+$"):match(subject)
+  T.eq(v, nil)
+  T.eq(err, "regex match limit exceeded")
+  v, err = re.gsub(subject, "(a+)+$", "")
+  T.eq(v, nil)
+  T.eq(err, "regex match limit exceeded")
+  T.eq(re.match(string.rep("a", 30000), "(a+)+$"), string.rep("a", 30000), "a matching subject is fine")
+end)
+
+T.case("the module functions cache compiled patterns", function()
+  for i = 1, 1200 do
+    T.eq(re.match("x" .. i, "x(" .. i .. ")"), tostring(i))
+  end
+  T.eq(re.match("abc", "B", "i"), "b")
+  T.eq(re.match("abc", "B"), nil, "flags are part of the key")
+  -- A replacement function that floods the cache cannot free the regex in use.
+  local out = re.gsub("a b c", [[(\w)]], function(w)
+    for i = 1, 600 do re.match("y", "y" .. i .. "?") end
+    return w:upper()
+  end)
+  T.eq(out, "A B C")
+end)
