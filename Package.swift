@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Lua 5.4 from the system (Debian/Ubuntu: liblua5.4-dev).
@@ -27,6 +29,12 @@ let package = Package(
             pkgConfig: "lua5.4",
             providers: [.apt(["liblua5.4-dev"])]
         ),
+        // hiredis' reply parser for spoa.redis (Debian/Ubuntu: libhiredis-dev). No
+        // pkgConfig: its hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses
+        // with a warning; the headers and library are in the default paths.
+        .systemLibrary(name: "CHiredis"),
+        // c-ares for spoa.dns (Debian/Ubuntu: libc-ares-dev).
+        .systemLibrary(name: "CAres", pkgConfig: "libcares", providers: [.apt(["libc-ares-dev"])]),
         // Every function Lua can call lives here: a Lua error is a longjmp and must
         // never cross a Swift frame.
         // spoa.crypto and spoa.jwt: OpenSSL's libcrypto (libssl-dev).
@@ -70,10 +78,15 @@ let package = Package(
         .target(
             name: "LuaRuntime",
             dependencies: [
-                "CLuaSpoa", "SpopEngine",
+                "CLuaSpoa", "SpopEngine", "CHiredis", "CAres",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // `luaspoa bench`: HAProxy's side of SPOP as a load generator, for any agent.
@@ -164,7 +177,7 @@ let package = Package(
             name: "LuaRuntimeTests",
             dependencies: [
                 "LuaRuntime", "SpopEngine", .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -5,7 +5,8 @@
 #   tools/ensure-deps.sh                           # stand-alone
 #
 # * installs liblua5.4-dev, libssl-dev, libpcre2-dev, libjson-c-dev,
-#   libmaxminddb-dev, pkg-config and haproxy with apt-get when they are missing (as root, or through sudo otherwise);
+#   libmaxminddb-dev, libhiredis-dev, libc-ares-dev, pkg-config, haproxy,
+#   redis-server and dnsmasq with apt-get when they are missing (as root, or through sudo otherwise);
 # * makes sure `swift` is on PATH (also looks in /opt/swift/usr/bin and
 #   /usr/share/swift/usr/bin); it does not install Swift itself.
 
@@ -32,6 +33,20 @@ _ensure_deps_missing_packages() {
     _ensure_deps_want_pc libmaxminddb "/usr/include/$(uname -m)-linux-gnu/maxminddb.h" libmaxminddb-dev
     if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
         missing+=(haproxy)
+    fi
+    # spoa.redis parses replies with hiredis; its tests start a real redis-server.
+    if [ ! -f /usr/include/hiredis/hiredis.h ]; then
+        missing+=(libhiredis-dev)
+    fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        missing+=(redis-server)
+    fi
+    # spoa.dns uses c-ares; its tests start dnsmasq.
+    if [ ! -f /usr/include/ares.h ]; then
+        missing+=(libc-ares-dev)
+    fi
+    if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
+        missing+=(dnsmasq)
     fi
     echo "${missing[@]}"
 }

@@ -223,6 +223,12 @@ void luaspoa_open_wait(lua_State *L);             /* spoa table at top */
  * `fn` and file:line where waiting is impossible. */
 typedef int (*luaspoa_wait_push)(lua_State *L, const luaspoa_wait *w);
 int luaspoa_wait_yield(lua_State *L, const char *fn, const luaspoa_wait *w, luaspoa_wait_push push);
+/* A push that returns the result's values (luaspoa_wait_value) as one Lua value. */
+int luaspoa_wait_push_values(lua_State *L, const luaspoa_wait *w);
+void luaspoa_open_http(lua_State *L);             /* spoa table at top */
+void luaspoa_open_redis(lua_State *L);            /* spoa table at top */
+void luaspoa_open_dns(lua_State *L);              /* spoa table at top */
+void luaspoa_open_tcp(lua_State *L);              /* spoa table at top */
 
 /* luaspoa_dispatch.c */
 /* Encodes the action table at index t ({ ["scope.name"] = value }) in sorted

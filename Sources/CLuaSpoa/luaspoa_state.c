@@ -391,6 +391,10 @@ static int setup_body(lua_State *L) {
     luaspoa_open_jwt(L);
     luaspoa_open_geoip(L);
     luaspoa_open_metrics(L);
+    luaspoa_open_http(L);
+    luaspoa_open_redis(L);
+    luaspoa_open_dns(L);
+    luaspoa_open_tcp(L);
     lua_setglobal(L, "spoa");
 
     /* A load failure is returned, not raised: its message already holds

@@ -34,7 +34,76 @@ int luaspoa_wait_yield(lua_State *L, const char *fn, const luaspoa_wait *w, luas
     c->wait = *w;
     c->wait.error = NULL;
     c->wait.error_len = 0;
+    c->wait.values = NULL;
+    c->wait.nvalues = 0;
     return lua_yieldk(L, 0, (lua_KContext)push, wait_resumed);
+}
+
+/* Pushes the value at *at and its children; false on a malformed tree (a bug
+ * of the Swift side, reported rather than trusted). */
+static int push_value(lua_State *L, const luaspoa_wait *w, size_t *at, int depth) {
+    if (*at >= w->nvalues || depth > 64)
+        return 0;
+    const luaspoa_wait_value *v = &w->values[(*at)++];
+    luaL_checkstack(L, 3, "spoa: result too deep");
+    switch (v->type) {
+    case LUASPOA_WV_INT:
+        lua_pushinteger(L, (lua_Integer)v->i);
+        return 1;
+    case LUASPOA_WV_BOOL:
+        lua_pushboolean(L, v->i != 0);
+        return 1;
+    case LUASPOA_WV_STR:
+    case LUASPOA_WV_ADDR:
+        if (v->i < 0 || (size_t)v->i > w->data_len || v->len > w->data_len - (size_t)v->i)
+            return 0;
+        if (v->type == LUASPOA_WV_STR)
+            lua_pushlstring(L, w->data + v->i, v->len);
+        else if (v->len == 4 || v->len == 16)
+            luaspoa_push_addr(L, v->len == 4 ? 4 : 6, (const uint8_t *)w->data + v->i);
+        else
+            return 0;
+        return 1;
+    case LUASPOA_WV_ARRAY:
+        lua_createtable(L, v->i > 0 && v->i < 1024 ? (int)v->i : 0, 0);
+        for (int64_t k = 1; k <= v->i; k++) {
+            if (!push_value(L, w, at, depth + 1))
+                return 0;
+            lua_rawseti(L, -2, k);
+        }
+        return 1;
+    case LUASPOA_WV_MAP:
+        lua_createtable(L, 0, v->i > 0 && v->i < 1024 ? (int)v->i : 0);
+        for (int64_t k = 0; k < v->i; k++) {
+            if (!push_value(L, w, at, depth + 1) || !push_value(L, w, at, depth + 1))
+                return 0;
+            if (lua_isnil(L, -2)) { /* a nil key cannot be stored */
+                lua_pop(L, 2);
+                continue;
+            }
+            lua_rawset(L, -3);
+        }
+        return 1;
+    default:
+        lua_pushnil(L);
+        return 1;
+    }
+}
+
+int luaspoa_wait_push_values(lua_State *L, const luaspoa_wait *w) {
+    if (w->nvalues == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    size_t at = 0;
+    int top = lua_gettop(L);
+    if (!push_value(L, w, &at, 0)) {
+        lua_settop(L, top);
+        lua_pushnil(L);
+        lua_pushliteral(L, "malformed result");
+        return 2;
+    }
+    return 1;
 }
 
 /* Up to one hour: the deadline ends any wait long before. */

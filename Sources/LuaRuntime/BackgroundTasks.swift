@@ -113,11 +113,14 @@ public final class BackgroundTasks: @unchecked Sendable {
             // ends a sleep early and closes the task's coroutine.
             while status == LUASPOA_WAITING, let call = waiting {
                 waiting = nil
-                guard LuaWaits.block(luaspoa_call_wait(call).pointee, stop: condition, stopping: { stopping }) else {
+                guard let result = LuaWaits.block(luaspoa_call_wait(call).pointee, stop: condition, stopping: { stopping })
+                else {
                     status = luaspoa_abandon(state.L, state.ctx, call, nil, 0, 0, buffer.baseAddress, buffer.count)
                     break
                 }
-                status = luaspoa_resume(state.L, state.ctx, call, nil, 0, nil, 0, buffer.baseAddress, buffer.count, &waiting)
+                status = result.withResult(in: luaspoa_call_wait(call)) {
+                    luaspoa_resume(state.L, state.ctx, call, nil, 0, nil, 0, buffer.baseAddress, buffer.count, &waiting)
+                }
             }
             if status == LUASPOA_ERROR {
                 let (text, traceback) = LuaScriptError.split(String(cString: buffer.baseAddress!))

@@ -190,13 +190,13 @@ extension LuaWorker {
         var call = call
         var status = Int32(LUASPOA_WAITING)
         while status == LUASPOA_WAITING {
-            _ = LuaWaits.block(luaspoa_call_wait(call).pointee)
+            let result = LuaWaits.block(luaspoa_call_wait(call).pointee) ?? .done
             let deadline = luaspoa_call_deadline_ms(call)
             if deadline > 0, luaspoa_clock_mono_ms() - started >= Int64(deadline) {
                 return abandon(message, call: call, deadline: deadline, state: state)
             }
             waiting.pointee = nil
-            status = resume(message, call: call, result: .done, state: state, waiting: waiting)
+            status = resume(message, call: call, result: result, state: state, waiting: waiting)
             if let next = waiting.pointee { call = next }
         }
         return status

@@ -158,9 +158,12 @@ struct ServeCommand: AsyncParsableCommand {
             try await group.run()
         } catch {
             await reloader.stopTasks()
+            await LuaHTTP.shutdown()
             throw error
         }
         await reloader.stopTasks()
+        // After the tasks: they may still be making requests.
+        await LuaHTTP.shutdown()
     }
 }
 

@@ -44,20 +44,54 @@ enum {
     LUASPOA_WAITING = 4, LUASPOA_DEADLINE = 5,
 };
 
-/* What a suspended call waits for (luaspoa_wait.c). */
-enum { LUASPOA_WAIT_SLEEP = 1, LUASPOA_WAIT_YIELD = 2 };
+typedef struct spoa_bytes {
+    const char *ptr;
+    size_t len;
+} spoa_bytes;
+
+/* What a suspended call waits for (luaspoa_wait.c, and one C file per client). */
+enum { LUASPOA_WAIT_SLEEP = 1, LUASPOA_WAIT_YIELD = 2, LUASPOA_WAIT_HTTP = 3, LUASPOA_WAIT_REDIS = 4,
+       LUASPOA_WAIT_DNS = 5, LUASPOA_WAIT_TCP = 6 };
+
+/* Types of luaspoa_wait_value. */
+enum {
+    LUASPOA_WV_NIL = 0, LUASPOA_WV_INT = 1, LUASPOA_WV_STR = 2, LUASPOA_WV_ARRAY = 3,
+    LUASPOA_WV_MAP = 4, LUASPOA_WV_BOOL = 5, LUASPOA_WV_ADDR = 6,
+};
+
+/*
+ * One Lua value of an operation's result. A result is a tree of them in
+ * preorder, so every client hands C its replies (HTTP response, Redis reply,
+ * DNS answers) the same way and one C function makes them Lua values:
+ * an ARRAY of i elements is followed by them, a MAP of i pairs by key, value,
+ * key, value... STR and ADDR (4 or 16 bytes, an address object) hold len
+ * bytes at offset i of the result's data.
+ */
+typedef struct luaspoa_wait_value {
+    int type;                    /* LUASPOA_WV_* */
+    size_t len;                  /* STR, ADDR */
+    int64_t i;                   /* INT, BOOL: value; ARRAY: elements; MAP: pairs; STR, ADDR: offset */
+} luaspoa_wait_value;
 
 /*
  * The operation a suspended call waits for: written by the waiting Lua function
  * before it yields, read by the caller, who writes the result before
  * luaspoa_resume. A failed operation (error not NULL, copied by C) makes the
- * Lua function return nil, error.
+ * Lua function return nil, error. The request's strings (args) stay valid
+ * until the call resumes or ends; the caller copies them when it starts.
  */
 typedef struct luaspoa_wait {
     int kind;                    /* LUASPOA_WAIT_* */
-    int64_t ms;                  /* SLEEP: how long */
+    int64_t ms;                  /* SLEEP: how long; clients: timeout (0: their default) */
+    const spoa_bytes *args;      /* clients: the request, as strings (see each client's C file) */
+    int nargs;
+    int64_t target;              /* clients: which client object (Redis: its id) */
     const char *error;           /* result: NULL, or why the operation failed */
     size_t error_len;
+    const luaspoa_wait_value *values; /* result: the values to return, NULL: none */
+    size_t nvalues;
+    const char *data;            /* result: bytes of its STR and ADDR values */
+    size_t data_len;
 } luaspoa_wait;
 
 /* A handler call or task run that waits: a coroutine of the state, suspended
@@ -72,11 +106,6 @@ enum {
      * since a finalizer can fail once per object. */
     LUASPOA_LOG_LUA_WARNING = 8,
 };
-
-typedef struct spoa_bytes {
-    const char *ptr;
-    size_t len;
-} spoa_bytes;
 
 typedef union spoa_value_data {
     int64_t i;          /* BOOL (0/1) and the four integer types, as a 64-bit pattern */

@@ -1,0 +1,123 @@
+// Handlers that talk to the outside world, end to end behind a real HAProxy 2.6:
+// an HTTP API (Fixtures/upstreams/http_server.py), and the global rate limiter
+// (scripts/global_rate_limiter.lua) with two agent instances in one backend
+// sharing their counters in a real redis-server.
+
+import Foundation
+import XCTest
+
+final class OutsideWorldTests: E2ETestCase {
+    /// A process started for the test, listening on a free port.
+    private func startServer(_ name: String, _ executable: String, _ arguments: (UInt16) -> [String]) throws
+        -> (ManagedProcess, UInt16)
+    {
+        let port = try freePort()
+        let p = try ManagedProcess(name: name, executable: executable, arguments: arguments(port), logDir: tempDir)
+        children.append(p)
+        guard waitForPort(port, timeout: 20, while: { p.isRunning }) else {
+            throw WireError("\(name) did not start on \(port):\n\(p.logTail())")
+        }
+        return (p, port)
+    }
+
+    private func startRedis() throws -> (ManagedProcess, UInt16) {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/redis-server") else {
+            throw XCTSkip("redis-server is not installed (tools/ensure-deps.sh installs it)")
+        }
+        return try startServer("redis", "/usr/bin/redis-server") {
+            ["--port", "\($0)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        }
+    }
+
+    func testHandlerCallsAnHTTPAPI() throws {
+        _ = try requireHAProxy()
+        let fixture = E2EPaths.repoFile("Tests/Fixtures/upstreams/http_server.py").path
+        let (_, apiPort) = try startServer("api", "/usr/bin/python3") { [fixture, "\($0)"] }
+        let metricsPort = try freePort()
+        let (agent, agentPort) = try startAgent(script: """
+            local hc = spoa.httpclient()
+            spoa.register_message("ask-api", function(txn, msg)
+              local res, err = hc:get{ url = "http://127.0.0.1:\(apiPort)" .. msg.args.path, timeout = 2000 }
+              if not res then txn:set_var("txn.api_error", err) return end
+              txn:set_var("txn.api_status", res.status)
+              txn:set_var("txn.api_body", res.body)
+            end, { deadline_ms = 3000 })
+            """, extraArgs: ["--workers", "2", "--metrics", "127.0.0.1:\(metricsPort)"])
+        let p = try ProxySetup(agent: agentPort)
+        let headers = ProxySetup.varHeaders(["api_status", "api_body", "api_error"])
+        let spoe = ProxySetup.spoeConfig(messages: [("ask-api", "path=path")], processing: "5s")
+        let haproxy = try startHAProxy(config: p.haproxyConfig(headers: headers), files: ["e2e-spoe.conf": spoe],
+                                       waitPort: p.web)
+        let total = 200
+        let (results, _) = httpLoad(port: p.web, total: total, connections: 16, timeout: 30,
+                                    request: { _ in ("/hello", []) },
+                                    accept: { _, r in
+                                        r.status == 200 && r.header("X-V-api_status") == "200"
+                                            && r.header("X-V-api_body") == "hello"
+                                    })
+        let (ok, _, samples) = results.snapshot()
+        XCTAssertEqual(ok, total, "first failures: \(samples)\n\(haproxy.logTail(10))\nagent:\n\(agent.problems())")
+        let missing = try httpGet(port: p.web, "/missing")
+        XCTAssertEqual(missing.header("X-V-api_status"), "404")
+        XCTAssertEqual(missing.header("X-V-api_body"), "not found")
+        // Each request is counted before its handler goes on, so before its ACK.
+        let series = try prometheusSeries(port: metricsPort)
+        let requests = series.filter {
+            $0.key.hasPrefix("luaspoa_upstream_requests_total{") && $0.key.contains("client=\"http\"")
+                && $0.key.contains("result=\"ok\"") && $0.key.contains("target=\"http://127.0.0.1:\(apiPort)\"")
+        }
+        XCTAssertEqual(requests.values.reduce(0, +), Double(total + 1), "\(series.filter { $0.key.contains("upstream") })")
+    }
+
+    func testGlobalRateLimiterTwoAgentsOneRedis() throws {
+        _ = try requireHAProxy()
+        let (redis, redisPort) = try startRedis()
+        var script = try String(contentsOf: E2EPaths.repoFile("scripts/global_rate_limiter.lua"), encoding: .utf8)
+        let needle = "local REDIS = { host = \"127.0.0.1\", port = 6379"
+        XCTAssertTrue(script.contains(needle), "global_rate_limiter.lua no longer contains \(needle)")
+        script = script.replacingOccurrences(of: needle, with: "local REDIS = { host = \"127.0.0.1\", port = \(redisPort)")
+        let (agent1, port1) = try startAgent(script: script, name: "grl1", extraArgs: ["--workers", "2"])
+        let (agent2, port2) = try startAgent(script: script, name: "grl2", extraArgs: ["--workers", "2"])
+        let setup = try ProxySetup(agent: port1)
+        var cfg = try setup.shipped("haproxy/haproxy-global-rate-limiter.cfg", threads: 4)
+        XCTAssertTrue(cfg.contains("127.0.0.1:12346"))
+        cfg = cfg.replacingOccurrences(of: "127.0.0.1:12346", with: "127.0.0.1:\(port2)")
+        let spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-global-rate-limiter.conf"), encoding: .utf8)
+        XCTAssertTrue(spoe.contains("limit=int(100) window_ms=int(60000)"))
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-global-rate-limiter.conf": spoe], waitPort: setup.web)
+
+        // 150 requests of one key, one connection each (HAProxy spreads them over its
+        // threads, whose SPOE connections go to both agents in turn).
+        let key = [("X-API-Key", "e2e-\(UUID().uuidString)")]
+        var passed = 0, limited = 0
+        var agents = Set<String>()
+        for i in 1...150 {
+            let r = try httpGet(port: setup.web, headers: key)
+            switch r.status {
+            case 200:
+                passed += 1
+                XCTAssertEqual(r.header("X-RateLimit-Count"), "\(passed)", "request \(i)")
+            case 429: limited += 1
+            default: XCTFail("request \(i): \(r.status) \(r.headers)\n\(haproxy.logTail())")
+            }
+            if let a = r.header("X-RateLimit-Agent") { agents.insert(a) }
+        }
+        print("E2E global rate limiter: \(passed) passed, \(limited) limited, agents \(agents.sorted())")
+        XCTAssertEqual(passed, 100, "\(haproxy.logTail())\n\(agent1.problems())\n\(agent2.problems())")
+        XCTAssertEqual(limited, 50)
+        XCTAssertEqual(agents.count, 2, "both agent instances answered")
+
+        // Redis down: fail open, and HAProxy sees why.
+        redis.stop()
+        var errors = Set<String>()
+        for _ in 0..<6 {
+            let r = try httpGet(port: setup.web, headers: key)
+            XCTAssertEqual(r.status, 200, "fail open: \(r.headers)")
+            if let e = r.header("X-RateLimit-Error") { errors.insert(e) }
+        }
+        XCTAssertTrue(errors.isSubset(of: ["connection refused", "connection closed"]) && !errors.isEmpty, "\(errors)")
+        XCTAssertTrue(haproxy.log.contains("\"connection refused\"") || haproxy.log.contains("\"connection closed\""),
+                      "the error is in HAProxy's log\n\(haproxy.logTail())")
+        XCTAssertTrue(agent1.isRunning && agent2.isRunning)
+    }
+}
