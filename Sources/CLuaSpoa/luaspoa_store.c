@@ -44,6 +44,10 @@ struct luaspoa_dict {
 
 static _Thread_local char *tl_buf;
 static _Thread_local size_t tl_cap;
+/* Frees a thread's buffer when the thread ends (background-task threads end on reload). */
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+static void tl_key_create(void) { pthread_key_create(&tl_key, free); }
 
 /* Copies a stored value for the caller: strings go to the thread's buffer. */
 static int copy_out(const luaspoa_sval *in, luaspoa_sval *out) {
@@ -57,6 +61,8 @@ static int copy_out(const luaspoa_sval *in, luaspoa_sval *out) {
             return 0;
         tl_buf = p;
         tl_cap = cap;
+        pthread_once(&tl_once, tl_key_create);
+        pthread_setspecific(tl_key, p);
     }
     memcpy(tl_buf, in->s, in->len);
     tl_buf[in->len] = '\0';
