@@ -44,10 +44,17 @@ final class LogCapture: @unchecked Sendable {
     }
 }
 
-/// Writes `source` to a fresh temporary file and returns its path.
+/// The directory of every script this test process writes, removed when the process exits
+/// (thousands of tests each write one).
+let testScriptRoot: URL = {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("luaspoa-tests-\(getpid())")
+    atexit { try? FileManager.default.removeItem(at: testScriptRoot) }
+    return root
+}()
+
+/// Writes `source` to a fresh temporary directory of its own and returns the file's path.
 func writeScript(_ source: String, name: String = "script.lua") throws -> String {
-    let directory = FileManager.default.temporaryDirectory
-        .appendingPathComponent("luaspoa-tests-\(UUID().uuidString)")
+    let directory = testScriptRoot.appendingPathComponent(UUID().uuidString)
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     let url = directory.appendingPathComponent(name)
     try source.write(to: url, atomically: true, encoding: .utf8)
