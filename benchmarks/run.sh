@@ -79,12 +79,18 @@ start_agent() {
     wait_port "$agent_port"
 }
 
-# CPU seconds (user+sys) and peak RSS (MB) of the running agent.
-agent_usage() {
+# CPU ticks (user+sys) the running agent has used so far.
+agent_ticks() { awk '{print $14 + $15}' "/proc/$agent_pid/stat"; }
+
+# "CPU_US_PER_MSG CPU_S PEAK_RSS_MB": CPU spent since START_TICKS over MESSAGES, the
+# total, and the peak RSS. CPU per message is the figure that survives a change of machine.
+agent_usage() { # START_TICKS MESSAGES
     local ticks hz
     hz=$(getconf CLK_TCK)
-    ticks=$(awk '{print $14 + $15}' "/proc/$agent_pid/stat")
-    awk -v t="$ticks" -v hz="$hz" '/VmHWM/ {printf "%.1f %.1f", t / hz, $2 / 1024}' "/proc/$agent_pid/status"
+    ticks=$(agent_ticks)
+    awk -v t="$ticks" -v t0="$1" -v n="$2" -v hz="$hz" '/VmHWM/ {
+        printf "%s %.1f %.1f", (n > 0 ? sprintf("%.1f", (t - t0) / hz * 1e6 / n) : "-"), t / hz, $2 / 1024 }' \
+        "/proc/$agent_pid/status"
 }
 
 agent_rss_now() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$agent_pid/status"; }
@@ -97,15 +103,24 @@ stop_agent() {
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 
-# bench_once: starts the agent, runs `luaspoa bench`, prints "msgs p50 p99 p999 errors cpu rss".
+# bench_once: starts the agent, runs `luaspoa bench`, prints
+# "msgs p50 p99 p999 errors cpu_us_per_msg cpu_s rss". CPU per message counts the
+# measured window only: the agent's ticks are read when the warm-up ends.
 bench_once() {
     local agent=$1 agent_args=$2; shift 2
     # shellcheck disable=SC2086
     start_agent "$agent" $agent_args
+    "$LUASPOA" bench --connect "127.0.0.1:$agent_port" --duration "$DURATION" --warmup "$WARMUP" "$@" \
+        >"$tmp/bench.out" 2>&1 &
+    local bench_pid=$!
+    sleep "$WARMUP"
+    local start_ticks
+    start_ticks=$(agent_ticks)
+    wait "$bench_pid" || true
     local out
-    out=$("$LUASPOA" bench --connect "127.0.0.1:$agent_port" --duration "$DURATION" --warmup "$WARMUP" "$@" 2>&1 | grep '^RESULT' || true)
+    out=$(grep '^RESULT' "$tmp/bench.out" || true)
     local usage
-    usage=$(agent_usage)
+    usage=$(agent_usage "$start_ticks" "$(field acks <<<"$out")")
     stop_agent
     if [[ -z "$out" ]]; then echo "- - - - failed $usage"; return; fi
     echo "$(field msgs_per_s <<<"$out") $(field p50_us <<<"$out") $(field p99_us <<<"$out") $(field p999_us <<<"$out") $(field errors <<<"$out") $usage"
@@ -154,20 +169,17 @@ echo "luaspoa benchmarks: ${DURATION}s per run, ${REPEAT} run(s) per scenario, $
 latency_run() { bench_once "$1" "$(args_for "$1")" --connections 1 --in-flight 1 --expect sess.ip_score; }
 many_run() { bench_once "$1" "$(args_for "$1")" --connections 64 --in-flight 1 --expect sess.ip_score; }
 pipelined_run() { bench_once "$1" "$(args_for "$1")" --connections 4 --in-flight 64 --expect sess.ip_score; }
-compare "1 conn x 1 in flight (latency)" latency_run "${agents[@]}"
-compare "64 conn x 1 in flight" many_run "${agents[@]}"
-compare "4 conn x 64 in flight (pipelined)" pipelined_run "${agents[@]}"
+# The Swift agent without Lua ("trivial") runs in the same rounds: the machine's floor for
+# latency and the generator's ceiling for throughput, against which the Lua path is read.
+compare "1 conn x 1 in flight (latency)" latency_run "${agents[@]}" trivial
+compare "64 conn x 1 in flight" many_run "${agents[@]}" trivial
+compare "4 conn x 64 in flight (pipelined)" pipelined_run "${agents[@]}" trivial
 scenario "4 x 64, 4-arg request, scoring" luaspoa "$here/header_scoring.lua" \
     --connections 4 --in-flight 64 --message request --expect txn.req_score
 scenario "4 x 64, empty Lua handler" luaspoa "$here/empty_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score
 # Handlers that wait: the same handler after spoa.sleep(1), so every frame suspends and resumes.
 scenario "4 x 64, spoa.sleep(1) handler" luaspoa "$here/sleep1_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score
 scenario "64 x 1, spoa.sleep(1) handler" luaspoa "$here/sleep1_handler.lua" --connections 64 --in-flight 1 --expect sess.ip_score
-scenario "4 x 64, generator ceiling" trivial "" --connections 4 --in-flight 64 --expect sess.ip_score
-scenario "64 x 1, generator ceiling" trivial "" --connections 64 --in-flight 1 --expect sess.ip_score
-# The round trip with an agent that does nothing: what the machine (thread wake-ups,
-# loopback TCP) costs any agent, against which the latency rows can be read.
-scenario "1 x 1, round-trip floor" trivial "" --connections 1 --in-flight 1 --expect sess.ip_score
 
 if [[ -z "${SKIP_CURVE:-}" ]]; then
     for ((w = 1; w <= CORES; w++)); do
@@ -220,19 +232,21 @@ EOF
 }
 
 wrk_once() { # $1 = agent or "none"
-    local agent=$1 usage="- -"
+    local agent=$1 usage="- - -" start_ticks=0
     if [[ $agent != none ]]; then start_agent "$agent" "$(args_for "$agent")"; fi
     haproxy_cfg "$([[ $agent == none ]] && echo no-spoe || echo with-spoe)" >"$tmp/haproxy.cfg"
     haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
     haproxy_pid=$!
     wait_port "$fe_port"
-    local out rps errors
+    [[ $agent != none ]] && start_ticks=$(agent_ticks)
+    local out rps errors requests
     out=$(wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$fe_port/" 2>&1)
     rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
     errors=$(awk '/Non-2xx/ {print $5} /Socket errors/ {print "socket"}' <<<"$out" | head -1)
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out"); p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     kill "$haproxy_pid"; wait "$haproxy_pid" 2>/dev/null || true; haproxy_pid=""
-    if [[ $agent != none ]]; then usage=$(agent_usage); stop_agent; fi
+    if [[ $agent != none ]]; then usage=$(agent_usage "$start_ticks" "${requests:-0}"); stop_agent; fi
     echo "$rps $p50 $p99 - ${errors:-0} $usage"
 }
 
@@ -243,5 +257,5 @@ fi
 echo
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $CORES cores, $(uname -sr); load at start: $load_at_start, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "luaspoa workers: $WORKERS; generator: luaspoa bench on the same machine; ${DURATION}s measured after ${WARMUP}s warm-up"
-printf '%-34s %-17s %s\n' "scenario" "agent" "msgs/s p50_us p99_us p99.9_us errors agent_cpu_s peak_rss_mb"
+printf '%-34s %-17s %s\n' "scenario" "agent" "msgs/s p50_us p99_us p99.9_us errors cpu_us/msg agent_cpu_s peak_rss_mb"
 printf '%s\n' "${rows[@]}"
