@@ -42,7 +42,7 @@ if [[ "$FUZZ_SECONDS" != 0 ]]; then
     SECONDS_PER_TARGET=$FUZZ_SECONDS Fuzz/run.sh
 fi
 
-# The malloc counts of the hot-path microbenchmarks (Benchmarks/, built in release from
+# The malloc counts of the hot-path microbenchmarks (Microbenchmarks/, built in release from
 # scratch: about 4 minutes on 2 cores) against the committed baseline, docs/performance.md.
 # One malloc more per 1000 messages on the engine path fails the run. BENCH_CHECK=0 skips it.
 if [[ "${BENCH_CHECK:-1}" != 0 ]]; then

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# benchmarks/check-allocations.sh -- build the microbenchmarks (Benchmarks/, release) and
+# benchmarks/check-allocations.sh -- build the microbenchmarks (Microbenchmarks/, release) and
 # check their malloc counts against the committed baseline
-# Benchmarks/.benchmarkBaselines/SpopHotPath/allocations, with the tolerances written in
-# Benchmarks/Benchmarks/SpopHotPath/SpopHotPath.swift (none for decode, encode and the
+# Microbenchmarks/.benchmarkBaselines/SpopHotPath/allocations, with the tolerances written in
+# Microbenchmarks/Benchmarks/SpopHotPath/SpopHotPath.swift (none for decode, encode and the
 # engine path; a small ceiling for the Lua dispatch). Only malloc counts: never time.
 # Exit status 0 when every count is within its threshold (or below it), 1 otherwise.
 #
@@ -11,7 +11,7 @@
 #
 # The counting is the benchmark package's MallocInterposer trait: no jemalloc needed.
 set -uo pipefail
-cd "$(dirname "$0")/../Benchmarks"
+cd "$(dirname "$0")/../Microbenchmarks"
 
 if [[ "${UPDATE:-0}" == 1 ]]; then
     exec swift package --allow-writing-to-package-directory benchmark baseline update allocations \
