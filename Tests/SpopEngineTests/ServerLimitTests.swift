@@ -161,7 +161,7 @@ final class ServerLimitTests: XCTestCase {
             }
             let refusal = try Disconnect(XCTUnwrap(refused?.frames().last, "100 fragments of 2 kB within a 20 kB bound"))
             XCTAssertEqual(refusal.status, .resourceAllocation)
-            XCTAssertTrue(refusal.message.contains("--max-fragment-memory"), refusal.message)
+            XCTAssertTrue(refusal.message.contains("limit max_fragment_memory"), refusal.message)
             XCTAssertGreaterThan(held.count, 0)
             XCTAssertLessThanOrEqual(server.fragments.bytesInUse, bound)
             for peer in held { XCTAssertEqual(peer.frames().map(\.header.type), [.agentHello], "within the bound: left alone") }

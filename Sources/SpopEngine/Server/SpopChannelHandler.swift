@@ -96,7 +96,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         logger.debug("connection opened")
         metrics.opened()
         let helloTimeout = limits.helloTimeout
-        arm(at: .now() + helloTimeout, context: context) {
+        arm(at: context.eventLoop.now + helloTimeout, context: context) {
             self.metrics.limitHit(.helloTimeout)
             self.execute(self.stateMachine.timedOut("no HAPROXY-HELLO within \(helloTimeout.secondsDescription)"), context: context)
         }
@@ -106,7 +106,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !stateMachine.isClosed else { return }
         if stateMachine.isRunning {
-            lastRead = .now()
+            lastRead = context.eventLoop.now
             busyPoller?.noteActivity(at: lastRead)
         }
         let bytes = unwrapInboundIn(data)
@@ -184,7 +184,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private func resumeAfterHandlers() {
         guard let context, heldForHandlers, !stateMachine.isClosed else { return }
         heldForHandlers = false
-        decodeFrames(context: context, now: .now())
+        decodeFrames(context: context, now: context.eventLoop.now)
         if writeOutgoing(context: context) { context.flush() }
         metrics.flush()
         finishDrainIfQuiet(context: context)
@@ -199,7 +199,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         let action = stateMachine.suspendedFrameEnded()
         guard let ack, let context else { return }
         metrics.sent(.ack)
-        lastRead = .now()  // the connection was busy until now, not idle
+        lastRead = context.eventLoop.now  // the connection was busy until now, not idle
         readyAcks.append(ack)
         if case .disconnect = action { deferredAction = action }
         // Completed inside this connection's `handle`: the burst writes it and runs the action.
@@ -239,7 +239,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         }
         metrics.limitHit(.maxFragmentMemory)
         execute(stateMachine.fragmentRefused(
-            "unfinished fragmented NOTIFYs would hold more than \(fragments.limit) bytes in all (--max-fragment-memory)"),
+            "unfinished fragmented NOTIFYs would hold more than \(fragments.limit) bytes in all (limit max_fragment_memory)"),
             context: context)
         releaseFragments()
     }
@@ -270,7 +270,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     /// Room for output again: answers what waits in `frames`, then reads on.
     private func resumeDecoding(context: ChannelHandlerContext) {
         decodePaused = false
-        decodeFrames(context: context, now: .now())
+        decodeFrames(context: context, now: context.eventLoop.now)
         if writeOutgoing(context: context) { context.flush() }
         finishDrainIfQuiet(context: context)
     }
@@ -315,7 +315,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard event is ConnectionRegistry.DrainEvent else { return context.fireUserInboundEventTriggered(event) }
         execute(stateMachine.drain(), context: context)
-        if stateMachine.isDraining { armDrainCheck(since: .now(), context: context) }
+        if stateMachine.isDraining { armDrainCheck(since: context.eventLoop.now, context: context) }
     }
 
     /// Backpressure: while ACKs above the write-buffer high-water mark wait for a slow
@@ -386,7 +386,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
                     ackRouter = ConnectionAckRouter(
                         routing: asyncAcks, engineID: engineID, channel: context.channel, maxFrameSize: Int(hello.maxFrameSize))
                 }
-                lastRead = .now()
+                lastRead = context.eventLoop.now
                 armIdleTimer(context: context)
                 context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             }
@@ -452,14 +452,17 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private func armIdleTimer(context: ChannelHandlerContext) {
         let deadlines = ConnectionDeadlines(idleTimeout: limits.idleTimeout, frameTimeout: limits.frameTimeout)
         let at: NIODeadline
-        switch deadlines.check(now: .now(), lastRead: lastRead, frameStarted: frameStarted, handlersWaiting: stateMachine.suspendedFrames > 0) {
+        switch deadlines.check(now: context.eventLoop.now, lastRead: lastRead, frameStarted: frameStarted, handlersWaiting: stateMachine.suspendedFrames > 0) {
         case .rearm(let next?): at = next
-        case .rearm(nil): return  // both timeouts off
-        case .idle, .frameStalled: at = .now()  // expired since the last look: fire at once
+        case .rearm(nil):  // both timeouts off; the hello timer must not outlive the hello
+            timer?.cancel()
+            timer = nil
+            return
+        case .idle, .frameStalled: at = context.eventLoop.now  // expired since the last look: fire at once
         }
         arm(at: at, context: context) {
             switch deadlines.check(
-                now: .now(), lastRead: self.lastRead, frameStarted: self.frameStarted,
+                now: context.eventLoop.now, lastRead: self.lastRead, frameStarted: self.frameStarted,
                 handlersWaiting: self.stateMachine.suspendedFrames > 0) {
             case .rearm:
                 self.armIdleTimer(context: context)
@@ -471,7 +474,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
                 let held = self.frames.bufferedBytes
                 self.execute(
                     self.stateMachine.timedOut(
-                        "frame incomplete after \(deadlines.frameTimeout.secondsDescription) (\(held) bytes received; --frame-timeout)"),
+                        "frame incomplete after \(deadlines.frameTimeout.secondsDescription) (\(held) bytes received; limit frame_timeout)"),
                     context: context)
             }
         }
@@ -484,7 +487,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     private func armDrainCheck(since: NIODeadline, context: ChannelHandlerContext) {
         arm(at: since + Self.drainQuietPeriod, context: context) {
             if self.readHeld || self.frames.bufferedBytes > 0 || self.lastRead >= since {
-                return self.armDrainCheck(since: .now(), context: context)
+                return self.armDrainCheck(since: context.eventLoop.now, context: context)
             }
             self.execute(self.stateMachine.inputQuiet(), context: context)
         }
