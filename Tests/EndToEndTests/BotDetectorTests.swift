@@ -13,19 +13,29 @@ final class BotDetectorTests: E2ETestCase {
         ("Accept-Encoding", "gzip, deflate, br"), ("Sec-Fetch-Mode", "navigate"), ("Sec-CH-UA", "\"Chromium\";v=\"120\""),
     ]
 
-    func startShipped() throws -> (web: UInt16, haproxy: ManagedProcess, agent: ManagedProcess) {
-        _ = try requireHAProxy()
+    /// The shipped script and configuration, behind `binary` (nil: the system's HAProxy 2.6).
+    func startShipped(binary: String? = nil) throws -> (web: UInt16, haproxy: ManagedProcess, agent: ManagedProcess) {
+        _ = try binary ?? requireHAProxy()
         let (agent, agentPort) = try startAgent(
             scriptPath: E2EPaths.repoFile("scripts/bot_detector.lua").path, name: "bot", extraArgs: ["--var-prefix", "bot"])
         let setup = try ProxySetup(agent: agentPort), web = setup.web
         let cfg = try setup.shipped("haproxy/haproxy-bot-detector.cfg")
         let spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-bot-detector.conf"), encoding: .utf8)
-        let haproxy = try startHAProxy(config: cfg, files: ["spoe-bot-detector.conf": spoe], waitPort: web)
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-bot-detector.conf": spoe], waitPort: web, binary: binary)
         return (web, haproxy, agent)
     }
 
     func testCurlIsABotAndABrowserIsNot() throws {
-        let (web, haproxy, agent) = try startShipped()
+        try checkVerdicts(startShipped())
+    }
+
+    /// The same configuration through HAProxy 3.x (its "mode tcp" agents backend is converted on 3.1+).
+    func testCurlIsABotAndABrowserIsNotThroughHAProxy3() throws {
+        try forEachHAProxy3 { t in try checkVerdicts(startShipped(binary: t.command)) }
+    }
+
+    func checkVerdicts(_ started: (web: UInt16, haproxy: ManagedProcess, agent: ManagedProcess)) throws {
+        let (web, haproxy, agent) = started
         let logs = { "\n\(haproxy.logTail())\n\(agent.logTail())" }
 
         let bot = try httpGet(port: web, headers: Self.curl)

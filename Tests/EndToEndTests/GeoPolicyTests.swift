@@ -8,13 +8,21 @@ import XCTest
 
 final class GeoPolicyTests: E2ETestCase {
     func testCountriesAreDeniedOrTagged() throws {
-        _ = try requireHAProxy()
+        try checkCountries(haproxy: requireHAProxy())
+    }
+
+    /// The same configuration through HAProxy 3.x (its "mode tcp" agents backend is converted on 3.1+).
+    func testCountriesAreDeniedOrTaggedThroughHAProxy3() throws {
+        try forEachHAProxy3 { t in try checkCountries(haproxy: t.command) }
+    }
+
+    func checkCountries(haproxy binary: String) throws {
         let (agent, agentPort) = try startAgent(
             scriptPath: E2EPaths.repoFile("scripts/geo_policy.lua").path, name: "geo", extraArgs: ["--var-prefix", "geo"])
         let setup = try ProxySetup(agent: agentPort), web = setup.web
         let cfg = try setup.shipped("haproxy/haproxy-geo-policy.cfg")
         let spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-geo-policy.conf"), encoding: .utf8)
-        let haproxy = try startHAProxy(config: cfg, files: ["spoe-geo-policy.conf": spoe], waitPort: web)
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-geo-policy.conf": spoe], waitPort: web, binary: binary)
         let logs = { "\n\(haproxy.logTail())\n\(agent.logTail())" }
 
         let denied = try httpGet(port: web, headers: [("X-Forwarded-For", "10.9.8.7, 198.51.100.7")])

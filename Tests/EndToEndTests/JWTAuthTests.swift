@@ -37,8 +37,16 @@ final class JWTAuthTests: E2ETestCase {
     }
 
     func testOnlyAValidTokenPasses() throws {
+        try checkTokens(haproxy: requireHAProxy())
+    }
+
+    /// The same configuration through HAProxy 3.x (its "mode tcp" agents backend is converted on 3.1+).
+    func testOnlyAValidTokenPassesThroughHAProxy3() throws {
+        try forEachHAProxy3 { t in try checkTokens(haproxy: t.command) }
+    }
+
+    func checkTokens(haproxy binary: String) throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl") else { throw XCTSkip("no openssl CLI") }
-        _ = try requireHAProxy()
         let metricsPort = try freePort()
         let (agent, agentPort) = try startAgent(
             scriptPath: E2EPaths.repoFile("scripts/jwt_auth.lua").path, name: "jwt",
@@ -46,7 +54,7 @@ final class JWTAuthTests: E2ETestCase {
         let setup = try ProxySetup(agent: agentPort), web = setup.web
         let cfg = try setup.shipped("haproxy/haproxy-jwt-auth.cfg")
         let spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-jwt-auth.conf"), encoding: .utf8)
-        let haproxy = try startHAProxy(config: cfg, files: ["spoe-jwt-auth.conf": spoe], waitPort: web)
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-jwt-auth.conf": spoe], waitPort: web, binary: binary)
         let logs = { "\n\(haproxy.logTail())\n\(agent.logTail())" }
         let now = Int(Date().timeIntervalSince1970)
 
