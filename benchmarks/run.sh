@@ -44,8 +44,10 @@ fi
 tmp=$(mktemp -d /tmp/luaspoa-bench.XXXXXX)
 agent_pid=""
 haproxy_pid=""
+extra_pids=()  # the several-agents rows' agents and redis-server
 cleanup() {
     [[ -n "$agent_pid" ]] && kill "$agent_pid" 2>/dev/null || true
+    for pid in "${extra_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     [[ -n "$haproxy_pid" ]] && kill "$haproxy_pid" 2>/dev/null || true
     rm -rf "$tmp"
 }
@@ -252,6 +254,59 @@ wrk_once() { # $1 = agent or "none"
 
 if [[ -z "${SKIP_HAPROXY:-}" ]]; then
     compare "HAProxy 2.6 + wrk (req/s)" wrk_once none "${agents[@]}"
+fi
+
+# Several agents, one state: wrk -> HAProxy 2.6 -> SPOE balanced over N luaspoa
+# instances running scripts/global_rate_limiter.lua, every request counted in one
+# redis-server (one EVAL per message). N = 1 (2 workers) against N = 2 (1 worker
+# each): the same cores, so the rows show what a second process costs, not scaling.
+several_agents_once() { # $1 = instances
+    local instances=$1 workers=$((WORKERS / $1)) ports=() pids=() i
+    ((workers > 0)) || workers=1
+    for ((i = 0; i < instances; i++)); do
+        ports+=($((agent_port + 10 + i)))
+        "$LUASPOA" serve --script "$tmp/grl.lua" --listen "127.0.0.1:${ports[i]}" --workers "$workers" \
+            --log-level error >>"$tmp/agent.log" 2>&1 &
+        pids+=($!)
+        extra_pids+=($!)
+        wait_port "${ports[i]}"
+    done
+    printf '%s\n' "[grl]" "spoe-agent grl-agent" "    messages global-rate-check" "    use-backend be_agents" \
+        "    option var-prefix grl" "    option set-on-error err" "    timeout hello 2s" "    timeout idle 2m" \
+        "    timeout processing 1s" "spoe-message global-rate-check" \
+        "    args src=src apikey=req.hdr(x-api-key) limit=int(2000000000) window_ms=int(600000)" \
+        "    event on-frontend-http-request" >"$tmp/grl-spoe.conf"
+    {
+        printf '%s\n' "global" "    nbthread 1" "    maxconn 4096" "defaults" "    mode http" "    timeout connect 5s" \
+            "    timeout client 30s" "    timeout server 30s" "frontend fe" "    bind 127.0.0.1:$fe_port" \
+            "    filter spoe engine grl config $tmp/grl-spoe.conf" \
+            "    http-request deny deny_status 500 unless { var(txn.grl.count) -m found }" \
+            "    http-request return status 200 content-type text/plain string ok" \
+            "backend be_agents" "    mode tcp" "    balance roundrobin" "    timeout server 2m"
+        for i in "${!ports[@]}"; do printf '    server agent%s 127.0.0.1:%s\n' "$i" "${ports[i]}"; done
+    } >"$tmp/haproxy.cfg"
+    haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
+    haproxy_pid=$!
+    wait_port "$fe_port"
+    local out rps errors p50 p99
+    out=$(wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$fe_port/" 2>&1)
+    rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+    errors=$(awk '/Non-2xx/ {print $5} /Socket errors/ {print "socket"}' <<<"$out" | head -1)
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out"); p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    kill "$haproxy_pid"; wait "$haproxy_pid" 2>/dev/null || true; haproxy_pid=""
+    for i in "${pids[@]}"; do kill "$i"; wait "$i" 2>/dev/null || true; done
+    echo "$rps $p50 $p99 - ${errors:-0} - - -"
+}
+
+if [[ -z "${SKIP_HAPROXY:-}" ]] && command -v redis-server >/dev/null; then
+    redis_port=$((BASE_PORT + 3))
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$tmp/redis.log" 2>&1 &
+    extra_pids+=($!)
+    wait_port "$redis_port"
+    sed "s/port = 6379/port = $redis_port/" "$root/scripts/global_rate_limiter.lua" >"$tmp/grl.lua"
+    grep -q "port = $redis_port" "$tmp/grl.lua" || { echo "global_rate_limiter.lua: the Redis port line changed" >&2; exit 1; }
+    several_agents_run() { several_agents_once "${1%% *}"; }
+    compare "rate limiter in Redis + wrk (req/s)" several_agents_run "1 instance" "2 instances"
 fi
 
 echo
