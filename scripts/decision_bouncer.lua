@@ -104,7 +104,9 @@ end
 
 spoa.register_task(pull, { every = PULL_INTERVAL_MS })
 
--- This worker's netset of the list, rebuilt when a pull published a new one.
+-- This worker's netset of the list, rebuilt when a pull published a new one:
+-- once per worker and change, in the handler (a 100 000-CIDR set builds in
+-- about 30 ms; the pull publishes only a list that changed).
 local banned, banned_version = spoa.netset{}, 0
 
 local function list_bans(ip)
