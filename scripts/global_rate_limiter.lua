@@ -31,9 +31,7 @@ local DEFAULT_LIMIT     = 100
 local DEFAULT_WINDOW_MS = 60000
 local FAIL_OPEN         = true
 
--- A global table, so that a spec (scripts/global_rate_limiter_spec.lua) can put a
--- stub in place of the client.
-global_rate_limiter = { redis = spoa.redis.new(REDIS) }
+local redis = spoa.redis.new(REDIS)
 
 local COUNT = [[
 local n = redis.call('INCR', KEYS[1])
@@ -67,7 +65,7 @@ spoa.register_message("global-rate-check", function(txn, msg)
   local limit = positive(a.limit, DEFAULT_LIMIT)
   local window = positive(a.window_ms, DEFAULT_WINDOW_MS)
   txn:set_var("txn.agent", AGENT)
-  local count, err = global_rate_limiter.redis:eval(COUNT, { client_key(a.src, a.apikey) }, { window })
+  local count, err = redis:eval(COUNT, { client_key(a.src, a.apikey) }, { window })
   if not count then
     txn:set_var("txn.redis_error", err)
     txn:set_var("txn.limited", not FAIL_OPEN)

@@ -225,6 +225,13 @@ typedef int (*luaspoa_wait_push)(lua_State *L, const luaspoa_wait *w);
 int luaspoa_wait_yield(lua_State *L, const char *fn, const luaspoa_wait *w, luaspoa_wait_push push);
 /* A push that returns the result's values (luaspoa_wait_value) as one Lua value. */
 int luaspoa_wait_push_values(lua_State *L, const luaspoa_wait *w);
+/* luaspoa_teststubs.c: the client stubs of spoa.test. */
+void luaspoa_open_test_stubs(lua_State *L);       /* the spoa.test table at top */
+void luaspoa_test_stubs_reset(lua_State *L);      /* every client real again */
+/* Under `luaspoa test`: when the spec stubbed w's client, calls the stub and
+ * pushes what the client returns (its results, or nil, err); returns their
+ * number, or -1 (nothing pushed) when the real client is to run. */
+int luaspoa_test_stub(lua_State *L, const luaspoa_wait *w);
 void luaspoa_open_http(lua_State *L);             /* spoa table at top */
 void luaspoa_open_redis(lua_State *L);            /* spoa table at top */
 void luaspoa_open_dns(lua_State *L);              /* spoa table at top */

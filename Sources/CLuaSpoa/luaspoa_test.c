@@ -295,6 +295,7 @@ static int l_case(lua_State *L) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luaspoa_shared_reset_all();   /* each case starts with empty shared dicts */
     luaspoa_clock_real();
+    luaspoa_test_stubs_reset(L);
     if (h->case_started)
         h->case_started(h->ud);
     lua_pushcfunction(L, luaspoa_msgh);
@@ -401,6 +402,24 @@ static int l_logs(lua_State *L) {
     return 1;
 }
 
+/* T.run_task(n): the script's n-th task (registration order) runs once, here
+ * and now, waiting as the background thread lets it; its error fails the case. */
+static int l_run_task(lua_State *L) {
+    const luaspoa_test_hooks *h = hooks(L);
+    lua_Integer n = luaL_checkinteger(L, 1);
+    int count = luaspoa_task_count(L);
+    if (n < 1 || n > count)
+        return luaL_error(L, "T.run_task: no task %I (the script registered %d)", n, count);
+    size_t len = 0;
+    const char *err = h->run_task(h->ud, (int)n - 1, &len);
+    if (err == NULL)
+        return 0;
+    lua_pushfstring(L, "T.run_task: task %I: ", n);
+    lua_pushlstring(L, err, len);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
 static int l_clock_set(lua_State *L) {
     luaspoa_clock_set_ms(luaL_checkinteger(L, 1));
     return 0;
@@ -423,11 +442,13 @@ static int spec_body(lua_State *L) {
     luaL_setfuncs(L, ack_methods, 0);
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {
-        {"case", l_case}, {"notify", l_notify}, {"eq", l_eq}, {"ok", l_ok}, {"logs", l_logs}, {NULL, NULL},
+        {"case", l_case}, {"notify", l_notify}, {"eq", l_eq}, {"ok", l_ok}, {"logs", l_logs},
+        {"run_task", l_run_task}, {NULL, NULL},
     };
     static const luaL_Reg clock[] = {{"set_ms", l_clock_set}, {"advance_ms", l_clock_advance}, {NULL, NULL}};
     lua_getglobal(L, "spoa");
     luaL_newlib(L, fns);
+    luaspoa_open_test_stubs(L);
     luaL_newlib(L, clock);
     lua_setfield(L, -2, "clock");
     lua_setfield(L, -2, "test");
@@ -450,6 +471,7 @@ int luaspoa_run_spec(lua_State *L, const char *path, const luaspoa_test_hooks *h
         luaspoa_copy_error(L, -1, errbuf, errcap);
     rt->test = NULL;
     luaspoa_clock_real();
+    luaspoa_test_stubs_reset(L);
     lua_settop(L, base);
     return status == LUA_OK ? 0 : -1;
 }

@@ -105,30 +105,12 @@ public final class BackgroundTasks: @unchecked Sendable {
     }
 
     private func run(_ index: Int32) {
-        let status = withUnsafeTemporaryAllocation(of: CChar.self, capacity: LuaState.errorCapacity) { buffer in
-            buffer[0] = 0
-            var waiting: OpaquePointer?
-            var status = luaspoa_run_task(state.L, index, buffer.baseAddress, buffer.count, &waiting)
-            // A task that waits blocks this thread (nothing else runs here); stop()
-            // ends a sleep early and closes the task's coroutine.
-            while status == LUASPOA_WAITING, let call = waiting {
-                waiting = nil
-                guard let result = LuaWaits.block(luaspoa_call_wait(call).pointee, stop: condition, stopping: { stopping })
-                else {
-                    status = luaspoa_abandon(state.L, state.ctx, call, nil, 0, 0, buffer.baseAddress, buffer.count)
-                    break
-                }
-                status = result.withResult(in: luaspoa_call_wait(call)) {
-                    luaspoa_resume(state.L, state.ctx, call, nil, 0, nil, 0, buffer.baseAddress, buffer.count, &waiting)
-                }
-            }
-            if status == LUASPOA_ERROR {
-                let (text, traceback) = LuaScriptError.split(String(cString: buffer.baseAddress!))
-                var metadata: Logger.Metadata = ["lua.task": "\(index + 1)"]
-                if let traceback { metadata["lua.traceback"] = "\(traceback)" }
-                logger.error("task \(index + 1): \(text)", metadata: metadata)
-            }
-            return status
+        let (status, error) = state.runTask(index, stop: condition, stopping: { self.stopping })
+        if let error {
+            let (text, traceback) = LuaScriptError.split(error)
+            var metadata: Logger.Metadata = ["lua.task": "\(index + 1)"]
+            if let traceback { metadata["lua.traceback"] = "\(traceback)" }
+            logger.error("task \(index + 1): \(text)", metadata: metadata)
         }
         luaspoa_reclaim(state.L)
         condition.lock()
@@ -152,5 +134,31 @@ public final class BackgroundTasks: @unchecked Sendable {
     /// Scheduling uses the real monotonic clock: a frozen test clock must not stall tasks.
     private static func now() -> Int64 {
         Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
+    }
+}
+
+extension LuaState {
+    /// Runs task `index` once on the calling thread, which waits with it
+    /// (`LuaWaits.block`); `stop` and `stopping` end a sleep early and close the
+    /// task. Returns its status and, when it raised, its error text.
+    func runTask(_ index: Int32, stop: NSCondition? = nil, stopping: () -> Bool = { false })
+        -> (status: Int32, error: String?)
+    {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: LuaState.errorCapacity) { buffer in
+            buffer[0] = 0
+            var waiting: OpaquePointer?
+            var status = luaspoa_run_task(L, index, buffer.baseAddress, buffer.count, &waiting)
+            while status == LUASPOA_WAITING, let call = waiting {
+                waiting = nil
+                guard let result = LuaWaits.block(luaspoa_call_wait(call).pointee, stop: stop, stopping: stopping) else {
+                    status = luaspoa_abandon(L, ctx, call, nil, 0, 0, buffer.baseAddress, buffer.count)
+                    break
+                }
+                status = result.withResult(in: luaspoa_call_wait(call)) {
+                    luaspoa_resume(L, ctx, call, nil, 0, nil, 0, buffer.baseAddress, buffer.count, &waiting)
+                }
+            }
+            return (status, status == LUASPOA_ERROR ? String(cString: buffer.baseAddress!) : nil)
+        }
     }
 }

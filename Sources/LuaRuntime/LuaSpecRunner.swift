@@ -70,6 +70,11 @@ public final class LuaSpecRunner {
             guard index < lines.count else { return nil }
             return runner.logBytes.set(Array(lines[index].utf8), length: length!)
         }
+        hooks.run_task = { ud, index, length in
+            let runner = Unmanaged<LuaSpecRunner>.fromOpaque(ud!).takeUnretainedValue()
+            guard let error = runner.worker.state.runTask(index).error else { return nil }
+            return runner.errorBytes.set(Array(error.utf8), length: length!)
+        }
         hooks.case_started = { ud in
             Unmanaged<LuaSpecRunner>.fromOpaque(ud!).takeUnretainedValue().logs.clear()
         }

@@ -1,25 +1,12 @@
 // Handlers that talk to the outside world, end to end behind a real HAProxy 2.6:
 // an HTTP API (Fixtures/upstreams/http_server.py), and the global rate limiter
 // (scripts/global_rate_limiter.lua) with two agent instances in one backend
-// sharing their counters in a real redis-server.
+// sharing their counters in a real redis-server (also behind a 3.x chroot).
 
 import Foundation
 import XCTest
 
 final class OutsideWorldTests: E2ETestCase {
-    /// A process started for the test, listening on a free port.
-    private func startServer(_ name: String, _ executable: String, _ arguments: (UInt16) -> [String]) throws
-        -> (ManagedProcess, UInt16)
-    {
-        let port = try freePort()
-        let p = try ManagedProcess(name: name, executable: executable, arguments: arguments(port), logDir: tempDir)
-        children.append(p)
-        guard waitForPort(port, timeout: 20, while: { p.isRunning }) else {
-            throw WireError("\(name) did not start on \(port):\n\(p.logTail())")
-        }
-        return (p, port)
-    }
-
     private func startRedis() throws -> (ManagedProcess, UInt16) {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/redis-server") else {
             throw XCTSkip("redis-server is not installed (tools/ensure-deps.sh installs it)")
@@ -71,6 +58,17 @@ final class OutsideWorldTests: E2ETestCase {
 
     func testGlobalRateLimiterTwoAgentsOneRedis() throws {
         _ = try requireHAProxy()
+        try globalRateLimiter(haproxy: nil)
+    }
+
+    /// The same through the first HAProxy 3.x chroot (3.2 when present).
+    func testGlobalRateLimiterWithHAProxy3() throws {
+        guard let target = try HAProxy3Target.available().first else { return }
+        print("E2E HAProxy3: running against \(target) (\(target.command))")
+        try globalRateLimiter(haproxy: target.command)
+    }
+
+    func globalRateLimiter(haproxy binary: String?) throws {
         let (redis, redisPort) = try startRedis()
         var script = try String(contentsOf: E2EPaths.repoFile("scripts/global_rate_limiter.lua"), encoding: .utf8)
         let needle = "local REDIS = { host = \"127.0.0.1\", port = 6379"
@@ -84,7 +82,8 @@ final class OutsideWorldTests: E2ETestCase {
         cfg = cfg.replacingOccurrences(of: "127.0.0.1:12346", with: "127.0.0.1:\(port2)")
         let spoe = try String(contentsOf: E2EPaths.repoFile("haproxy/spoe-global-rate-limiter.conf"), encoding: .utf8)
         XCTAssertTrue(spoe.contains("limit=int(100) window_ms=int(60000)"))
-        let haproxy = try startHAProxy(config: cfg, files: ["spoe-global-rate-limiter.conf": spoe], waitPort: setup.web)
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-global-rate-limiter.conf": spoe], waitPort: setup.web,
+                                       binary: binary)
 
         // 150 requests of one key, one connection each (HAProxy spreads them over its
         // threads, whose SPOE connections go to both agents in turn).

@@ -198,7 +198,8 @@ final class ToolsTests: E2ETestCase {
     }
 
     func testTheShippedSpecsPass() throws {
-        for example in ["ip_reputation", "bot_detector", "rate_limiter", "jwt_auth", "geo_policy", "global_rate_limiter"] {
+        for example in ["ip_reputation", "bot_detector", "rate_limiter", "jwt_auth", "geo_policy", "global_rate_limiter",
+                        "decision_bouncer", "verified_crawler"] {
             let r = try luaspoa(["test", E2EPaths.repoFile("scripts/\(example).lua").path,
                                  E2EPaths.repoFile("scripts/\(example)_spec.lua").path], name: "spec-\(example)")
             XCTAssertEqual(r.status, 0, r.output)

@@ -34,8 +34,16 @@ final class ModuleSpecTests: XCTestCase {
                     spec: Self.specDirectory.appendingPathComponent("geoip_spec.lua"))
     }
 
-    func testJWTAuthScript() throws {
+    func testJWTAuthScript() throws { try runExampleSpec("jwt_auth") }
+
+    /// The examples whose specs stub their clients (T.stub_http, stub_dns, stub_redis).
+    func testClientScripts() throws {
+        for name in ["decision_bouncer", "verified_crawler", "global_rate_limiter"] { try runExampleSpec(name) }
+    }
+
+    func runExampleSpec(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let scripts = Self.specDirectory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts")
-        try runSpec(script: scripts.appendingPathComponent("jwt_auth.lua"), spec: scripts.appendingPathComponent("jwt_auth_spec.lua"))
+        try runSpec(script: scripts.appendingPathComponent("\(name).lua"), spec: scripts.appendingPathComponent("\(name)_spec.lua"),
+                    file: file, line: line)
     }
 }

@@ -312,6 +312,9 @@ typedef struct luaspoa_test_hooks {
     /* Log line i (0-based) captured since the current case started, or NULL. */
     const char *(*log_line)(void *ud, size_t i, size_t *len);
     void (*case_started)(void *ud);
+    /* Runs the script's task `index` (0-based) once in this state, blocking
+     * while it waits; returns its error (valid until the next call) or NULL. */
+    const char *(*run_task)(void *ud, int index, size_t *error_len);
 } luaspoa_test_hooks;
 
 int luaspoa_run_spec(struct lua_State *L, const char *path, const luaspoa_test_hooks *hooks,

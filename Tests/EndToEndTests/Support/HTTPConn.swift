@@ -21,7 +21,7 @@ struct HTTPResponse {
 /// A keep-alive HTTP/1.1 connection (requests are sent one at a time).
 final class HTTPConn {
     let conn: TCPConn
-    init(port: UInt16) throws { conn = try TCPConn(port: port) }
+    init(port: UInt16, source: String? = nil) throws { conn = try TCPConn(port: port, source: source) }
 
     func get(_ path: String = "/", headers: [(String, String)] = [], timeout: Double = 10) throws -> HTTPResponse {
         var req = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -74,6 +74,7 @@ func prometheusSeries(port: UInt16) throws -> [String: Double] {
     return series
 }
 
-func httpGet(port: UInt16, _ path: String = "/", headers: [(String, String)] = [], timeout: Double = 10) throws -> HTTPResponse {
-    try HTTPConn(port: port).get(path, headers: headers, timeout: timeout)
+func httpGet(port: UInt16, _ path: String = "/", headers: [(String, String)] = [], source: String? = nil,
+             timeout: Double = 10) throws -> HTTPResponse {
+    try HTTPConn(port: port, source: source).get(path, headers: headers, timeout: timeout)
 }

@@ -14,11 +14,25 @@ final class TCPConn {
     private var closed = false
     private(set) var eof = false
 
-    init(port: UInt16, timeout: Double = 5) throws {
+    /// `source`: the local address to connect from (another one of 127.0.0.0/8
+    /// makes another client address for HAProxy's `src`).
+    init(port: UInt16, source: String? = nil, timeout: Double = 5) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw WireError("socket: errno \(errno)") }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if let source {
+            var local = loopbackAddress(port: 0, host: source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                let e = errno
+                close(fd)
+                closed = true
+                throw WireError("bind \(source): errno \(e)")
+            }
+        }
         var addr = loopbackAddress(port: port)
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
@@ -30,6 +44,9 @@ final class TCPConn {
             throw WireError("connect 127.0.0.1:\(port): errno \(e)")
         }
     }
+
+    /// A connection accepted by a server of the test.
+    init(accepted fd: Int32) { self.fd = fd }
 
     deinit { shutdownAndClose() }
 
