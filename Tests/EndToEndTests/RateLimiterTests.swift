@@ -23,12 +23,22 @@ final class RateLimiterTests: E2ETestCase {
     }
 
     func testTheRequestOverTheLimitGets429AcrossTwoWorkers() throws {
-        _ = try requireHAProxy()
+        try checkLimit(haproxy: requireHAProxy(), bothWorkers: true)
+    }
+
+    /// The same configuration through HAProxy 3.x (its "mode tcp" agents backend is converted on 3.1+).
+    /// 3.1+ multiplexes the requests over fewer SPOP connections, which may all land on one worker.
+    func testTheRequestOverTheLimitGets429ThroughHAProxy3() throws {
+        try forEachHAProxy3 { t in try checkLimit(haproxy: t.command, bothWorkers: !t.hasSpopMux) }
+    }
+
+    /// `bothWorkers`: the requests must have reached both agent workers (one connection per HAProxy thread).
+    func checkLimit(haproxy binary: String, bothWorkers: Bool) throws {
         let (agent, agentPort) = try startAgent(
             scriptPath: E2EPaths.repoFile("scripts/rate_limiter.lua").path, extraArgs: ["--workers", "2"])
         let setup = try ProxySetup(agent: agentPort), web = setup.web
         let (cfg, spoe) = try shippedConfig(setup)
-        let haproxy = try startHAProxy(config: cfg, files: ["spoe-rate-limiter.conf": spoe], waitPort: web)
+        let haproxy = try startHAProxy(config: cfg, files: ["spoe-rate-limiter.conf": spoe], waitPort: web, binary: binary)
         let key = [("X-API-Key", "e2e-\(UUID().uuidString)")]
 
         // One connection per request: HAProxy spreads them over its threads, each
@@ -41,7 +51,9 @@ final class RateLimiterTests: E2ETestCase {
             XCTAssertEqual(r.header("X-RateLimit-Estimate"), "\(i)", "request \(i)")
             if let w = r.header("X-RateLimit-Worker") { workers.insert(w) }
         }
-        XCTAssertEqual(workers, ["1", "2"], "both agent workers counted requests\n\(haproxy.logTail())")
+        if bothWorkers {
+            XCTAssertEqual(workers, ["1", "2"], "both agent workers counted requests\n\(haproxy.logTail())")
+        }
 
         let over = try httpGet(port: web, headers: key)
         XCTAssertEqual(over.status, 429, "request \(Self.limit + 1): \(over.headers)")
