@@ -3,6 +3,7 @@
 // dispatch of one message, what suspending a frame adds, and the suspend and
 // resume of a Lua handler that waits.
 import Benchmark
+import Foundation
 import Logging
 import LuaRuntime
 import NIOCore
@@ -175,8 +176,11 @@ enum Fixtures {
     }
 
     static func luaWorker(_ script: String) throws -> LuaWorker {
-        let root = String(#filePath.split(separator: "/Benchmarks/Benchmarks/")[0])
-        let path = script == "ip_reputation" ? "/\(root)/scripts/\(script).lua" : "/\(root)/benchmarks/\(script).lua"
+        // The repository: four levels above Microbenchmarks/Benchmarks/SpopHotPath/SpopHotPath.swift.
+        var root = URL(fileURLWithPath: #filePath)
+        for _ in 0..<4 { root.deleteLastPathComponent() }
+        let path = root.appendingPathComponent(script == "ip_reputation" ? "scripts" : "benchmarks")
+            .appendingPathComponent("\(script).lua").path
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
         return try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: logger)
