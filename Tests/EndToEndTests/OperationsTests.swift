@@ -172,4 +172,36 @@ final class OperationsTests: E2ETestCase {
         XCTAssertEqual(messages.filter { $0?.hasPrefix("HAProxy disconnects") == true }.count, 1, infoAgent.log)
         XCTAssertLessThan(messages.count, 10, "log lines per request at info:\n\(infoAgent.log)")
     }
+
+    /// spoa.Info's fields table: keys of the JSON line, key=value in the text line.
+    func testLogFieldsInBothFormats() throws {
+        let script = """
+            spoa.Info("rules loaded", { rules = 12, mode = "strict", ip = spoa.addr("192.0.2.1"), strict = true })
+            spoa.register_message("ok", function(txn) end)
+            """
+        let (jsonAgent, _) = try startAgent(script: script, name: "fields-json", extraArgs: ["--log-format", "json"])
+        XCTAssertEqual(jsonAgent.stop(), 0)
+        let objects = try jsonAgent.log.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
+        }
+        let loaded = objects.filter { $0["message"] as? String == "rules loaded" }
+        XCTAssertFalse(loaded.isEmpty, jsonAgent.log)
+        for line in loaded {
+            XCTAssertEqual(line["rules"] as? String, "12")
+            XCTAssertEqual(line["mode"] as? String, "strict")
+            XCTAssertEqual(line["ip"] as? String, "192.0.2.1")
+            XCTAssertEqual(line["strict"] as? String, "true")
+            XCTAssertEqual(line["level"] as? String, "info")
+        }
+
+        let (textAgent, _) = try startAgent(script: script, name: "fields-text")
+        XCTAssertEqual(textAgent.stop(), 0)
+        let lines = textAgent.log.split(separator: "\n").filter { $0.contains("rules loaded") }
+        XCTAssertFalse(lines.isEmpty, textAgent.log)
+        for line in lines {
+            for pair in ["rules=12", "mode=strict", "ip=192.0.2.1", "strict=true"] {
+                XCTAssertTrue(line.contains(pair), "\(pair) in \(line)")
+            }
+        }
+    }
 }

@@ -167,6 +167,48 @@ final class LoadingTests: XCTestCase {
         XCTAssertTrue(harness.errorLogs.allSatisfy { $0.message == "e" })
     }
 
+    /// A fields table becomes the line's metadata (the log format writes it);
+    /// misuse is an error naming it, never silently dropped.
+    func testLogFieldsAndMisuse() throws {
+        let harness = try Harness("""
+            spoa.register_message("logs", function(txn, msg)
+              spoa.Info("decision", { reason = "bad-bot", score = 5, ok = false, ip = spoa.addr("192.0.2.7") })
+              spoa.log(spoa.warning, "plain", nil)
+              spoa.log(spoa.silent, "never", { a = 1 })
+              local errors = {}
+              for _, call in ipairs({
+                function() spoa.Info("x", "extra") end,
+                function() spoa.Warning("x", {}, "more") end,
+                function() spoa.log(spoa.info, "x", { a = 1 }, 2) end,
+                function() spoa.Debug("x", { t = {} }) end,
+                function() spoa.Info("x", { [1] = "positional" }) end,
+              }) do
+                local ok, err = pcall(call)
+                errors[#errors + 1] = ok and "no error" or err:gsub("^.-:%d+: ", "")
+              end
+              txn:set_var("txn.errors", table.concat(errors, "|"))
+            end)
+            """)
+        let vars = try harness.vars("logs")
+        XCTAssertEqual(vars["txn.errors"]?.text?.split(separator: "|").map(String.init), [
+            "spoa.Info: fields must be a table of key = value, got string",
+            "spoa.Warning: expected (message [, fields]), got 3 arguments",
+            "spoa.log: expected (level, message [, fields]), got 4 arguments",
+            "spoa.Debug: field 't' is a table (strings, numbers, booleans or values with __tostring)",
+            "spoa.Info: field names must be strings, got number",
+        ])
+        let lines = harness.logs.entries.filter { $0.level != .trace }
+        XCTAssertEqual(lines.map(\.message), ["decision", "plain"])
+        let decision = try XCTUnwrap(lines.first)
+        XCTAssertEqual(decision.level, .info)
+        XCTAssertEqual(decision.metadata["reason"], "bad-bot")
+        XCTAssertEqual(decision.metadata["score"], "5")
+        XCTAssertEqual(decision.metadata["ok"], "false")
+        XCTAssertEqual(decision.metadata["ip"], "192.0.2.7")
+        XCTAssertEqual(decision.metadata["lua.message"], "logs")
+        XCTAssertNil(lines.last?.metadata["reason"])
+    }
+
     func testStatesAreIndependentPerWorker() throws {
         let path = try writeScript("""
             local count = 0
