@@ -303,8 +303,8 @@ final class SafetyTests: XCTestCase {
     func testUnsafeLoadsTheFullStandardLibrary() throws {
         let source = """
             spoa.register_message("libs", function()
-              return { ["txn.execute"] = type(os.execute), ["txn.popen"] = type(io and io.popen),
-                       ["txn.getinfo"] = type(debug.getinfo) }
+              return { ["txn.execute"] = type(rawget(os, "execute")), ["txn.popen"] = type(io and rawget(io, "popen")),
+                       ["txn.getinfo"] = type(rawget(debug, "getinfo")) }
             end)
             """
         let sandboxed = try makeWorker(source, logs: logs)
