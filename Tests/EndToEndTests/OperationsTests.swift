@@ -204,4 +204,48 @@ final class OperationsTests: E2ETestCase {
             }
         }
     }
+
+    /// Metrics declared by the script keep their values across a reload
+    /// (SIGHUP): the new states declare the same series and count on.
+    func testScriptMetricsKeepTheirValuesAcrossAReload() throws {
+        let script = """
+            local SEEN = spoa.metrics.counter("seen_total", "Messages seen.", { "kind" })
+            local LAST = spoa.metrics.gauge("last_n", "The last n.")
+            spoa.register_message("ok", function(txn, msg)
+              SEEN:inc({ kind = "ok" })
+              LAST:set(msg.args.n)
+            end)
+            """
+        let metricsPort = try freePort()
+        let (agent, port) = try startAgent(script: script, extraArgs: ["--metrics", "127.0.0.1:\(metricsPort)", "--workers", "2"])
+        XCTAssertTrue(waitForPort(metricsPort, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        func send(_ range: Range<Int>) throws {
+            let c = try TCPConn(port: port)
+            _ = try c.handshake()
+            for i in range {
+                c.send(notifyFrame(streamID: UInt64(i), frameID: 1, [okMessage(i)]))
+                XCTAssertEqual(try c.expectFrame(timeout: 10, "ACK").type, SpopType.ack.rawValue)
+            }
+            c.shutdownAndClose()
+        }
+        let seen = #"luaspoa_script_seen_total{kind="ok"}"#
+        try send(0..<3)
+        var m = try scrape(metricsPort)
+        XCTAssertEqual(m[seen], 3)
+        XCTAssertEqual(m["luaspoa_script_last_n"], 2)
+
+        kill(agent.process.processIdentifier, SIGHUP)
+        let deadline = nowSeconds() + 30
+        while m[#"luaspoa_reloads_total{result="ok"}"#] != 1, nowSeconds() < deadline {
+            usleep(50_000)
+            m = try scrape(metricsPort)
+        }
+        XCTAssertEqual(m[#"luaspoa_reloads_total{result="ok"}"#], 1, agent.logTail())
+        XCTAssertEqual(m[seen], 3, "the reload keeps the count")
+        XCTAssertEqual(m["luaspoa_script_last_n"], 2, "and the gauge")
+        try send(3..<5)
+        m = try scrape(metricsPort)
+        XCTAssertEqual(m[seen], 5, "the new states count on")
+        XCTAssertEqual(m["luaspoa_script_last_n"], 4)
+    }
 }
