@@ -248,4 +248,55 @@ final class OperationsTests: E2ETestCase {
         XCTAssertEqual(m[seen], 5, "the new states count on")
         XCTAssertEqual(m["luaspoa_script_last_n"], 4)
     }
+
+    /// SIGHUP re-reads a map and a netset file that changed; at debug level
+    /// the log says which files were read and which were found unchanged.
+    func testReloadReadsChangedDataFilesAgain() throws {
+        let map = tempDir.appendingPathComponent("data.map"), set = tempDir.appendingPathComponent("set.lst")
+        try "k old\n".write(to: map, atomically: false, encoding: .utf8)
+        try "10.0.0.0/8 old\n".write(to: set, atomically: false, encoding: .utf8)
+        let script = """
+            local M = spoa.map.load("data.map")
+            local S = spoa.netset.load("set.lst")
+            spoa.register_message("ok", function(txn)
+              local _, v = S:lookup("10.1.2.3")
+              txn:set_var("txn.m", M:lookup("k") or "none")
+              txn:set_var("txn.s", v or "none")
+            end)
+            """
+        let metricsPort = try freePort()
+        let (agent, port) = try startAgent(script: script, extraArgs: ["--metrics", "127.0.0.1:\(metricsPort)", "--log-level", "debug"])
+        XCTAssertTrue(waitForPort(metricsPort, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        func values(_ streamID: UInt64) throws -> [String: SpopValue?] {
+            let c = try TCPConn(port: port)
+            _ = try c.handshake()
+            c.send(notifyFrame(streamID: streamID, frameID: 1, [SpopMessage(name: "ok", args: [])]))
+            let ack = try c.expectFrame(timeout: 10, "ACK")
+            c.shutdownAndClose()
+            return actionMap(try ack.actions())
+        }
+        func reload(_ count: Double) throws {
+            kill(agent.process.processIdentifier, SIGHUP)
+            let deadline = nowSeconds() + 30
+            var m = try scrape(metricsPort)
+            while m[#"luaspoa_reloads_total{result="ok"}"#] != count, nowSeconds() < deadline {
+                usleep(50_000)
+                m = try scrape(metricsPort)
+            }
+            XCTAssertEqual(m[#"luaspoa_reloads_total{result="ok"}"#], count, agent.logTail())
+        }
+        XCTAssertEqual(try values(1)["txn.m"], .str("old"))
+        XCTAssertEqual(try values(2)["txn.s"], .str("old"))
+
+        try reload(1)
+        XCTAssertTrue(agent.log.contains("spoa.map.load: \(map.path) unchanged, sharing the copy already loaded"), agent.logTail())
+        XCTAssertTrue(agent.log.contains("spoa.netset.load: \(set.path) unchanged, sharing the copy already loaded"), agent.logTail())
+
+        try "k new value\n".write(to: map, atomically: false, encoding: .utf8)
+        try "10.0.0.0/8 newer\n".write(to: set, atomically: true, encoding: .utf8)
+        try reload(2)
+        let after = try values(3)
+        XCTAssertEqual(after["txn.m"], .str("new value"))
+        XCTAssertEqual(after["txn.s"], .str("newer"))
+    }
 }
