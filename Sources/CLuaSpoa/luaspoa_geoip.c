@@ -1,11 +1,10 @@
 /* spoa.geoip: MaxMind DB files (GeoIP2/GeoLite2, DB-IP, ...) over libmaxminddb.
  *
  * A database is memory-mapped once per process and shared read-only by every
- * worker state (libmaxminddb lookups on one MMDB_s are thread-safe): a
- * process-wide list keyed by path and file identity (device, inode, size,
- * mtime). A reload (SIGHUP) runs the script again, and its open finds the
- * same mapping when the file did not change, or maps the new file (a
- * geoipupdate replaces it); a mapping is unmapped when its last state closes.
+ * worker state (libmaxminddb lookups on one MMDB_s are thread-safe), in a
+ * luaspoa_filecache.c cache: a reload (SIGHUP) finds the same mapping when the
+ * file did not change, or maps the new file (a geoipupdate replaces it); a
+ * mapping is unmapped when its last state closes.
  *
  * Bounded: opening happens at load time only (disk I/O); a lookup is one walk
  * of at most 128 tree nodes plus the conversion of one record (libmaxminddb
@@ -14,80 +13,49 @@
 #include <errno.h>
 #include <maxminddb.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "luaspoa_filecache.h"
 #include "luaspoa_internal.h"
 
 #define GEOIP_CLASS "spoa.geoip.db"
 #define GEOIP_PATH_MAX_KEYS 16
 
-typedef struct geo_db {
-    char *path;
-    struct stat st;
-    MMDB_s mmdb;
-    int refs; /* states holding it, under geo_lock */
-    struct geo_db *next;
-} geo_db;
-
-static pthread_mutex_t geo_lock = PTHREAD_MUTEX_INITIALIZER;
-static geo_db *geo_list;
-
-static int same_file(const struct stat *a, const struct stat *b) {
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
-/* The shared mapping of path (with one more reference), or NULL with *status
- * the MMDB_open error (or MMDB_IO_ERROR with errno). */
-static geo_db *acquire(const char *path, const struct stat *st, int *status) {
-    pthread_mutex_lock(&geo_lock);
-    geo_db *db;
-    for (db = geo_list; db != NULL; db = db->next)
-        if (strcmp(db->path, path) == 0 && same_file(&db->st, st))
-            break;
-    if (db != NULL) {
-        db->refs++;
-    } else if ((db = calloc(1, sizeof *db)) == NULL || (db->path = strdup(path)) == NULL) {
-        free(db);
-        db = NULL;
-        *status = MMDB_OUT_OF_MEMORY_ERROR;
-    } else if ((*status = MMDB_open(path, MMDB_MODE_MMAP, &db->mmdb)) != MMDB_SUCCESS) {
-        free(db->path);
-        free(db);
-        db = NULL;
-    } else {
-        db->st = *st;
-        db->refs = 1;
-        db->next = geo_list;
-        geo_list = db;
+/* Opens the database (a luaspoa_file_build). */
+static void *open_db(const char *path, int kind, luaspoa_file_id *id, char *err, size_t errcap) {
+    (void)kind;
+    (void)id; /* libmaxminddb maps the path itself: the stat before is the identity */
+    MMDB_s *mmdb = malloc(sizeof *mmdb);
+    if (mmdb == NULL) {
+        snprintf(err, errcap, "%s: %s", path, MMDB_strerror(MMDB_OUT_OF_MEMORY_ERROR));
+        return NULL;
     }
-    pthread_mutex_unlock(&geo_lock);
-    return db;
+    errno = 0;
+    int status = MMDB_open(path, MMDB_MODE_MMAP, mmdb);
+    if (status != MMDB_SUCCESS) {
+        int saved_errno = errno;
+        snprintf(err, errcap, "%s: %s%s%s", path, MMDB_strerror(status),
+                 status == MMDB_IO_ERROR && saved_errno ? ": " : "",
+                 status == MMDB_IO_ERROR && saved_errno ? strerror(saved_errno) : "");
+        free(mmdb);
+        return NULL;
+    }
+    return mmdb;
 }
 
-static void release(geo_db *db) {
-    pthread_mutex_lock(&geo_lock);
-    int last = --db->refs == 0;
-    if (last)
-        for (geo_db **p = &geo_list; *p != NULL; p = &(*p)->next)
-            if (*p == db) {
-                *p = db->next;
-                break;
-            }
-    pthread_mutex_unlock(&geo_lock);
-    if (last) {
-        MMDB_close(&db->mmdb);
-        free(db->path);
-        free(db);
-    }
+static void close_db(void *p) {
+    MMDB_close(p);
+    free(p);
 }
+
+static luaspoa_file_cache databases = LUASPOA_FILE_CACHE(open_db, close_db, NULL);
 
 static int db_gc(lua_State *L) {
-    geo_db **ud = lua_touserdata(L, 1);
+    luaspoa_file_obj **ud = lua_touserdata(L, 1);
     if (*ud != NULL) {
-        release(*ud);
+        luaspoa_file_cache_release(&databases, *ud);
         *ud = NULL;
     }
     return 0;
@@ -97,26 +65,16 @@ static int db_gc(lua_State *L) {
 static int l_open(lua_State *L) {
     luaspoa_require_setup(L, "spoa.geoip.open", 1);
     const char *path = luaspoa_resolve_path(L, luaL_checkstring(L, 1));
-    geo_db **ud = lua_newuserdatauv(L, sizeof *ud, 0);
+    luaspoa_file_obj **ud = lua_newuserdatauv(L, sizeof *ud, 0);
     *ud = NULL;
     luaspoa_setmetatable(L, GEOIP_CLASS);
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return luaL_error(L, "spoa.geoip.open: cannot open %s: %s", path, strerror(errno));
-    int status = MMDB_SUCCESS;
-    errno = 0;
-    *ud = acquire(path, &st, &status);
-    int saved_errno = errno;
-    if (*ud == NULL)
-        return luaL_error(L, "spoa.geoip.open: %s: %s%s%s", path, MMDB_strerror(status),
-                          status == MMDB_IO_ERROR && saved_errno ? ": " : "",
-                          status == MMDB_IO_ERROR && saved_errno ? strerror(saved_errno) : "");
+    *ud = luaspoa_acquire_file(L, &databases, "spoa.geoip.open", path, 0);
     return 1;
 }
 
 static MMDB_s *check_db(lua_State *L) {
-    geo_db **ud = luaspoa_checkudata(L, 1, GEOIP_CLASS);
-    return &(*ud)->mmdb;
+    luaspoa_file_obj **ud = luaspoa_checkudata(L, 1, GEOIP_CLASS);
+    return (*ud)->obj;
 }
 
 static void free_list(void *p) { MMDB_free_entry_data_list(p); }

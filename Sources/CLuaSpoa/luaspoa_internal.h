@@ -351,6 +351,12 @@ const char *luaspoa_resolve_path(lua_State *L, const char *path);
 int luaspoa_check_options(lua_State *L, int idx, const char *fn, const char *supported);
 /* Field `field` of the options table at idx: an integer >= 1 (raises otherwise), or dflt when absent. */
 lua_Integer luaspoa_opt_positive(lua_State *L, int idx, const char *fn, const char *field, lua_Integer dflt);
+/* luaspoa_filecache.c: the shared object built from the file at path (one
+ * more reference, see luaspoa_filecache.h), or raises "fn: why". Logs at debug
+ * level whether the file was read or found unchanged. */
+struct luaspoa_file_cache;
+struct luaspoa_file_obj *luaspoa_acquire_file(lua_State *L, struct luaspoa_file_cache *c, const char *fn,
+                                              const char *path, int kind);
 /* Registers metatable `mt` with a methods table as __index and a __tostring. */
 void luaspoa_new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction tostring);
 

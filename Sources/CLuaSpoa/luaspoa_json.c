@@ -12,8 +12,9 @@
  * size while it is converted); encode refuses values whose text would exceed
  * it (json-c writes the text in one call); nesting is limited to JSON_MAX_DEPTH both ways
  * (which also stops cycles in encode); the tree walks poll the budget every
- * 4096 values. The parser and trees are owned by luaspoa_cres values, so a
- * budget or memory error in between frees them. */
+ * 4096 values. Encode's tree is owned by a luaspoa_cres value, so a budget or
+ * memory error in between frees it; decode's parser and tree by the state's
+ * decoder (below). */
 #include <json-c/json.h>
 #include <limits.h>
 #include <math.h>
@@ -28,8 +29,38 @@
 #define JSON_POLL_MASK 4095
 #define JSON_ARRAY_MT "spoa.json.array"
 
-static void free_tokener(void *p) { json_tokener_free(p); }
 static void free_object(void *p) { json_object_put(p); }
+
+/* A state's decoder: one json-c tokener, reset for each text, and the tree
+ * being converted. One userdata per state owns them (closing the state frees
+ * them), so a decode creates no userdata and no finalizer: a Lua error raised
+ * meanwhile (the time budget, the memory limit) leaves the tree to the next
+ * decode, which frees it first. */
+typedef struct json_decoder {
+    json_tokener *tok;
+    struct json_object *tree;
+} json_decoder;
+
+/* A text this long leaves its tokener's buffer as large as its longest string:
+ * the tokener is freed after it rather than kept. */
+#define JSON_KEEP_TOKENER_TEXT ((size_t)64 << 10)
+
+static const char decoder_key = 0; /* registry key: &decoder_key */
+
+static void decoder_release(json_decoder *d, int tokener_too) {
+    if (d->tree != NULL)
+        json_object_put(d->tree);
+    d->tree = NULL;
+    if (tokener_too && d->tok != NULL)
+        json_tokener_free(d->tok);
+    if (tokener_too)
+        d->tok = NULL;
+}
+
+static int decoder_gc(lua_State *L) {
+    decoder_release(lua_touserdata(L, 1), 1);
+    return 0;
+}
 
 typedef struct {
     lua_State *L;
@@ -100,7 +131,7 @@ static void push_json(walk *w, struct json_object *o) {
         luaL_checkstack(L, 3, "JSON nesting");
         lua_createtable(L, 0, json_object_object_length(o));
         json_object_object_foreach(o, key, value) {
-            lua_pushstring(L, key);
+            lua_pushlstring(L, key, strlen(key)); /* not lua_pushstring: its cache keys on the pointer, new each time */
             push_json(w, value);
             lua_rawset(L, -3);
         }
@@ -121,11 +152,19 @@ int luaspoa_json_decode(lua_State *L) {
     const char *s = luaL_checklstring(L, 1, &len);
     if (len > JSON_MAX_TEXT)
         return fail(L, "JSON text larger than 16 MiB");
-    luaspoa_cres *tok_owner = luaspoa_cres_push(L, free_tokener);
-    json_tokener *tok = tok_owner->p = json_tokener_new_ex(JSON_MAX_DEPTH);
-    if (tok == NULL)
-        return luaL_error(L, "not enough memory");
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &decoder_key);
+    json_decoder *d = lua_touserdata(L, -1);
+    lua_pop(L, 1); /* the registry keeps it */
+    decoder_release(d, 0); /* a tree an interrupted decode left */
+    if (d->tok == NULL) {
+        d->tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+        if (d->tok == NULL)
+            return luaL_error(L, "not enough memory");
+        json_tokener_set_flags(d->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    } else {
+        json_tokener_reset(d->tok); /* keeps the flags */
+    }
+    json_tokener *tok = d->tok;
     struct json_object *o = NULL;
     enum json_tokener_error e = json_tokener_continue;
     size_t off = 0, n = 0;
@@ -142,8 +181,13 @@ int luaspoa_json_decode(lua_State *L) {
         e = json_tokener_get_error(tok);
         end = len;
     }
-    luaspoa_cres *tree = luaspoa_cres_push(L, free_object);
-    tree->p = o;
+    d->tree = o;
+    if (len > JSON_KEEP_TOKENER_TEXT) {
+        json_tokener_free(d->tok);
+        d->tok = NULL;
+    }
+    if (e != json_tokener_success)
+        decoder_release(d, 0);
     if (e == json_tokener_continue || len == 0)
         return fail(L, "unexpected end of JSON text");
     if (e != json_tokener_success) {
@@ -155,15 +199,15 @@ int luaspoa_json_decode(lua_State *L) {
     while (end < len && (s[end] == ' ' || s[end] == '\t' || s[end] == '\n' || s[end] == '\r'))
         end++;
     if (end < len) {
+        decoder_release(d, 0);
         lua_pushfstring(L, "unexpected text after the JSON value at byte %I", (lua_Integer)end + 1);
         luaL_pushfail(L);
         lua_insert(L, -2);
         return 2;
     }
-    luaspoa_cres_free(tok_owner);
     walk w = {L, 0, 0, NULL, NULL};
     push_json(&w, o);
-    luaspoa_cres_free(tree);
+    decoder_release(d, 0);
     return w.err != NULL ? fail(L, w.err) : 1;
 }
 
@@ -341,4 +385,12 @@ void luaspoa_open_json(lua_State *L) {
     luaL_newmetatable(L, JSON_ARRAY_MT);
     lua_setfield(L, -2, "array_mt");
     lua_setfield(L, -2, "json");
+    json_decoder *d = lua_newuserdatauv(L, sizeof *d, 0);
+    d->tok = NULL;
+    d->tree = NULL;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, decoder_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &decoder_key);
 }

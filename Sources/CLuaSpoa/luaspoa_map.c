@@ -1,6 +1,8 @@
 /* spoa.map: read-mostly maps loaded once per process per (path, type) and
- * shared by every state. A map's data is immutable; reload() parses aside and
- * swaps it under a write lock, keeping the old data if the new file fails.
+ * shared by every state (luaspoa_filecache.c: a load after a reload parses the
+ * file again only if it changed). A map's data is immutable; reload() parses
+ * aside and swaps it under a write lock, keeping the old data if the new file
+ * fails.
  * Lookups copy the value out under the read lock and push it after, so no Lua
  * error fires while the lock is held. */
 #include <pthread.h>
@@ -8,51 +10,78 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "luaspoa_filecache.h"
 #include "luaspoa_internal.h"
 #include "luaspoa_mapdata.h"
 
 #define LUASPOA_MAP_MT "luaspoa.Map"
 
+/* A map's data behind its lock: reload() swaps it for every state holding it. */
 typedef struct shared_map {
-    char *path;
     int kind;
     pthread_rwlock_t lock;
     map_data *data;
-    struct shared_map *next;
 } shared_map;
 
 static const char *const kind_names[] = {"str", "beg", "int", "ip", NULL};
 
-static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
-static shared_map *maps;
-
-/* Finds or loads the map; parsing happens under maps_lock so it runs once. */
-static shared_map *get_map(const char *path, int kind, char *err, size_t errcap) {
-    pthread_mutex_lock(&maps_lock);
-    shared_map *m = maps;
-    while (m && (m->kind != kind || strcmp(m->path, path) != 0))
-        m = m->next;
+/* Parses the map (a luaspoa_file_build). */
+static void *build_map(const char *path, int kind, luaspoa_file_id *id, char *err, size_t errcap) {
+    map_data *data = luaspoa_map_parse(path, kind, id, err, errcap);
+    shared_map *m = data ? calloc(1, sizeof *m) : NULL;
     if (m == NULL) {
-        map_data *data = luaspoa_map_parse(path, kind, err, errcap);
-        if (data && (m = calloc(1, sizeof *m)) != NULL && (m->path = strdup(path)) != NULL) {
-            m->kind = kind;
-            m->data = data;
-            pthread_rwlock_init(&m->lock, NULL);
-            m->next = maps;
-            maps = m;
-        } else if (data) {
-            free(m);
-            m = NULL;
-            luaspoa_map_free(data);
+        if (data)
             snprintf(err, errcap, "out of memory loading %s", path);
-        }
+        luaspoa_map_free(data);
+        return NULL;
     }
-    pthread_mutex_unlock(&maps_lock);
+    m->kind = kind;
+    m->data = data;
+    pthread_rwlock_init(&m->lock, NULL);
     return m;
 }
 
+/* Parses the file aside and swaps it in (a luaspoa_file_rebuild); the old
+ * data stays when the file fails. */
+static int swap_map(void *p, const char *path, int kind, luaspoa_file_id *id, char *err, size_t errcap) {
+    shared_map *m = p;
+    map_data *fresh = luaspoa_map_parse(path, kind, id, err, errcap);
+    if (fresh == NULL)
+        return 0;
+    pthread_rwlock_wrlock(&m->lock);
+    map_data *old = m->data;
+    m->data = fresh;
+    pthread_rwlock_unlock(&m->lock);
+    luaspoa_map_free(old);
+    return 1;
+}
+
+static void free_map(void *p) {
+    shared_map *m = p;
+    pthread_rwlock_destroy(&m->lock);
+    luaspoa_map_free(m->data);
+    free(m);
+}
+
+/* One map per (path, type) in the process, parsed again only when the file
+ * changed, in place: every state sees the same data, as with reload(). */
+static luaspoa_file_cache maps = LUASPOA_FILE_CACHE(build_map, free_map, swap_map);
+
+static luaspoa_file_obj *check_file(lua_State *L) {
+    return *(luaspoa_file_obj **)luaspoa_checkudata(L, 1, LUASPOA_MAP_MT);
+}
+
 static shared_map *check_map(lua_State *L) {
-    return *(shared_map **)luaL_checkudata(L, 1, LUASPOA_MAP_MT);
+    return check_file(L)->obj;
+}
+
+static int m_gc(lua_State *L) {
+    luaspoa_file_obj **ud = lua_touserdata(L, 1);
+    if (*ud != NULL) {
+        luaspoa_file_cache_release(&maps, *ud);
+        *ud = NULL;
+    }
+    return 0;
 }
 
 /* spoa.map.load(path [, { type = "str" | "beg" | "int" | "ip" }]) */
@@ -70,12 +99,10 @@ static int l_load(lua_State *L) {
                               luaL_tolstring(L, -1, NULL));
         lua_pop(L, 1);
     }
-    char err[512];
-    shared_map *m = get_map(path, kind, err, sizeof err);
-    if (m == NULL)
-        return luaL_error(L, "spoa.map.load: %s", err);
-    *(shared_map **)lua_newuserdatauv(L, sizeof m, 0) = m;
-    luaL_setmetatable(L, LUASPOA_MAP_MT);
+    luaspoa_file_obj **ud = lua_newuserdatauv(L, sizeof *ud, 0);
+    *ud = NULL;
+    luaspoa_setmetatable(L, LUASPOA_MAP_MT);
+    *ud = luaspoa_acquire_file(L, &maps, "spoa.map.load", path, kind);
     return 1;
 }
 
@@ -153,28 +180,25 @@ static int m_size(lua_State *L) {
 
 /* map:reload() -> true | nil, err. Every state sees the new data at once. */
 static int m_reload(lua_State *L) {
-    shared_map *m = check_map(L);
+    luaspoa_file_obj *o = check_file(L);
+    shared_map *m = o->obj;
     if (luaspoa_rt_get(L)->active)
         return luaL_error(L, "map:reload is not available in message handlers (use a task)");
     char err[512];
-    map_data *fresh = luaspoa_map_parse(m->path, m->kind, err, sizeof err);
-    if (fresh == NULL) {
+    luaspoa_file_id id;
+    if (!swap_map(m, o->path, m->kind, &id, err, sizeof err)) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
-    pthread_rwlock_wrlock(&m->lock);
-    map_data *old = m->data;
-    m->data = fresh;
-    pthread_rwlock_unlock(&m->lock);
-    luaspoa_map_free(old);
+    luaspoa_file_cache_set_id(&maps, o, &id); /* a load of the same file shares this data */
     lua_pushboolean(L, 1);
     return 1;
 }
 
 static int m_tostring(lua_State *L) {
-    shared_map *m = check_map(L);
-    lua_pushfstring(L, "spoa.map(%s, %s)", m->path, kind_names[m->kind]);
+    luaspoa_file_obj *o = check_file(L);
+    lua_pushfstring(L, "spoa.map(%s, %s)", o->path, kind_names[o->kind]);
     return 1;
 }
 
@@ -182,7 +206,8 @@ void luaspoa_open_map(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"lookup", m_lookup}, {"size", m_size}, {"reload", m_reload}, {NULL, NULL},
     };
-    luaspoa_new_class(L, LUASPOA_MAP_MT, methods, m_tostring);
+    static const luaL_Reg meta[] = {{"__gc", m_gc}, {NULL, NULL}};
+    luaspoa_new_named_class(L, LUASPOA_MAP_MT, "spoa.map", methods, m_tostring, meta);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_load);
     lua_setfield(L, -2, "load");

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "luaspoa_filecache.h"
 #include "luaspoa_ipaddr.h"
 #include "luaspoa_mapdata.h"
 
@@ -111,38 +112,9 @@ static int parse_line(map_data *m, char *line, size_t len, map_entry *e, char *e
     return 1;
 }
 
-static char *read_file(const char *path, size_t *len, char *err, size_t errcap) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errcap, "cannot open %s", path);
-        return NULL;
-    }
-    size_t cap = 65536, used = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + used, 1, cap - used, f)) > 0) {
-        used += got;
-        if (used == cap) {
-            char *p = realloc(buf, cap *= 2);
-            if (p == NULL)
-                free(buf);
-            buf = p;
-        }
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (buf == NULL || failed) {
-        free(buf);
-        snprintf(err, errcap, buf ? "cannot read %s" : "out of memory reading %s", path);
-        return NULL;
-    }
-    *len = used;
-    return buf;
-}
-
-map_data *luaspoa_map_parse(const char *path, int kind, char *err, size_t errcap) {
+map_data *luaspoa_map_parse(const char *path, int kind, luaspoa_file_id *id, char *err, size_t errcap) {
     size_t len;
-    char *text = read_file(path, &len, err, errcap);
+    char *text = luaspoa_read_file(path, &len, id, err, errcap);
     if (text == NULL)
         return NULL;
     size_t lines = 1;

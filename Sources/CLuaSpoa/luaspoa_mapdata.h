@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "luaspoa_filecache.h"
 #include "luaspoa_ipranges.h"
 
 enum { MAP_STR = 0, MAP_BEG = 1, MAP_INT = 2, MAP_IP = 3 };
@@ -31,8 +32,9 @@ typedef struct map_data {
     char *text;           /* the file, owned */
 } map_data;
 
-/* Parses a map file; NULL with "path:line: why" in err on failure. */
-map_data *luaspoa_map_parse(const char *path, int kind, char *err, size_t errcap);
+/* Parses a map file and sets *id to the identity of what it read; NULL with
+ * "path:line: why" in err on failure. */
+map_data *luaspoa_map_parse(const char *path, int kind, luaspoa_file_id *id, char *err, size_t errcap);
 void luaspoa_map_free(map_data *m);
 /* key: bytes (str, beg), 16 mapped bytes (ip); ival for int maps. */
 const map_entry *luaspoa_map_find(const map_data *m, const char *key, size_t klen, int64_t ival);

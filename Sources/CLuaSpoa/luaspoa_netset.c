@@ -4,14 +4,14 @@
  * Built once: the prefixes of each family are flattened into sorted, disjoint
  * address ranges (luaspoa_ipranges.c; of identical prefixes the later wins).
  * A lookup is one binary search (17 steps for 100k ranges).
- * The whole set lives in one userdata of the state that built it (not shared
- * between worker states; each state loads its own copy). */
-#include <errno.h>
+ * A set built from a table lives in one userdata of its state; a set loaded
+ * from a file is built once per process (luaspoa_filecache.c: again only when
+ * the file changes) and shared read-only by every state. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <stdio.h>
 
+#include "luaspoa_filecache.h"
 #include "luaspoa_internal.h"
 #include "luaspoa_ipranges.h"
 
@@ -30,56 +30,89 @@ typedef struct luaspoa_netset {
     const ns_entry *entries;
     const char *pool;
     ns_table t4, t6;
+    luaspoa_file_obj *file; /* a loaded set: the shared block the pointers are into */
 } luaspoa_netset;
 
 /* ---- building ------------------------------------------------------------- */
 
-/* Builds the ranges of one family into a scratch userdata left on the stack. */
-static size_t build_family(lua_State *L, const ns_entry *entries, size_t n, int family,
-                           ipr_range **ranges) {
-    int width = family == 4 ? 32 : 128;
+static size_t count_family(const ns_entry *entries, size_t n, int family) {
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         m += entries[i].net.family == family;
-    ipr_prefix *items = lua_newuserdatauv(L, (m ? m : 1) * sizeof *items, 0);
+    return m;
+}
+
+/* Flattens the prefixes of one family into ranges (room for 2m + 1), with
+ * items (room for m) as scratch; returns the number of ranges. */
+static size_t flatten_family(const ns_entry *entries, size_t n, int family, ipr_prefix *items,
+                             ipr_range *ranges) {
+    int width = family == 4 ? 32 : 128;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const luaspoa_net *net = &entries[i].net;
         if (net->family == family)
             items[k++] = luaspoa_ipr_prefix(width, net->bytes, net->bits, (uint32_t)i);
     }
-    *ranges = lua_newuserdatauv(L, (2 * m + 1) * sizeof **ranges, 0);
-    size_t count = luaspoa_ipr_flatten(items, m, *ranges);
-    if (count == LUASPOA_IPR_FAILED) /* cannot happen: parsed prefixes have bits <= 128 */
-        luaL_error(L, "spoa.netset: prefixes nest too deep");
-    lua_remove(L, -2); /* the items */
-    return count;
+    /* Cannot fail: parsed prefixes have bits <= 128. */
+    return luaspoa_ipr_flatten(items, k, ranges);
 }
 
-/* Pushes the finished netset made from entries[0..n) and pool[0..pool_len). */
-static void push_netset(lua_State *L, const ns_entry *entries, size_t n, const char *pool,
-                        size_t pool_len) {
-    ipr_range *r4, *r6;
-    size_t n4 = build_family(L, entries, n, 4, &r4);
-    size_t n6 = build_family(L, entries, n, 6, &r6);
-    size_t head = sizeof(luaspoa_netset), ents = n * sizeof(ns_entry);
-    size_t rsz = (n4 + n6) * sizeof(ipr_range);
-    /* Layout: header, entries, ranges, pool (ranges stay aligned). */
-    luaspoa_netset *s = lua_newuserdatauv(L, head + ents + rsz + pool_len, 0);
-    char *p = (char *)s + head;
-    memcpy(p, entries, ents);
+static size_t netset_bytes(size_t n, size_t nranges, size_t pool_len) {
+    return sizeof(luaspoa_netset) + n * sizeof(ns_entry) + nranges * sizeof(ipr_range) + pool_len;
+}
+
+/* Lays the set out in block (netset_bytes long): header, entries, ranges (kept
+ * aligned), pool. */
+static luaspoa_netset *assemble(void *block, const ns_entry *entries, size_t n, const ipr_range *r4,
+                                size_t n4, const ipr_range *r6, size_t n6, const char *pool, size_t pool_len) {
+    luaspoa_netset *s = block;
+    char *p = (char *)s + sizeof *s;
+    memcpy(p, entries, n * sizeof *entries);
     s->entries = (const ns_entry *)p;
     s->nentries = n;
-    ipr_range *r = (ipr_range *)(p + ents);
+    ipr_range *r = (ipr_range *)(p + n * sizeof *entries);
     memcpy(r, r4, n4 * sizeof *r);
     memcpy(r + n4, r6, n6 * sizeof *r);
     s->t4 = (ns_table){n4, r};
     s->t6 = (ns_table){n6, r + n4};
     memcpy((char *)(r + n4 + n6), pool, pool_len);
     s->pool = (const char *)(r + n4 + n6);
+    s->file = NULL;
+    return s;
+}
+
+/* Pushes a set of the state made from entries[0..n) (spoa.netset{...}). */
+static void push_netset(lua_State *L, const ns_entry *entries, size_t n) {
+    size_t m4 = count_family(entries, n, 4), m6 = n - m4;
+    ipr_prefix *items = lua_newuserdatauv(L, ((m4 > m6 ? m4 : m6) + 1) * sizeof *items, 0);
+    ipr_range *r4 = lua_newuserdatauv(L, (2 * m4 + 1) * sizeof *r4, 0);
+    ipr_range *r6 = lua_newuserdatauv(L, (2 * m6 + 1) * sizeof *r6, 0);
+    size_t n4 = flatten_family(entries, n, 4, items, r4);
+    size_t n6 = flatten_family(entries, n, 6, items, r6);
+    assemble(lua_newuserdatauv(L, netset_bytes(n, n4 + n6, 0), 0), entries, n, r4, n4, r6, n6, "", 0);
     luaspoa_setmetatable(L, NETSET_MT);
-    lua_replace(L, -3); /* drop the two scratch range arrays */
-    lua_pop(L, 1);
+    lua_replace(L, -4); /* drop the scratch arrays */
+    lua_pop(L, 2);
+}
+
+/* The same in one malloc'd block, shared by every state (spoa.netset.load);
+ * NULL when out of memory. */
+static luaspoa_netset *new_shared_netset(const ns_entry *entries, size_t n, const char *pool, size_t pool_len) {
+    size_t m4 = count_family(entries, n, 4), m6 = n - m4;
+    ipr_prefix *items = malloc(((m4 > m6 ? m4 : m6) + 1) * sizeof *items);
+    ipr_range *r4 = malloc((2 * m4 + 1) * sizeof *r4), *r6 = malloc((2 * m6 + 1) * sizeof *r6);
+    luaspoa_netset *s = NULL;
+    if (items && r4 && r6) {
+        size_t n4 = flatten_family(entries, n, 4, items, r4);
+        size_t n6 = flatten_family(entries, n, 6, items, r6);
+        void *block = malloc(netset_bytes(n, n4 + n6, pool_len));
+        if (block)
+            s = assemble(block, entries, n, r4, n4, r6, n6, pool, pool_len);
+    }
+    free(items);
+    free(r4);
+    free(r6);
+    return s;
 }
 
 /* Parses one item "[!]cidr" into e; returns 0 with err set on failure. */
@@ -125,7 +158,7 @@ static int l_netset_new(lua_State *L) {
         }
         lua_pop(L, 1);
     }
-    push_netset(L, entries, (size_t)n, "", 0);
+    push_netset(L, entries, (size_t)n);
     return 1;
 }
 
@@ -133,39 +166,10 @@ static int l_netset_new(lua_State *L) {
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
-/* Pushes the file's contents and sets *path to the path actually read:
- * relative paths are resolved from the script's directory (as HAProxy's
- * "default-path config" does for its own files). */
-static const char *read_file(lua_State *L, const char **path, size_t *len) {
-    *path = luaspoa_resolve_path(L, *path);
-    struct stat st;
-    if (stat(*path, &st) != 0)
-        luaL_error(L, "spoa.netset.load: cannot open %s: %s", *path, strerror(errno));
-    /* Allocate before opening, so a memory error cannot leak the descriptor. */
-    char *buf = lua_newuserdatauv(L, st.st_size > 0 ? (size_t)st.st_size : 1, 0);
-    FILE *f = fopen(*path, "rb");
-    if (f == NULL)
-        luaL_error(L, "spoa.netset.load: cannot open %s: %s", *path, strerror(errno));
-    *len = fread(buf, 1, (size_t)st.st_size, f);
-    int failed = ferror(f);
-    fclose(f);
-    if (failed)
-        luaL_error(L, "spoa.netset.load: cannot read %s", *path);
-    return buf;
-}
-
-/* spoa.netset.load(path): one "[!]cidr [value]" per line; '#' starts a comment. */
-static int l_netset_load(lua_State *L) {
-    /* Reading a file may block (a FIFO, a slow disk): never in a handler. */
-    luaspoa_require_setup(L, "spoa.netset.load", 1);
-    const char *path = luaL_checkstring(L, 1);
-    size_t len;
-    const char *text = read_file(L, &path, &len);
-    size_t lines = 1;
-    for (size_t i = 0; i < len; i++)
-        lines += text[i] == '\n';
-    ns_entry *entries = lua_newuserdatauv(L, lines * sizeof *entries, 0);
-    char *pool = lua_newuserdatauv(L, len ? len : 1, 0);
+/* Parses text: one "[!]cidr [value]" per line, '#' starts a comment. entries
+ * has room for one per line, pool for len bytes. 0 with "path:line: why". */
+static int parse_text(const char *path, const char *text, size_t len, ns_entry *entries, size_t *count,
+                      char *pool, size_t *pool_used, char *err, size_t errcap) {
     size_t n = 0, pool_len = 0, lineno = 0;
     for (const char *p = text, *end = text + len; p < end;) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -181,9 +185,11 @@ static int l_netset_load(lua_State *L) {
             const char *w = p;
             while (w < stop && !is_space(*w))
                 w++;
-            char err[200];
-            if (!parse_item(p, (size_t)(w - p), &entries[n], err, sizeof err))
-                return luaL_error(L, "%s:%d: %s", path, (int)lineno, err);
+            char why[200];
+            if (!parse_item(p, (size_t)(w - p), &entries[n], why, sizeof why)) {
+                snprintf(err, errcap, "%s:%zu: %s", path, lineno, why);
+                return 0;
+            }
             while (w < stop && is_space(*w))
                 w++;
             if (w < stop) { /* the rest of the line is the entry's value */
@@ -196,7 +202,59 @@ static int l_netset_load(lua_State *L) {
         }
         p = eol + 1;
     }
-    push_netset(L, entries, n, pool, pool_len);
+    *count = n;
+    *pool_used = pool_len;
+    return 1;
+}
+
+/* Reads and builds a set file (a luaspoa_file_build). */
+static void *load_file(const char *path, int kind, luaspoa_file_id *id, char *err, size_t errcap) {
+    (void)kind;
+    size_t len, n = 0, pool_len = 0, lines = 1;
+    char *text = luaspoa_read_file(path, &len, id, err, errcap);
+    if (text == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    ns_entry *entries = malloc(lines * sizeof *entries);
+    char *pool = malloc(len ? len : 1);
+    luaspoa_netset *s = NULL;
+    if (entries == NULL || pool == NULL)
+        snprintf(err, errcap, "out of memory loading %s", path);
+    else if (parse_text(path, text, len, entries, &n, pool, &pool_len, err, errcap) &&
+             (s = new_shared_netset(entries, n, pool, pool_len)) == NULL)
+        snprintf(err, errcap, "out of memory loading %s", path);
+    free(text);
+    free(entries);
+    free(pool);
+    return s;
+}
+
+/* Sets loaded from files: one per file version in the process. */
+static luaspoa_file_cache set_files = LUASPOA_FILE_CACHE(load_file, free, NULL);
+
+static int netset_gc(lua_State *L) {
+    luaspoa_netset *s = lua_touserdata(L, 1);
+    if (s->file != NULL) {
+        luaspoa_file_cache_release(&set_files, s->file);
+        s->file = NULL;
+    }
+    return 0;
+}
+
+/* spoa.netset.load(path): relative paths from the script's directory (as
+ * HAProxy's "default-path config" does for its own files). The set is built
+ * once per process and shared read-only: this state holds a header copy. */
+static int l_netset_load(lua_State *L) {
+    /* Reading a file may block (a FIFO, a slow disk): never in a handler. */
+    luaspoa_require_setup(L, "spoa.netset.load", 1);
+    const char *path = luaspoa_resolve_path(L, luaL_checkstring(L, 1));
+    luaspoa_netset *s = lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    luaspoa_setmetatable(L, NETSET_MT);
+    luaspoa_file_obj *o = luaspoa_acquire_file(L, &set_files, "spoa.netset.load", path, 0);
+    *s = *(const luaspoa_netset *)o->obj;
+    s->file = o;
     return 1;
 }
 
@@ -257,7 +315,8 @@ void luaspoa_open_netset(lua_State *L) {
         {"contains", netset_contains}, {"lookup", netset_lookup}, {"size", netset_size},
         {NULL, NULL},
     };
-    luaspoa_new_named_class(L, NETSET_MT, "spoa.netset", methods, netset_tostring, NULL);
+    static const luaL_Reg meta[] = {{"__gc", netset_gc}, {NULL, NULL}};
+    luaspoa_new_named_class(L, NETSET_MT, "spoa.netset", methods, netset_tostring, meta);
     /* spoa.netset is a table (for .load) that is also callable. */
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_netset_load);

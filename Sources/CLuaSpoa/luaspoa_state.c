@@ -122,23 +122,75 @@ void luaspoa_emit_log(lua_State *L, int level, const char *msg, size_t len) {
         ctx->log(ctx->ud, level, msg, len);
 }
 
-static int l_log(lua_State *L) {
-    lua_Integer level = luaL_checkinteger(L, 1);
+/* Logs the message at msg_idx with the fields table at msg_idx + 1 (if any);
+ * more arguments are an error, not dropped. fn names the caller in errors. */
+static int log_with_fields(lua_State *L, const char *fn, int level, int msg_idx) {
+    int fields_idx = msg_idx + 1;
+    if (lua_gettop(L) > fields_idx)
+        return luaL_error(L, "%s: expected (%smessage [, fields]), got %d arguments", fn,
+                          msg_idx > 1 ? "level, " : "", lua_gettop(L));
+    if (!lua_isnoneornil(L, fields_idx) && !lua_istable(L, fields_idx))
+        return luaL_error(L, "%s: fields must be a table of key = value, got %s", fn, luaL_typename(L, fields_idx));
     size_t len;
-    const char *msg = luaL_tolstring(L, 2, &len);
+    const char *msg = luaL_tolstring(L, msg_idx, &len);
     if (level < 0)
         return 0; /* spoa.silent */
-    if (level > LUASPOA_LOG_DEBUG)
-        return luaL_error(L, "spoa.log: invalid level %I (expected 0..7)", (LUAI_UACINT)level);
-    luaspoa_emit_log(L, (int)level, msg, len);
+    luaspoa_log_field fields[LUASPOA_LOG_MAX_FIELDS];
+    size_t n = 0;
+    if (lua_istable(L, fields_idx)) {
+        luaL_checkstack(L, 2 * LUASPOA_LOG_MAX_FIELDS + 4, "log fields");
+        lua_pushnil(L);
+        while (lua_next(L, fields_idx) != 0) {
+            if (lua_type(L, -2) != LUA_TSTRING)
+                return luaL_error(L, "%s: field names must be strings, got %s", fn, luaL_typename(L, -2));
+            if (n == LUASPOA_LOG_MAX_FIELDS)
+                return luaL_error(L, "%s: at most %d fields", fn, LUASPOA_LOG_MAX_FIELDS);
+            int t = lua_type(L, -1);
+            if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN && !luaL_getmetafield(L, -1, "__tostring"))
+                return luaL_error(L, "%s: field '%s' is a %s (strings, numbers, booleans or values with "
+                                  "__tostring)", fn, lua_tostring(L, -2), luaL_typename(L, -1));
+            if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+                lua_pop(L, 1); /* the __tostring found above */
+            fields[n].key = lua_tolstring(L, -2, &fields[n].key_len);
+            fields[n].value = luaL_tolstring(L, -1, &fields[n].value_len);
+            /* Keep key and text on the stack (they anchor the strings) and
+             * continue lua_next from a copy of the key. */
+            lua_remove(L, -2);
+            lua_pushvalue(L, -2);
+            n++;
+        }
+    }
+    luaspoa_ctx *ctx = luaspoa_rt_get(L)->ctx;
+    if (n > 0 && ctx && ctx->log_fields) {
+        ctx->log_fields(ctx->ud, level, msg, len, fields, n);
+    } else if (n > 0) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        luaL_addlstring(&b, msg, len);
+        for (size_t i = 0; i < n; i++) {
+            luaL_addchar(&b, ' ');
+            luaL_addlstring(&b, fields[i].key, fields[i].key_len);
+            luaL_addchar(&b, '=');
+            luaL_addlstring(&b, fields[i].value, fields[i].value_len);
+        }
+        luaL_pushresult(&b);
+        msg = lua_tolstring(L, -1, &len);
+        luaspoa_emit_log(L, level, msg, len);
+    } else {
+        luaspoa_emit_log(L, level, msg, len);
+    }
     return 0;
 }
 
+static int l_log(lua_State *L) {
+    lua_Integer level = luaL_checkinteger(L, 1);
+    if (level > LUASPOA_LOG_DEBUG)
+        return luaL_error(L, "spoa.log: invalid level %I (expected 0..7)", (LUAI_UACINT)level);
+    return log_with_fields(L, "spoa.log", level < 0 ? -1 : (int)level, 2);
+}
+
 static int l_log_at(lua_State *L) {
-    size_t len;
-    const char *msg = luaL_tolstring(L, 1, &len);
-    luaspoa_emit_log(L, (int)lua_tointeger(L, lua_upvalueindex(1)), msg, len);
-    return 0;
+    return log_with_fields(L, lua_tostring(L, lua_upvalueindex(2)), (int)lua_tointeger(L, lua_upvalueindex(1)), 1);
 }
 
 static int l_print(lua_State *L) {
@@ -193,7 +245,8 @@ void luaspoa_open_log(lua_State *L) {
     }
     for (size_t i = 0; i < sizeof shortcuts / sizeof shortcuts[0]; i++) {
         lua_pushinteger(L, shortcuts[i].level);
-        lua_pushcclosure(L, l_log_at, 1);
+        lua_pushfstring(L, "spoa.%s", shortcuts[i].name);
+        lua_pushcclosure(L, l_log_at, 2);
         lua_setfield(L, -2, shortcuts[i].name);
     }
     lua_pushcfunction(L, l_log);

@@ -30,9 +30,15 @@ final class LuaBridge {
         self.logger = logger
     }
 
-    func log(level: Int32, _ bytes: UnsafeRawBufferPointer) {
+    /// `fields`: a script's structured fields (spoa.log's table), as metadata:
+    /// `--log-format json` writes them as keys, the text format as key=value.
+    func log(level: Int32, _ bytes: UnsafeRawBufferPointer, fields: UnsafeBufferPointer<luaspoa_log_field> = .init(start: nil, count: 0)) {
         let text = Self.capped(bytes)
         var metadata: Logger.Metadata = [:]
+        for field in fields {
+            let key = String(decoding: UnsafeRawBufferPointer(start: field.key, count: field.key_len), as: UTF8.self)
+            metadata[key] = .string(Self.capped(UnsafeRawBufferPointer(start: field.value, count: field.value_len)))
+        }
         if level == Int32(LUASPOA_LOG_LUA_WARNING) {
             let now = UInt64(DispatchTime.now().uptimeNanoseconds)
             guard case .log(let suppressed) = warnings.decide(message: "warn", error: text, now: now) else { return }
@@ -118,6 +124,11 @@ final class LuaState {
         ctx.pointee.log = { ud, level, text, length in
             let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
             bridge.log(level: level, UnsafeRawBufferPointer(start: text, count: length))
+        }
+        ctx.pointee.log_fields = { ud, level, text, length, fields, count in
+            let bridge = Unmanaged<LuaBridge>.fromOpaque(ud!).takeUnretainedValue()
+            bridge.log(level: level, UnsafeRawBufferPointer(start: text, count: length),
+                       fields: UnsafeBufferPointer(start: fields, count: count))
         }
         var state: OpaquePointer?
         let error = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Self.errorCapacity) { buffer in

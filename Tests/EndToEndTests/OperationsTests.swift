@@ -172,4 +172,132 @@ final class OperationsTests: E2ETestCase {
         XCTAssertEqual(messages.filter { $0?.hasPrefix("HAProxy disconnects") == true }.count, 1, infoAgent.log)
         XCTAssertLessThan(messages.count, 10, "log lines per request at info:\n\(infoAgent.log)")
     }
+
+    /// spoa.Info's fields table: keys of the JSON line, key=value in the text line.
+    func testLogFieldsInBothFormats() throws {
+        let script = """
+            spoa.Info("rules loaded", { rules = 12, mode = "strict", ip = spoa.addr("192.0.2.1"), strict = true })
+            spoa.register_message("ok", function(txn) end)
+            """
+        let (jsonAgent, _) = try startAgent(script: script, name: "fields-json", extraArgs: ["--log-format", "json"])
+        XCTAssertEqual(jsonAgent.stop(), 0)
+        // Only the logger's lines: SwiftNIO may print its own warning at shutdown.
+        let objects = try jsonAgent.log.split(separator: "\n").filter { $0.hasPrefix("{") }.map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
+        }
+        let loaded = objects.filter { $0["message"] as? String == "rules loaded" }
+        XCTAssertFalse(loaded.isEmpty, jsonAgent.log)
+        for line in loaded {
+            XCTAssertEqual(line["rules"] as? String, "12")
+            XCTAssertEqual(line["mode"] as? String, "strict")
+            XCTAssertEqual(line["ip"] as? String, "192.0.2.1")
+            XCTAssertEqual(line["strict"] as? String, "true")
+            XCTAssertEqual(line["level"] as? String, "info")
+        }
+
+        let (textAgent, _) = try startAgent(script: script, name: "fields-text")
+        XCTAssertEqual(textAgent.stop(), 0)
+        let lines = textAgent.log.split(separator: "\n").filter { $0.contains("rules loaded") }
+        XCTAssertFalse(lines.isEmpty, textAgent.log)
+        for line in lines {
+            for pair in ["rules=12", "mode=strict", "ip=192.0.2.1", "strict=true"] {
+                XCTAssertTrue(line.contains(pair), "\(pair) in \(line)")
+            }
+        }
+    }
+
+    /// Metrics declared by the script keep their values across a reload
+    /// (SIGHUP): the new states declare the same series and count on.
+    func testScriptMetricsKeepTheirValuesAcrossAReload() throws {
+        let script = """
+            local SEEN = spoa.metrics.counter("seen_total", "Messages seen.", { "kind" })
+            local LAST = spoa.metrics.gauge("last_n", "The last n.")
+            spoa.register_message("ok", function(txn, msg)
+              SEEN:inc({ kind = "ok" })
+              LAST:set(msg.args.n)
+            end)
+            """
+        let metricsPort = try freePort()
+        let (agent, port) = try startAgent(script: script, extraArgs: ["--metrics", "127.0.0.1:\(metricsPort)", "--workers", "2"])
+        XCTAssertTrue(waitForPort(metricsPort, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        func send(_ range: Range<Int>) throws {
+            let c = try TCPConn(port: port)
+            _ = try c.handshake()
+            for i in range {
+                c.send(notifyFrame(streamID: UInt64(i), frameID: 1, [okMessage(i)]))
+                XCTAssertEqual(try c.expectFrame(timeout: 10, "ACK").type, SpopType.ack.rawValue)
+            }
+            c.shutdownAndClose()
+        }
+        let seen = #"luaspoa_script_seen_total{kind="ok"}"#
+        try send(0..<3)
+        var m = try scrape(metricsPort)
+        XCTAssertEqual(m[seen], 3)
+        XCTAssertEqual(m["luaspoa_script_last_n"], 2)
+
+        kill(agent.process.processIdentifier, SIGHUP)
+        let deadline = nowSeconds() + 30
+        while m[#"luaspoa_reloads_total{result="ok"}"#] != 1, nowSeconds() < deadline {
+            usleep(50_000)
+            m = try scrape(metricsPort)
+        }
+        XCTAssertEqual(m[#"luaspoa_reloads_total{result="ok"}"#], 1, agent.logTail())
+        XCTAssertEqual(m[seen], 3, "the reload keeps the count")
+        XCTAssertEqual(m["luaspoa_script_last_n"], 2, "and the gauge")
+        try send(3..<5)
+        m = try scrape(metricsPort)
+        XCTAssertEqual(m[seen], 5, "the new states count on")
+        XCTAssertEqual(m["luaspoa_script_last_n"], 4)
+    }
+
+    /// SIGHUP re-reads a map and a netset file that changed; at debug level
+    /// the log says which files were read and which were found unchanged.
+    func testReloadReadsChangedDataFilesAgain() throws {
+        let map = tempDir.appendingPathComponent("data.map"), set = tempDir.appendingPathComponent("set.lst")
+        try "k old\n".write(to: map, atomically: false, encoding: .utf8)
+        try "10.0.0.0/8 old\n".write(to: set, atomically: false, encoding: .utf8)
+        let script = """
+            local M = spoa.map.load("data.map")
+            local S = spoa.netset.load("set.lst")
+            spoa.register_message("ok", function(txn)
+              local _, v = S:lookup("10.1.2.3")
+              txn:set_var("txn.m", M:lookup("k") or "none")
+              txn:set_var("txn.s", v or "none")
+            end)
+            """
+        let metricsPort = try freePort()
+        let (agent, port) = try startAgent(script: script, extraArgs: ["--metrics", "127.0.0.1:\(metricsPort)", "--log-level", "debug"])
+        XCTAssertTrue(waitForPort(metricsPort, timeout: 20, while: { agent.isRunning }), agent.logTail())
+        func values(_ streamID: UInt64) throws -> [String: SpopValue?] {
+            let c = try TCPConn(port: port)
+            _ = try c.handshake()
+            c.send(notifyFrame(streamID: streamID, frameID: 1, [SpopMessage(name: "ok", args: [])]))
+            let ack = try c.expectFrame(timeout: 10, "ACK")
+            c.shutdownAndClose()
+            return actionMap(try ack.actions())
+        }
+        func reload(_ count: Double) throws {
+            kill(agent.process.processIdentifier, SIGHUP)
+            let deadline = nowSeconds() + 30
+            var m = try scrape(metricsPort)
+            while m[#"luaspoa_reloads_total{result="ok"}"#] != count, nowSeconds() < deadline {
+                usleep(50_000)
+                m = try scrape(metricsPort)
+            }
+            XCTAssertEqual(m[#"luaspoa_reloads_total{result="ok"}"#], count, agent.logTail())
+        }
+        XCTAssertEqual(try values(1)["txn.m"], .str("old"))
+        XCTAssertEqual(try values(2)["txn.s"], .str("old"))
+
+        try reload(1)
+        XCTAssertTrue(agent.log.contains("spoa.map.load: \(map.path) unchanged, sharing the copy already loaded"), agent.logTail())
+        XCTAssertTrue(agent.log.contains("spoa.netset.load: \(set.path) unchanged, sharing the copy already loaded"), agent.logTail())
+
+        try "k new value\n".write(to: map, atomically: false, encoding: .utf8)
+        try "10.0.0.0/8 newer\n".write(to: set, atomically: true, encoding: .utf8)
+        try reload(2)
+        let after = try values(3)
+        XCTAssertEqual(after["txn.m"], .str("new value"))
+        XCTAssertEqual(after["txn.s"], .str("newer"))
+    }
 }

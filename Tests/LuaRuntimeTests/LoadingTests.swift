@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import LuaRuntime
 import NIOCore
@@ -97,10 +98,12 @@ final class LoadingTests: XCTestCase {
               local f, err = load(string.dump(function() return 1 end))
               local ok_gc = pcall(collectgarbage, "stop")
               return {
-                ["txn.io"] = type(io), ["txn.os_execute"] = type(os.execute), ["txn.os_time"] = type(os.time),
-                ["txn.os_getenv"] = type(os.getenv), ["txn.require"] = type(require), ["txn.package"] = type(package),
-                ["txn.dofile"] = type(dofile), ["txn.loadfile"] = type(loadfile),
-                ["txn.debug_getinfo"] = type(debug.getinfo), ["txn.traceback"] = type(debug.traceback),
+                ["txn.io"] = type(io), ["txn.os_execute"] = type(rawget(os, "execute")), ["txn.os_time"] = type(os.time),
+                ["txn.os_getenv"] = type(os.getenv), ["txn.require"] = type(rawget(_G, "require")),
+                ["txn.package"] = type(rawget(_G, "package")),
+                ["txn.dofile"] = type(rawget(_G, "dofile")), ["txn.loadfile"] = type(rawget(_G, "loadfile")),
+                ["txn.debug_getinfo"] = type(rawget(debug, "getinfo")), ["txn.traceback"] = type(debug.traceback),
+                ["txn.unknown"] = type(os.no_such_thing) .. "," .. type(no_such_global),
                 ["txn.bytecode"] = tostring(err), ["txn.text_load"] = load("return 1 + 1")(),
                 ["txn.env_load"] = load("return x", "chunk", "t", { x = 5 })(),
                 ["txn.gc_count"] = math.type(collectgarbage("count")), ["txn.gc_stop"] = ok_gc,
@@ -113,7 +116,8 @@ final class LoadingTests: XCTestCase {
         XCTAssertTrue(harness.errorLogs.isEmpty, "\(harness.errorLogs)")
         XCTAssertEqual(vars["txn.io"]?.text, "table", "io.open/io.lines exist but work only while loading (BudgetTests)")
         XCTAssertEqual(vars["txn.os_execute"]?.text, "nil")
-        XCTAssertEqual(vars["txn.os_getenv"]?.text, "nil")
+        XCTAssertEqual(vars["txn.os_getenv"]?.text, "function", "works while loading only (testEnvironmentAtLoadTime)")
+        XCTAssertEqual(vars["txn.unknown"]?.text, "nil,nil", "only removed names raise")
         XCTAssertEqual(vars["txn.os_time"]?.text, "function")
         XCTAssertEqual(vars["txn.require"]?.text, "nil")
         XCTAssertEqual(vars["txn.package"]?.text, "nil")
@@ -165,6 +169,123 @@ final class LoadingTests: XCTestCase {
         ])
         XCTAssertTrue(entries.allSatisfy { $0.metadata["lua.message"] == "logs" })
         XCTAssertTrue(harness.errorLogs.allSatisfy { $0.message == "e" })
+    }
+
+    /// A name the sandbox removed says so, and how to get it, instead of
+    /// "attempt to call a nil value".
+    func testSandboxedNamesSayTheyAreSandboxed() throws {
+        let harness = try Harness("""
+            spoa.register_message("names", function(txn)
+              local out = {}
+              for _, f in ipairs({
+                function() return os.execute("true") end, function() return io.popen("true") end,
+                function() return require("socket") end, function() return debug.getinfo(1) end,
+                function() return package.path end, function() return dofile("x.lua") end,
+              }) do
+                local _, err = pcall(f)
+                out[#out + 1] = (err:gsub("^.-:%d+: ", ""):gsub(" is not available: .*", ""))
+              end
+              local _, err = pcall(function() return os.remove("x") end)
+              out[#out + 1] = err:match(": (the sandbox .*)")
+              txn:set_var("txn.names", table.concat(out, "|"))
+            end)
+            """)
+        XCTAssertEqual(try harness.vars("names")["txn.names"]?.text,
+                       "os.execute|io.popen|require|debug.getinfo|package|dofile|"
+                       + "the sandbox removes it (luaspoa --lua-unsafe loads the full standard library, for trusted scripts)")
+    }
+
+    /// os.getenv configures a script at load time (body and init functions);
+    /// a handler raises (read it into a local at load).
+    func testEnvironmentAtLoadTime() throws {
+        setenv("LUASPOA_TEST_MODE", "strict", 1)
+        defer { unsetenv("LUASPOA_TEST_MODE") }
+        let harness = try Harness("""
+            local MODE = os.getenv("LUASPOA_TEST_MODE")
+            local MISSING = os.getenv("LUASPOA_TEST_NOT_SET")
+            local FROM_INIT
+            spoa.register_init(function() FROM_INIT = os.getenv("LUASPOA_TEST_MODE") end)
+            spoa.register_message("env", function(txn)
+              local ok, err = pcall(os.getenv, "LUASPOA_TEST_MODE")
+              txn:set_var("txn.mode", MODE)
+              txn:set_var("txn.missing", tostring(MISSING))
+              txn:set_var("txn.init", FROM_INIT)
+              txn:set_var("txn.handler", tostring(ok) .. " " .. err:gsub("^.-:%d+: ", ""))
+            end)
+            """)
+        let vars = try harness.vars("env")
+        XCTAssertEqual(vars["txn.mode"]?.text, "strict")
+        XCTAssertEqual(vars["txn.missing"]?.text, "nil")
+        XCTAssertEqual(vars["txn.init"]?.text, "strict")
+        XCTAssertEqual(vars["txn.handler"]?.text, "false os.getenv is only available while the script loads or in init functions")
+    }
+
+    /// io.open and io.lines read a relative path from the script's directory
+    /// (as spoa.map.load does), whatever the working directory; absolute paths
+    /// are unchanged.
+    func testRelativeFilesAreReadFromTheScriptDirectory() throws {
+        let directory = try makeTemporaryDirectory("luaspoa-io")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("data"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "alpha\nbeta\n".write(to: directory.appendingPathComponent("data/words.txt"), atomically: true, encoding: .utf8)
+        let script = directory.appendingPathComponent("agent.lua")
+        try """
+            local f = assert(io.open("data/words.txt")); local first = f:read("l"); f:close()
+            local n = 0
+            for _ in io.lines("./data/words.txt") do n = n + 1 end
+            local abs = assert(io.open("\(directory.path)/data/words.txt")):read("l")
+            spoa.register_message("read", function(txn)
+              txn:set_var("txn.r", first .. "," .. n .. "," .. abs)
+            end)
+            """.write(to: script, atomically: true, encoding: .utf8)
+        XCTAssertNotEqual(FileManager.default.currentDirectoryPath, directory.path)
+        let worker = try LuaWorker(scriptPath: script.path, workerIndex: 1, workerCount: 1, logger: LogCapture().logger)
+        let vars = try handleNotify(worker, [("read", [])])
+        let actions = try SpoaAction.decodeList(vars)
+        XCTAssertEqual(actions.count, 1)
+        if case .setVar(_, _, let value)? = actions.first { XCTAssertEqual(value.text, "alpha,2,alpha") } else { XCTFail("\(actions)") }
+    }
+
+    /// A fields table becomes the line's metadata (the log format writes it);
+    /// misuse is an error naming it, never silently dropped.
+    func testLogFieldsAndMisuse() throws {
+        let harness = try Harness("""
+            spoa.register_message("logs", function(txn, msg)
+              spoa.Info("decision", { reason = "bad-bot", score = 5, ok = false, ip = spoa.addr("192.0.2.7") })
+              spoa.log(spoa.warning, "plain", nil)
+              spoa.log(spoa.silent, "never", { a = 1 })
+              local errors = {}
+              for _, call in ipairs({
+                function() spoa.Info("x", "extra") end,
+                function() spoa.Warning("x", {}, "more") end,
+                function() spoa.log(spoa.info, "x", { a = 1 }, 2) end,
+                function() spoa.Debug("x", { t = {} }) end,
+                function() spoa.Info("x", { [1] = "positional" }) end,
+              }) do
+                local ok, err = pcall(call)
+                errors[#errors + 1] = ok and "no error" or err:gsub("^.-:%d+: ", "")
+              end
+              txn:set_var("txn.errors", table.concat(errors, "|"))
+            end)
+            """)
+        let vars = try harness.vars("logs")
+        XCTAssertEqual(vars["txn.errors"]?.text?.split(separator: "|").map(String.init), [
+            "spoa.Info: fields must be a table of key = value, got string",
+            "spoa.Warning: expected (message [, fields]), got 3 arguments",
+            "spoa.log: expected (level, message [, fields]), got 4 arguments",
+            "spoa.Debug: field 't' is a table (strings, numbers, booleans or values with __tostring)",
+            "spoa.Info: field names must be strings, got number",
+        ])
+        let lines = harness.logs.entries.filter { $0.level != .trace }
+        XCTAssertEqual(lines.map(\.message), ["decision", "plain"])
+        let decision = try XCTUnwrap(lines.first)
+        XCTAssertEqual(decision.level, .info)
+        XCTAssertEqual(decision.metadata["reason"], "bad-bot")
+        XCTAssertEqual(decision.metadata["score"], "5")
+        XCTAssertEqual(decision.metadata["ok"], "false")
+        XCTAssertEqual(decision.metadata["ip"], "192.0.2.7")
+        XCTAssertEqual(decision.metadata["lua.message"], "logs")
+        XCTAssertNil(lines.last?.metadata["reason"])
     }
 
     func testStatesAreIndependentPerWorker() throws {

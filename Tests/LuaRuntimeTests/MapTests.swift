@@ -167,8 +167,8 @@ final class MapTests: XCTestCase {
         }
     }
 
-    /// A task reloads the file; every worker sees the new data at once. A broken
-    /// file leaves the old data in place and reload returns nil, err.
+    /// A task reloads the file; every worker sees the new data at once. A file
+    /// that is gone leaves the old data in place and reload returns nil, err.
     func testReloadFromATaskSwapsDataForEveryState() throws {
         let path = try mapFile("k old\n")
         let w1 = try worker(map: path, type: "str", index: 1)
@@ -183,27 +183,66 @@ final class MapTests: XCTestCase {
               d:set("last", ok and "ok" or err)
             end, { every = 1, at_start = true })
             """)
-        try "k new\nx y\n".write(toFile: path, atomically: true, encoding: .utf8)
         let tasks = try BackgroundTasks(scriptPath: script, workerCount: 2, logger: Logger(label: "test"))
+        // Written in place (same inode): the task's reload reads it, not a load.
+        try "k new\nx y\n".write(toFile: path, atomically: false, encoding: .utf8)
         tasks.start()
         XCTAssertTrue(tasks.waitForRuns(1, timeout: 30))
-        tasks.stop()
         XCTAssertEqual(try w1.result("k"), "new/2")
         XCTAssertEqual(try w2.result("x"), "y/2")
         XCTAssertEqual(SharedDictionary.named("map_reload_result")?.get("last"), .string("ok"))
 
-        let initScript = try writeScript("""
-            local M = spoa.map.load("\(path)", { type = "str" })
-            spoa.register_init(function()
-              local ok, err = M:reload()
-              spoa.shared.declare("map_reload_result"):set("last", ok and "ok" or err)
-            end)
-            """)
-        // The map is already loaded (no file read at load); its reload fails.
         try FileManager.default.removeItem(atPath: path)
-        _ = try BackgroundTasks(scriptPath: initScript, workerCount: 2, logger: Logger(label: "test"))
-        XCTAssertEqual(SharedDictionary.named("map_reload_result")?.get("last"), .string("cannot open \(path)"))
+        // A run in progress may have read the file before: the one after it did not.
+        let runs = tasks.runs
+        XCTAssertTrue(tasks.waitForRuns(runs + 2, timeout: 30))
+        tasks.stop()
+        XCTAssertEqual(SharedDictionary.named("map_reload_result")?.get("last"), .string("cannot open \(path): No such file or directory"))
         XCTAssertEqual(try w1.result("k"), "new/2", "the old data stays")
+
+        // A load needs the file, even when the map is loaded already.
+        let loader = try writeScript("local M = spoa.map.load(\"\(path)\", { type = \"str\" })")
+        XCTAssertThrowsError(try BackgroundTasks(scriptPath: loader, workerCount: 2, logger: Logger(label: "test"))) { error in
+            XCTAssertTrue("\(error)".contains("spoa.map.load: cannot open \(path): No such file or directory"), "\(error)")
+        }
+        XCTAssertEqual(try w1.result("k"), "new/2", "the old data stays")
+    }
+
+    /// A reload (the script loaded again) reads a map file again only when it
+    /// changed (written in place or replaced), and every state, old or new, then
+    /// sees the new data, as with map:reload().
+    func testALoadReadsAChangedFileAgainAndSharesAnUnchangedOne() throws {
+        let directory = try makeTemporaryDirectory("luaspoa-map")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("data.map").path
+        try "1 old\n".write(toFile: path, atomically: false, encoding: .utf8)
+        let read = "spoa.map.load: \(path) read", shared = "spoa.map.load: \(path) unchanged, sharing the copy already loaded"
+        func debugLines(_ h: Harness) -> [String] {
+            h.logs.entries.filter { $0.level == .debug && $0.message.hasPrefix("spoa.map.load: ") }.map(\.message)
+        }
+        let first = try worker(map: path, type: "int")
+        XCTAssertEqual(debugLines(first), [read])
+        let same = try worker(map: path, type: "int")
+        XCTAssertEqual(debugLines(same), [shared], "an unchanged file is not parsed again")
+        XCTAssertEqual(try same.result("1"), "old/1")
+
+        try "1 newer\n".write(toFile: path, atomically: false, encoding: .utf8)
+        let inPlace = try worker(map: path, type: "int")
+        XCTAssertEqual(debugLines(inPlace), [read])
+        XCTAssertEqual(try inPlace.result("1"), "newer/1")
+        XCTAssertEqual(try first.result("1"), "newer/1", "one map per file: the running states see it too")
+
+        try "1 newest\n2 two\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let renamed = try worker(map: path, type: "int")
+        XCTAssertEqual(debugLines(renamed), [read])
+        XCTAssertEqual(try renamed.result("1"), "newest/2")
+        XCTAssertEqual(try same.result("2"), "two/2")
+
+        try "1 fine\nk broken\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try worker(map: path, type: "int")) { error in
+            XCTAssertTrue("\(error)".contains("spoa.map.load: \(path):2: invalid integer key 'k'"), "\(error)")
+        }
+        XCTAssertEqual(try first.result("1"), "newest/2", "a file that fails to load leaves the data in place")
     }
 
     func testReloadIsRefusedInHandlersAndLoadAfterSetUp() throws {

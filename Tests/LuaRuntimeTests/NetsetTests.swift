@@ -107,6 +107,48 @@ final class NetsetTests: XCTestCase {
         }
     }
 
+    /// A set file is built once per process: a load of the same file (every
+    /// worker, or a reload) shares it; a changed file (written in place or
+    /// replaced) is read again, while the states holding the old set keep it.
+    func testLoadSharesAnUnchangedFileAndReadsAChangedOne() throws {
+        let directory = try makeTemporaryDirectory("luaspoa-netset")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("set.lst").path
+        try "10.0.0.0/8 old\n".write(toFile: path, atomically: false, encoding: .utf8)
+        let script = """
+            local S = spoa.netset.load("\(path)")
+            spoa.register_message("q", function(txn, msg)
+              local cidr, value = S:lookup("10.1.2.3")
+              return { ["txn.v"] = tostring(value) .. "/" .. S:size() }
+            end)
+            """
+        let read = "spoa.netset.load: \(path) read"
+        let shared = "spoa.netset.load: \(path) unchanged, sharing the copy already loaded"
+        func debugLines(_ h: Harness) -> [String] {
+            h.logs.entries.filter { $0.level == .debug && $0.message.hasPrefix("spoa.netset.load: ") }.map(\.message)
+        }
+        func value(_ h: Harness) throws -> String? { try h.vars("q")["txn.v"]?.text }
+        let first = try Harness(script, workerIndex: 1)
+        let second = try Harness(script, workerIndex: 2)
+        XCTAssertEqual(debugLines(first), [read])
+        XCTAssertEqual(debugLines(second), [shared], "an unchanged file is not parsed again")
+        XCTAssertEqual(try value(second), "old/1")
+
+        try "10.0.0.0/8 newer\n".write(toFile: path, atomically: false, encoding: .utf8)
+        let inPlace = try Harness(script)
+        XCTAssertEqual(debugLines(inPlace), [read])
+        XCTAssertEqual(try value(inPlace), "newer/1")
+        XCTAssertEqual(try value(first), "old/1", "a running state keeps the set it loaded")
+
+        try "10.0.0.0/8 newest\n10.1.0.0/16 more\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let renamed = try Harness(script)
+        XCTAssertEqual(debugLines(renamed), [read])
+        XCTAssertEqual(try value(renamed), "more/2")
+        XCTAssertEqual(try value(inPlace), "newer/1")
+        XCTAssertEqual(try value(second), "old/1")
+        XCTAssertTrue((first.errorLogs + renamed.errorLogs).isEmpty)
+    }
+
     /// Like spoa.map.load: reading a file (maybe a FIFO) must not block a handler.
     func testLoadIsRefusedInHandlers() throws {
         let list = try writeScript("10.0.0.0/8 1\n", name: "ok.lst")

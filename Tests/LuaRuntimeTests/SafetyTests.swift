@@ -283,6 +283,27 @@ final class SafetyTests: XCTestCase {
         XCTAssertEqual(try setVars(worker, "fine"), ["txn.ok": .bool(true)])
     }
 
+    /// spoa.json.decode stopped by the memory limit while it builds the tables:
+    /// json-c's tree stays with the state's decoder until the next decode frees
+    /// it, and that decode works.
+    func testJSONDecodeStoppedByTheMemoryLimitLeavesTheDecoderUsable() throws {
+        let worker = try makeWorker("""
+            local BIG = "[" .. string.rep("1,", 300000) .. "1]"
+            spoa.register_message("big", function() spoa.json.decode(BIG) end)
+            spoa.register_message("small", function(txn)
+              txn:set_var("txn.v", spoa.json.decode('{"a":[1,2]}').a[2])
+            end)
+            """, logs: logs) {
+            $0.memoryLimit = 4 << 20
+            $0.timeoutMilliseconds = 0
+        }
+        XCTAssertEqual(try setVars(worker, "big"), [:])
+        XCTAssertTrue(errors.first?.message.contains("not enough memory") ?? false, "\(errors)")
+        XCTAssertEqual(try setVars(worker, "small"), ["txn.v": .int64(2)])
+        XCTAssertEqual(try setVars(worker, "big"), [:])
+        XCTAssertEqual(try setVars(worker, "small"), ["txn.v": .int64(2)])
+    }
+
     func testAllocationBombFailsTheCallNotTheWorker() throws {
         let worker = try makeWorker("""
             spoa.register_message("bomb", function()
@@ -303,8 +324,8 @@ final class SafetyTests: XCTestCase {
     func testUnsafeLoadsTheFullStandardLibrary() throws {
         let source = """
             spoa.register_message("libs", function()
-              return { ["txn.execute"] = type(os.execute), ["txn.popen"] = type(io and io.popen),
-                       ["txn.getinfo"] = type(debug.getinfo) }
+              return { ["txn.execute"] = type(rawget(os, "execute")), ["txn.popen"] = type(io and rawget(io, "popen")),
+                       ["txn.getinfo"] = type(rawget(debug, "getinfo")) }
             end)
             """
         let sandboxed = try makeWorker(source, logs: logs)

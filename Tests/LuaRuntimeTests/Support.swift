@@ -61,6 +61,13 @@ func writeScript(_ source: String, name: String = "script.lua") throws -> String
     return url.path
 }
 
+/// A new empty directory for one test; remove it with `defer`.
+func makeTemporaryDirectory(_ prefix: String) throws -> URL {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    return directory
+}
+
 typealias TestMessage = (name: String, arguments: [(name: String, value: SpopValue)])
 
 /// A worker over a script, plus helpers to send it NOTIFY frames.

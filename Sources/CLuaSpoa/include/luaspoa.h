@@ -182,6 +182,16 @@ typedef int (*luaspoa_append_action_fn)(void *ud, int kind, int scope,
 typedef size_t (*luaspoa_ack_mark_fn)(void *ud);
 typedef void (*luaspoa_ack_rollback_fn)(void *ud, size_t mark);
 typedef void (*luaspoa_log_fn)(void *ud, int level, const char *msg, size_t len);
+/* One structured field of a log line (spoa.log's fields table), as text. */
+typedef struct luaspoa_log_field {
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+} luaspoa_log_field;
+#define LUASPOA_LOG_MAX_FIELDS 32
+typedef void (*luaspoa_log_fields_fn)(void *ud, int level, const char *msg, size_t len,
+                                      const luaspoa_log_field *fields, size_t nfields);
 /* The latest action queued in the ACK being built for scope + name: returns 0
  * (none), LUASPOA_ACTION_SET (*out filled; byte values point into the ACK and
  * stay valid until the next append) or LUASPOA_ACTION_UNSET. */
@@ -206,6 +216,9 @@ typedef struct luaspoa_ctx {
     luaspoa_ack_mark_fn ack_mark;
     luaspoa_ack_rollback_fn ack_rollback;
     luaspoa_log_fn log;
+    /* A line with structured fields (NULL: they are appended to the text as
+     * key=value). */
+    luaspoa_log_fields_fn log_fields;
     /* txn:get_var reads the ACK back through this (NULL: nothing is ever queued). */
     luaspoa_get_action_fn get_action;
     /* The SPOE "option var-prefix" (--var-prefix), NULL if not given: variable
