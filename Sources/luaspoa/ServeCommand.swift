@@ -141,7 +141,7 @@ struct ServeCommand: AsyncParsableCommand {
         var services: [any Service] = [server, reloads]
         if let registry, let metrics {
             services.append(try await MetricsEndpoint.bind(address: metrics, registry: registry,
-                                                           beforeScrape: MetricsBootstrap.refreshSharedDicts, logger: logger))
+                                                           beforeScrape: MetricsBootstrap.refreshGauges, logger: logger))
         }
         let group = ServiceGroup(
             services: services,
@@ -158,12 +158,12 @@ struct ServeCommand: AsyncParsableCommand {
             try await group.run()
         } catch {
             await reloader.stopTasks()
-            await LuaHTTP.shutdown()
+            await Upstream.shutdown()
             throw error
         }
         await reloader.stopTasks()
         // After the tasks: they may still be making requests.
-        await LuaHTTP.shutdown()
+        await Upstream.shutdown()
     }
 }
 

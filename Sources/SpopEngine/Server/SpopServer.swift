@@ -206,6 +206,9 @@ public final class SpopServer<Worker: SpoaWorker>: Service, Sendable {
         try await acceptor.shutdownGracefully()
         // A worker stuck in a handler (a script that never returns) never gets here.
         stopping.withLockedValue { $0 = "stopping the \(workers.count) worker event loops (one is stuck in a handler)" }
+        for worker in workers {
+            try? await worker.eventLoop.submit { worker.value.stop() }.get()
+        }
         try await group.shutdownGracefully()
         stopping.withLockedValue { $0 = "stopped" }
     }
