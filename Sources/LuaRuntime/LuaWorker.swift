@@ -28,6 +28,9 @@ public final class LuaWorker: SpoaWorker {
     /// Waits run on the calling thread, blocking it, instead of suspending the
     /// frame (`roundTrip`: `luaspoa test` and `eval`, which have no event loop).
     var inlineWaits = false
+    /// Waiting frames with a deadline and the one timer of their deadlines
+    /// (LuaWorker+Waiting.swift). Used only on the worker's loop.
+    var deadlines: (frames: CircularBuffer<WaitingFrame>, timer: (at: NIODeadline, task: Scheduled<Void>)?) = ([], nil)
     /// Reloads installed in this worker (`spoa.generation` of the current state).
     public private(set) var generation = 0
 

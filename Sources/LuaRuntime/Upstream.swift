@@ -242,13 +242,16 @@ enum UpstreamMetrics {
     }
 
     private static let series = NIOLockedValueBox<[String: [String: Series]]>([:])
+    /// Whether metrics are exported (the agent bootstraps them before any request):
+    /// without, a call is not labelled, timed nor counted.
+    private static let exported = !(MetricsSystem.factory is NOOPMetricsHandler)
 
     /// Counts the operation `wait` describes once `started` completes (TCP: its
     /// connects only; the other socket operations are part of a connection).
     static func measure(
         _ wait: luaspoa_wait, _ started: (future: EventLoopFuture<LuaWaitResult>, cancel: () -> Void)
     ) -> (future: EventLoopFuture<LuaWaitResult>, cancel: () -> Void) {
-        guard let (client, target) = label(wait) else { return started }
+        guard exported, let (client, target) = label(wait) else { return started }
         let start = DispatchTime.now().uptimeNanoseconds
         started.future.whenSuccess { result in
             record(client, target, result: outcome(result), nanoseconds: DispatchTime.now().uptimeNanoseconds &- start)
