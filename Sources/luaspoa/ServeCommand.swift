@@ -128,6 +128,9 @@ struct ServeCommand: AsyncParsableCommand {
         )
         configuration.asyncAck = asyncAck
         configuration.busyPoll = .microseconds(Int64(busyPoll))
+        // The HTTP client's connections live on the worker loops: closed before
+        // those end (later requests of background tasks fail "the agent is stopping").
+        configuration.beforeThreadsStop = { await LuaHTTP.shutdown() }
         let withMetrics = registry != nil
         let server = try SpopServer(configuration: configuration, logger: logger) { [lua] index in
             let worker = try LuaWorker(configuration: lua, workerIndex: index + 1, logger: logger)

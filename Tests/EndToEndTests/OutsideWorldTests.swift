@@ -73,6 +73,11 @@ final class OutsideWorldTests: E2ETestCase {
                 && $0.key.contains("state=\"busy\"") && $0.key.contains("target=\"http://127.0.0.1:\(apiPort)\"")
         }
         XCTAssertEqual(Array(busy.values), [0], "\(series.filter { $0.key.contains("upstream") })")
+        // The HTTP client's connections live on the worker loops: they close before
+        // the loops end, so the stop ends by itself (not at --drain-timeout + 2 s).
+        XCTAssertEqual(agent.stop(timeout: 5), 0, agent.logTail())
+        XCTAssertFalse(agent.log.contains("shutdown did not finish"), agent.logTail())
+        XCTAssertFalse(agent.log.contains("EventLoop that has already shut down"), agent.logTail())
     }
 
     func testGlobalRateLimiterTwoAgentsOneRedis() throws {
