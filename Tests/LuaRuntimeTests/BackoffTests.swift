@@ -58,7 +58,8 @@ final class BackoffTests: XCTestCase {
     func testTheTableStaysBounded() {
         var table = Backoffs()
         for i in 0..<(Backoffs.maxTargets * 3) { table.connected("h\(i):1", failure: "connection refused") }
-        XCTAssertEqual(table.count, Backoffs.maxTargets)
+        // Those whose delay ended meanwhile are forgotten first (a slow run drops more).
+        XCTAssertLessThanOrEqual(table.count, Backoffs.maxTargets)
         XCTAssertNotNil(table.admit("h\(Backoffs.maxTargets * 3 - 1):1"), "the latest is kept")
     }
 }
