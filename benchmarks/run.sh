@@ -16,7 +16,9 @@
 # scenario, the median by throughput is shown; default 1), BASE_PORT (21340),
 # WORKERS (luaspoa workers, default: cores), LUASPOA (binary; default: a
 # release build with --static-swift-stdlib), BUSY_POLL (us, the --busy-poll window of the
-# "luaspoa+busy-poll" rows; default 1000), SKIP_HAPROXY=1, SKIP_CURVE=1.
+# "luaspoa+busy-poll" rows; default 1000), SKIP_HAPROXY=1, SKIP_CURVE=1,
+# ONLY=clients (only the Lua clients' scenarios: Redis beside redis-benchmark,
+# HTTP beside wrk; REDIS_REQUESTS, default 300000, per redis-benchmark run).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,17 +46,20 @@ fi
 tmp=$(mktemp -d /tmp/luaspoa-bench.XXXXXX)
 agent_pid=""
 haproxy_pid=""
+upstream_pid=""
 extra_pids=()  # the several-agents rows' agents and redis-server
 cleanup() {
     [[ -n "$agent_pid" ]] && kill "$agent_pid" 2>/dev/null || true
     for pid in "${extra_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     [[ -n "$haproxy_pid" ]] && kill "$haproxy_pid" 2>/dev/null || true
+    [[ -n "$upstream_pid" ]] && kill "$upstream_pid" 2>/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 
 agent_port=$BASE_PORT
 fe_port=$((BASE_PORT + 1))
+upstream_port=$((BASE_PORT + 2))
 rows=()
 
 wait_port() {
@@ -168,6 +173,7 @@ args_for() { [[ $1 == luaspoa* ]] && echo "$ip_reputation" || echo ""; }
 
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "luaspoa benchmarks: ${DURATION}s per run, ${REPEAT} run(s) per scenario, $CORES cores" >&2
+if [[ -z "${ONLY:-}" ]]; then
 latency_run() { bench_once "$1" "$(args_for "$1")" --connections 1 --in-flight 1 --expect sess.ip_score; }
 many_run() { bench_once "$1" "$(args_for "$1")" --connections 64 --in-flight 1 --expect sess.ip_score; }
 pipelined_run() { bench_once "$1" "$(args_for "$1")" --connections 4 --in-flight 64 --expect sess.ip_score; }
@@ -195,6 +201,7 @@ sleep 1
 row "idle RSS, 2 workers" luaspoa "rss_mb=$(agent_rss_now)"
 stop_agent
 row "1000 connections x 1 in flight" luaspoa "$(DURATION=3 bench_once luaspoa "$ip_reputation" --connections 1000 --in-flight 1 --expect sess.ip_score)"
+fi
 
 # End to end: wrk -> HAProxy 2.6 (1 thread) [-> SPOE -> agent] -> http-request return.
 haproxy_cfg() { # $1 = with-spoe|no-spoe
@@ -241,18 +248,67 @@ wrk_once() { # $1 = agent or "none"
     haproxy_pid=$!
     wait_port "$fe_port"
     [[ $agent != none ]] && start_ticks=$(agent_ticks)
-    local out rps errors requests
-    out=$(wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$fe_port/" 2>&1)
-    rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
-    requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    errors=$(awk '/Non-2xx/ {print $5} /Socket errors/ {print "socket"}' <<<"$out" | head -1)
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$out"); p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    local measured
+    measured=$(wrk_measure "http://127.0.0.1:$fe_port/" 64)
     kill "$haproxy_pid"; wait "$haproxy_pid" 2>/dev/null || true; haproxy_pid=""
-    if [[ $agent != none ]]; then usage=$(agent_usage "$start_ticks" "${requests:-0}"); stop_agent; fi
-    echo "$rps $p50 $p99 - ${errors:-0} $usage"
+    if [[ $agent != none ]]; then usage=$(agent_usage "$start_ticks" "$(cat "$tmp/wrk.requests")"); stop_agent; fi
+    echo "$measured $usage"
 }
 
-if [[ -z "${SKIP_HAPROXY:-}" ]]; then
+# wrk_measure URL CONNECTIONS: "req/s p50 p99 - errors" of one wrk run; the number of
+# requests goes to $tmp/wrk.requests (for CPU per request).
+wrk_measure() {
+    local out rps errors p50 p99
+    out=$(wrk -t1 -c"$2" -d"${DURATION}s" --latency "$1" 2>&1)
+    rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+    awk '/requests in/ {print $1}' <<<"$out" >"$tmp/wrk.requests"
+    errors=$(awk '/Non-2xx/ {print $5} /Socket errors/ {print "socket"}' <<<"$out" | head -1)
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out"); p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    echo "$rps $p50 $p99 - ${errors:-0}"
+}
+
+# The Lua clients against local servers, each beside a plain client of that server
+# in the same round: a Redis INCR per message (luaspoa opens one connection per
+# worker: redis-benchmark gets as many, one command in flight each), and an HTTP GET
+# per message to HAProxy's `http-request return` (luaspoa opens up to 16
+# connections per worker to a host: wrk gets that many).
+if [[ -z "${ONLY:-}" || "${ONLY:-}" == clients ]]; then
+    redis-server --port "$upstream_port" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning \
+        >"$tmp/redis.log" 2>&1 &
+    upstream_pid=$!
+    wait_port "$upstream_port"
+    sed "s/@REDIS_PORT@/$upstream_port/" "$here/redis_incr_handler.lua" >"$tmp/redis_incr_handler.lua"
+    redis_run() { # $1 = luaspoa | redis-benchmark
+        if [[ $1 == luaspoa ]]; then
+            bench_once luaspoa "$tmp/redis_incr_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score
+            return
+        fi
+        redis-benchmark -p "$upstream_port" -t incr -P 1 -c "$WORKERS" -n "${REDIS_REQUESTS:-300000}" --csv 2>/dev/null |
+            awk -F'","' '$1 == "\"INCR" {printf "%d %d %d - 0 - - -\n", $2, $5 * 1000, $7 * 1000}'
+    }
+    compare "4 x 64, Redis INCR per message" redis_run luaspoa redis-benchmark
+    kill "$upstream_pid"; wait "$upstream_pid" 2>/dev/null || true
+
+    printf '%s\n' global "    nbthread 1" "    maxconn 4096" defaults "    mode http" "    timeout connect 5s" \
+        "    timeout client 30s" "    timeout server 30s" "frontend api" "    bind 127.0.0.1:$upstream_port" \
+        "    http-request return status 200 content-type text/plain string ok" >"$tmp/upstream.cfg"
+    haproxy -f "$tmp/upstream.cfg" -db >"$tmp/upstream.log" 2>&1 &
+    upstream_pid=$!
+    wait_port "$upstream_port"
+    sed "s/@HTTP_PORT@/$upstream_port/" "$here/http_get_handler.lua" >"$tmp/http_get_handler.lua"
+    http_run() { # $1 = luaspoa | wrk
+        if [[ $1 == luaspoa ]]; then
+            bench_once luaspoa "$tmp/http_get_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score
+        else
+            echo "$(wrk_measure "http://127.0.0.1:$upstream_port/" $((WORKERS * 16))) - - -"
+        fi
+    }
+    compare "4 x 64, HTTP GET per message" http_run luaspoa wrk
+    kill "$upstream_pid"; wait "$upstream_pid" 2>/dev/null || true
+    upstream_pid=""
+fi
+
+if [[ -z "${SKIP_HAPROXY:-}" && -z "${ONLY:-}" ]]; then
     compare "HAProxy 2.6 + wrk (req/s)" wrk_once none "${agents[@]}"
 fi
 
@@ -288,17 +344,14 @@ several_agents_once() { # $1 = instances
     haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
     haproxy_pid=$!
     wait_port "$fe_port"
-    local out rps errors p50 p99
-    out=$(wrk -t1 -c64 -d"${DURATION}s" --latency "http://127.0.0.1:$fe_port/" 2>&1)
-    rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
-    errors=$(awk '/Non-2xx/ {print $5} /Socket errors/ {print "socket"}' <<<"$out" | head -1)
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$out"); p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    local measured
+    measured=$(wrk_measure "http://127.0.0.1:$fe_port/" 64)
     kill "$haproxy_pid"; wait "$haproxy_pid" 2>/dev/null || true; haproxy_pid=""
     for i in "${pids[@]}"; do kill "$i"; wait "$i" 2>/dev/null || true; done
-    echo "$rps $p50 $p99 - ${errors:-0} - - -"
+    echo "$measured - - -"
 }
 
-if [[ -z "${SKIP_HAPROXY:-}" ]] && command -v redis-server >/dev/null; then
+if [[ -z "${SKIP_HAPROXY:-}" && -z "${ONLY:-}" ]] && command -v redis-server >/dev/null; then
     redis_port=$((BASE_PORT + 3))
     redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$tmp/redis.log" 2>&1 &
     extra_pids+=($!)

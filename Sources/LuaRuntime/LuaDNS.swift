@@ -1,14 +1,17 @@
 import CAres
 import CLuaSpoa
+import Foundation
 import Glibc
 import NIOConcurrencyHelpers
 import NIOCore
 
 /// `spoa.dns` lookups (luaspoa_dns.c) with c-ares: one resolver per worker event
 /// loop and server list, with its own answer cache (kept for the answers' TTL).
-/// c-ares does the queries, retries, TCP fallback and resolv.conf; its sockets
-/// are polled (poll(2), zero timeout) from the loop every millisecond while
-/// queries are in flight, so nothing blocks the loop and nothing runs when idle.
+/// c-ares does the queries, retries, TCP fallback and resolv.conf. Its sockets are
+/// watched by one thread of the process (`DNSSocketWatcher`), which hands a ready
+/// socket to its resolver's loop; its timeouts are a timer of the loop, due at
+/// `ares_timeout` while queries are in flight. Nothing blocks the loop, and
+/// nothing runs when no query is in flight.
 enum LuaDNS {
     /// A lookup's time limit when the script gives none.
     static let defaultTimeout = TimeAmount.milliseconds(2000)
@@ -17,7 +20,7 @@ enum LuaDNS {
     /// Longest time an answer is kept, whatever its TTL.
     static let maxTTL: Int64 = 3600
 
-    private struct Key: Hashable {
+    private struct Key: LoopKeyed {
         let loop: ObjectIdentifier
         let servers: String
     }
@@ -44,6 +47,11 @@ enum LuaDNS {
         return (loop.flatSubmit { resolver.resolve(name, type: type, timeout: timeout).future }, {})
     }
 
+    /// Ends the resolvers of `loop` (their lookups fail). Call it on `loop`.
+    static func close(on loop: any EventLoop) {
+        for resolver in resolvers.removeAll(of: loop) { resolver.close() }
+    }
+
     static func describe(_ status: Int32) -> String {
         switch status {
         case ARES_ENOTFOUND: "not found"
@@ -52,6 +60,7 @@ enum LuaDNS {
         case ARES_EREFUSED: "refused by the server"
         case ARES_ESERVFAIL: "server failure"
         case ARES_EFORMERR, ARES_EBADRESP: "protocol error: malformed answer"
+        case ARES_EDESTRUCTION, ARES_ECANCELLED: "the agent is stopping"
         default: "DNS failure: " + String(cString: ares_strerror(status))
         }
     }
@@ -79,20 +88,39 @@ private final class DNSResolver: @unchecked Sendable {
     private var setupError: String?
     private var cache: [String: (expires: NIODeadline, result: LuaWaitResult)] = [:]
     private var inFlight = 0
-    private var pumping = false
+    /// c-ares' next timeout (retries, giving up), while queries are in flight.
+    private var timeoutTask: Scheduled<Void>?
+    /// The sockets c-ares wants watched: readable, writable.
+    private var wanted: [ares_socket_t: (read: Bool, write: Bool)] = [:]
 
     init(servers: String, loop: any EventLoop) {
         self.loop = loop
         var options = ares_options()
         options.timeout = 1000  // ms per try (ARES_OPT_TIMEOUTMS)
         options.tries = 2
-        var status = ares_init_options(&channel, &options, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES)
+        options.sock_state_cb = { data, fd, read, write in
+            Unmanaged<DNSResolver>.fromOpaque(data!).takeUnretainedValue().socketState(fd, read: read != 0, write: write != 0)
+        }
+        // Unretained: the channel ends (close) before its resolver.
+        options.sock_state_cb_data = Unmanaged.passUnretained(self).toOpaque()
+        var status = ares_init_options(&channel, &options, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB)
         if status == ARES_SUCCESS, !servers.isEmpty {
             status = ares_set_servers_ports_csv(channel, servers)
         }
         if status != ARES_SUCCESS {
             setupError = "DNS failure: bad servers \"\(servers)\": " + String(cString: ares_strerror(status))
         }
+    }
+
+    /// Ends the channel: c-ares fails its lookups (ARES_EDESTRUCTION) and closes its sockets.
+    func close() {
+        guard let channel else { return }
+        self.channel = nil
+        setupError = LuaDNS.describe(ARES_EDESTRUCTION)
+        ares_destroy(channel)  // unwatches its sockets (socketState) as it closes them
+        timeoutTask?.cancel()
+        timeoutTask = nil
+        cache.removeAll()
     }
 
     func resolve(_ name: String, type: String, timeout: TimeAmount) -> (future: EventLoopFuture<LuaWaitResult>, cancel: () -> Void) {
@@ -117,7 +145,7 @@ private final class DNSResolver: @unchecked Sendable {
             let query = Unmanaged<Query>.fromOpaque(arg!).takeRetainedValue()
             query.resolver.answered(query, status: status, answer: answer, length: Int(length))
         }, Unmanaged.passRetained(query).toOpaque())
-        pump()
+        scheduleTimeout()
         return (query.promise.futureResult, { [weak self] in self?.finish(query, .failed("cancelled")) })
     }
 
@@ -130,6 +158,10 @@ private final class DNSResolver: @unchecked Sendable {
 
     private func answered(_ query: Query, status: Int32, answer: UnsafeMutablePointer<UInt8>?, length: Int) {
         inFlight -= 1
+        if inFlight == 0 {
+            timeoutTask?.cancel()
+            timeoutTask = nil
+        }
         let result: LuaWaitResult
         if status == ARES_ENODATA {
             var empty = LuaWaitReply()
@@ -153,36 +185,41 @@ private final class DNSResolver: @unchecked Sendable {
         finish(query, result)
     }
 
-    /// Lets c-ares read and write its ready sockets and handle its timeouts, every
-    /// millisecond while queries are in flight.
-    private func pump() {
-        guard !pumping, inFlight > 0 else { return }
-        pumping = true
-        loop.assumeIsolated().scheduleTask(in: .milliseconds(1)) { [self] in
-            pumping = false
-            process()
-            pump()
+    /// c-ares (inside an ares_* call, so on the loop) wants `fd` watched for
+    /// reading or writing, or no longer (closed).
+    fileprivate func socketState(_ fd: ares_socket_t, read: Bool, write: Bool) {
+        if read || write {
+            wanted[fd] = (read, write)
+            DNSSocketWatcher.shared.watch(fd, read: read, write: write, for: self)
+        } else {
+            wanted[fd] = nil
+            DNSSocketWatcher.shared.unwatch(fd)
         }
     }
 
-    private func process() {
-        var sockets = [ares_socket_t](repeating: ARES_SOCKET_BAD, count: Int(ARES_GETSOCK_MAXNUM))
-        let bits = ares_getsock(channel, &sockets, ARES_GETSOCK_MAXNUM)
-        var fds: [pollfd] = []
-        for i in 0..<Int(ARES_GETSOCK_MAXNUM) {
-            let readable = bits & (1 << i) != 0
-            let writable = bits & (1 << (i + Int(ARES_GETSOCK_MAXNUM))) != 0
-            guard readable || writable else { continue }
-            fds.append(pollfd(fd: sockets[i], events: Int16((readable ? POLLIN : 0) | (writable ? POLLOUT : 0)), revents: 0))
+    /// The watcher saw `fd` ready (and stopped watching it): c-ares reads or writes
+    /// it, and it is watched again if c-ares still wants it.
+    fileprivate func ready(_ fd: ares_socket_t, read: Bool, write: Bool) {
+        guard let channel, wanted[fd] != nil else { return }  // closed meanwhile
+        ares_process_fd(channel, read ? fd : ARES_SOCKET_BAD, write ? fd : ARES_SOCKET_BAD)
+        if let want = wanted[fd] { DNSSocketWatcher.shared.watch(fd, read: want.read, write: want.write, for: self) }
+        scheduleTimeout()
+    }
+
+    /// Sets the timer to c-ares' next timeout while queries are in flight.
+    private func scheduleTimeout() {
+        timeoutTask?.cancel()
+        timeoutTask = nil
+        guard let channel, inFlight > 0 else { return }
+        var longest = timeval(tv_sec: 3600, tv_usec: 0)
+        var next = timeval()
+        guard let due = ares_timeout(channel, &longest, &next) else { return }
+        let delay = TimeAmount.seconds(Int64(due.pointee.tv_sec)) + .microseconds(Int64(due.pointee.tv_usec))
+        timeoutTask = loop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+            guard let self, let channel = self.channel else { return }
+            ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD)  // retries, timeouts
+            self.scheduleTimeout()
         }
-        if !fds.isEmpty, poll(&fds, nfds_t(fds.count), 0) > 0 {
-            for fd in fds where fd.revents != 0 {
-                let read = fd.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 ? fd.fd : ARES_SOCKET_BAD
-                let write = fd.revents & Int16(POLLOUT) != 0 ? fd.fd : ARES_SOCKET_BAD
-                ares_process_fd(channel, read, write)
-            }
-        }
-        ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD)  // timeouts and retries
     }
 
     /// The answer's records as a list: addresses (A, AAAA), names (PTR), texts (TXT).
@@ -271,5 +308,63 @@ private final class DNSResolver: @unchecked Sendable {
             at = next + 10 + u16(next + 8)
         }
         return ttl
+    }
+}
+
+/// Waits for c-ares' sockets to be ready, for every resolver of the process, on a
+/// thread of its own (`luaspoa-dns`, in poll(2); c-ares 1.18 has no event thread,
+/// and NIO does not watch a descriptor it does not own). A watch is one-shot: a
+/// ready socket is dropped from the set and handed to its resolver's loop, which
+/// lets c-ares read it and watches it again; so the thread never spins on a socket
+/// the loop has not read yet.
+private final class DNSSocketWatcher: @unchecked Sendable {
+    static let shared = DNSSocketWatcher()
+    private let lock = NIOLock()
+    private var sockets: [Int32: (events: Int16, resolver: DNSResolver)] = [:]
+    /// Written to wake the thread when the set changes.
+    private var wake: [Int32] = [-1, -1]
+
+    private init() {
+        if pipe(&wake) == 0 {
+            for fd in wake { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        }
+        let thread = Thread { [self] in run() }
+        thread.name = "luaspoa-dns"
+        thread.start()
+    }
+
+    func watch(_ fd: Int32, read: Bool, write: Bool, for resolver: DNSResolver) {
+        let events = Int16((read ? POLLIN : 0) | (write ? POLLOUT : 0))
+        lock.withLock { sockets[fd] = (events, resolver) }
+        signal()
+    }
+
+    func unwatch(_ fd: Int32) {
+        lock.withLock { sockets[fd] = nil }
+        signal()
+    }
+
+    private func signal() {
+        var byte: UInt8 = 1
+        _ = Glibc.write(wake[1], &byte, 1)  // a full pipe already wakes it
+    }
+
+    private func run() {
+        var drain = [UInt8](repeating: 0, count: 64)
+        while true {
+            var fds = [pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
+            lock.withLock {
+                for (fd, socket) in sockets { fds.append(pollfd(fd: fd, events: socket.events, revents: 0)) }
+            }
+            guard poll(&fds, nfds_t(fds.count), -1) > 0 else { continue }
+            if fds[0].revents != 0 { while Glibc.read(wake[0], &drain, drain.count) > 0 {} }
+            for ready in fds.dropFirst() where ready.revents != 0 {
+                guard let socket = lock.withLock({ sockets.removeValue(forKey: ready.fd) }) else { continue }
+                let read = ready.revents & Int16(POLLIN | POLLERR | POLLHUP | POLLNVAL) != 0
+                let write = ready.revents & Int16(POLLOUT) != 0
+                let resolver = socket.resolver
+                resolver.loop.execute { resolver.ready(ready.fd, read: read, write: write) }
+            }
+        }
     }
 }

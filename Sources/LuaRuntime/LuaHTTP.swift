@@ -74,9 +74,14 @@ public enum LuaHTTP {
         let host = "\(request.scheme)://\(request.host):\(request.port)"
         let running = RunningRequest()
         loop.execute {
+            if let failure = slots.backoffs.admit(host) {
+                promise.succeed(.failed(failure))
+                return
+            }
             slots.acquire(host) {
                 guard !running.cancelled, NIODeadline.now() < deadline else {
                     slots.release(host)
+                    slots.backoffs.abandoned(host)
                     promise.succeed(.failed(running.cancelled ? "cancelled" : "timeout"))
                     return
                 }
@@ -87,8 +92,19 @@ public enum LuaHTTP {
                 task.futureResult.hop(to: loop).whenComplete { result in
                     slots.release(host)
                     switch result {
-                    case .success(let response): promise.succeed(.values(reply(response)))
-                    case .failure(let error): promise.succeed(.failed(describe(error)))
+                    case .success(let response):
+                        slots.backoffs.connected(host, failure: nil)
+                        promise.succeed(.values(reply(response)))
+                    case .failure(let error):
+                        let reason = describe(error)
+                        if isConnectFailure(error) {
+                            slots.backoffs.connected(host, failure: reason)
+                        } else if (error as? HTTPClientError) == .cancelled {
+                            slots.backoffs.abandoned(host)
+                        } else {
+                            slots.backoffs.connected(host, failure: nil)  // it answered, if badly
+                        }
+                        promise.succeed(.failed(reason))
                     }
                 }
             }
@@ -159,6 +175,14 @@ public enum LuaHTTP {
         return reply
     }
 
+    /// Whether the host could not be reached (what backs off from it).
+    static func isConnectFailure(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError {
+            return error == .connectTimeout
+        }
+        return Upstream.isConnectFailure(error)
+    }
+
     /// A short reason for the script's `nil, err`.
     static func describe(_ error: any Error) -> String {
         if let error = error as? HTTPClientError {
@@ -185,14 +209,18 @@ private final class RunningRequest: @unchecked Sendable {
     var cancelled = false
 }
 
-/// Requests in flight per host on one event loop, and those waiting for a slot.
+/// Requests in flight per host on one event loop, and those waiting for a slot;
+/// and the back-off of the hosts that could not be reached.
 /// The cap on connections per host is kept here: AsyncHTTPClient opens
 /// connections past its per-host limit for requests bound to an event loop.
-/// Used only on its loop.
+/// Each request in flight holds one connection: they are the `busy` connections
+/// of `luaspoa_upstream_connections` (AsyncHTTPClient does not tell how many
+/// idle ones its pool keeps). Used only on its loop.
 private final class HostSlots: @unchecked Sendable {
     private static let all = NIOLockedValueBox<[ObjectIdentifier: HostSlots]>([:])
     private var active: [String: Int] = [:]
     private var waiting: [String: CircularBuffer<() -> Void>] = [:]
+    var backoffs = Backoffs()
 
     static func of(_ loop: any EventLoop) -> HostSlots {
         all.withLockedValue { all in
@@ -207,6 +235,7 @@ private final class HostSlots: @unchecked Sendable {
     func acquire(_ host: String, _ body: @escaping () -> Void) {
         if active[host, default: 0] < LuaHTTP.maxConnectionsPerHost {
             active[host, default: 0] += 1
+            UpstreamConnections.add("http", host, .busy, 1)
             body()
         } else {
             waiting[host, default: []].append(body)
@@ -218,6 +247,7 @@ private final class HostSlots: @unchecked Sendable {
             next()  // the slot passes on
         } else {
             active[host, default: 1] -= 1
+            UpstreamConnections.add("http", host, .busy, -1)
             if active[host] == 0 { active[host] = nil; waiting[host] = nil }
         }
     }

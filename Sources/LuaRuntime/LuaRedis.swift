@@ -18,16 +18,13 @@ enum LuaRedis {
         var pool: Int
     }
 
-    private struct Key: Hashable {
+    private struct Key: LoopKeyed {
         let loop: ObjectIdentifier
         let settings: Settings
     }
 
     /// Pools by event loop and settings; each is used only on its loop.
     private static let pools = NIOLockedValueBox<[Key: RedisPool]>([:])
-    /// After a failed connect, calls fail at once for this long (no connect
-    /// attempt per message while Redis is down); the next call then tries again.
-    static let retryDelay = TimeAmount.milliseconds(500)
     /// Bytes of a reply being received at most: a larger one closes the connection.
     static let maxReplyBytes = 16 << 20
 
@@ -56,6 +53,11 @@ enum LuaRedis {
         let timeout = TimeAmount.milliseconds(max(wait.ms, 1))
         if loop.inEventLoop { return pool.send(command, timeout: timeout) }
         return (loop.flatSubmit { [command] in pool.send(command, timeout: timeout).future }, {})
+    }
+
+    /// Closes the pools of `loop`; calls waiting on them fail. Call it on `loop`.
+    static func close(on loop: any EventLoop) {
+        for pool in pools.removeAll(of: loop) { pool.close() }
     }
 
     /// A reply as the call's result: an error reply fails the call (`nil, msg`).
@@ -105,6 +107,10 @@ private final class RedisPool: @unchecked Sendable {
     func send(_ command: ByteBuffer, timeout: TimeAmount) -> (future: EventLoopFuture<LuaWaitResult>, cancel: () -> Void) {
         connections.min { $0.inFlight < $1.inFlight }!.send(command, timeout: timeout)
     }
+
+    func close() {
+        for connection in connections { connection.close() }
+    }
 }
 
 /// One connection, opened at the first call and again after it closed. Used only
@@ -113,16 +119,18 @@ private final class RedisConnection: @unchecked Sendable {
     /// A call waiting for its reply; `promise` nil: AUTH or SELECT, sent first.
     final class Call {
         let promise: EventLoopPromise<LuaWaitResult>?
-        var timer: Scheduled<Void>?
+        let deadline: NIODeadline
         var done = false
-        init(promise: EventLoopPromise<LuaWaitResult>?) { self.promise = promise }
+        init(promise: EventLoopPromise<LuaWaitResult>?, deadline: NIODeadline) {
+            self.promise = promise
+            self.deadline = deadline
+        }
     }
 
     private enum State {
         case closed
         case connecting
         case ready(any Channel)
-        case down(until: NIODeadline, reason: String)
     }
 
     let settings: LuaRedis.Settings
@@ -134,29 +142,46 @@ private final class RedisConnection: @unchecked Sendable {
     private var outbox = ByteBuffer()
     /// Why the connection is closing, for the calls it fails.
     var closeReason: String?
+    private var backoff = Backoff()
+    /// Commands written since the last flush: one flush per loop turn sends them.
+    private var flushScheduled = false
+    /// One timer for the calls' timeouts, due at the earliest deadline (not one per
+    /// call: scheduling and cancelling a task per call costs more than the call).
+    private var timer: (deadline: NIODeadline, task: Scheduled<Void>)?
+    private var gauge: ConnectionGauge
+    /// Connects so far: a connect that ends after `close` is not the current one.
+    private var attempts = 0
 
     var inFlight: Int { calls.count }
 
     init(settings: LuaRedis.Settings, loop: any EventLoop) {
         self.settings = settings
         self.loop = loop
+        self.gauge = ConnectionGauge("redis", "\(settings.host):\(settings.port)")
     }
 
     func send(_ command: ByteBuffer, timeout: TimeAmount) -> (future: EventLoopFuture<LuaWaitResult>, cancel: () -> Void) {
-        if case .down(let until, let reason) = state {
-            if NIODeadline.now() < until { return (loop.makeSucceededFuture(.failed(reason)), {}) }
-            state = .closed
+        if case .closed = state, let failure = backoff.admit(now: .now()) {
+            return (loop.makeSucceededFuture(.failed(failure)), {})
         }
-        let call = Call(promise: loop.makePromise())
+        let call = Call(promise: loop.makePromise(), deadline: .now() + timeout)
         calls.append(call)
         // The call ends at its timeout; its reply, if it comes later, is dropped.
-        call.timer = loop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in self?.finish(call, .failed("timeout")) }
+        if timer.map({ call.deadline < $0.deadline }) ?? true { arm(call.deadline) }
         switch state {
         case .ready(let channel):
-            channel.writeAndFlush(command, promise: nil)
+            gauge.set(.busy)
+            channel.write(command, promise: nil)
+            if !flushScheduled {
+                flushScheduled = true
+                loop.execute { [self] in
+                    flushScheduled = false
+                    channel.flush()
+                }
+            }
         case .connecting:
             outbox.writeImmutableBuffer(command)
-        case .closed, .down:
+        case .closed:
             outbox.writeImmutableBuffer(command)
             connect(timeout: timeout)
         }
@@ -166,24 +191,58 @@ private final class RedisConnection: @unchecked Sendable {
     private func finish(_ call: Call, _ result: LuaWaitResult) {
         guard !call.done else { return }
         call.done = true
-        call.timer?.cancel()
         call.promise?.succeed(result)
+    }
+
+    private func arm(_ deadline: NIODeadline) {
+        timer?.task.cancel()
+        timer = (deadline, loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in self?.expire() })
+    }
+
+    /// Fails the calls past their deadline, and sets the timer for the next one.
+    private func expire() {
+        timer = nil
+        let now = NIODeadline.now()
+        var next: NIODeadline?
+        for call in calls where !call.done && call.promise != nil {
+            if call.deadline <= now {
+                finish(call, .failed("timeout"))
+            } else {
+                next = min(next ?? call.deadline, call.deadline)
+            }
+        }
+        if let next, timer.map({ next < $0.deadline }) ?? true { arm(next) }
+    }
+
+    /// Fails the calls and closes the connection; later calls open a new one.
+    func close() {
+        closeReason = "the agent is stopping"
+        timer?.task.cancel()
+        timer = nil
+        if case .ready(let channel) = state {
+            channel.close(promise: nil)
+        }
+        state = .closed
+        gauge.set(nil)
+        failAll("the agent is stopping")
     }
 
     private func connect(timeout: TimeAmount) {
         state = .connecting
+        attempts += 1
+        let attempt = attempts
         closeReason = nil
         var hello = ByteBuffer()
         // AUTH and SELECT go before the queued calls; their replies are checked, not returned.
         if settings.db != 0 {
             hello.writeString("*2\r\n$6\r\nSELECT\r\n$\(String(settings.db).utf8.count)\r\n\(settings.db)\r\n")
-            calls.prepend(Call(promise: nil))
+            calls.prepend(Call(promise: nil, deadline: .distantFuture))
         }
         if !settings.password.isEmpty {
             var auth = ByteBuffer()
             auth.writeString("*2\r\n$4\r\nAUTH\r\n$\(settings.password.utf8.count)\r\n\(settings.password)\r\n")
             hello = auth.merged(with: hello)
-            calls.prepend(Call(promise: nil))
+            calls.prepend(Call(promise: nil, deadline: .distantFuture))
         }
         ClientBootstrap(group: loop)
             .connectTimeout(timeout)
@@ -195,14 +254,22 @@ private final class RedisConnection: @unchecked Sendable {
             }
             .connect(host: settings.host, port: settings.port)
             .whenComplete { [hello] result in
+                guard case .connecting = self.state, attempt == self.attempts else {
+                    // Closed meanwhile (the worker stops).
+                    if case .success(let channel) = result { channel.close(promise: nil) }
+                    return
+                }
                 switch result {
                 case .success(let channel):
                     self.state = .ready(channel)
+                    self.backoff.succeeded()
+                    self.gauge.set(self.calls.isEmpty ? .idle : .busy)
                     channel.writeAndFlush(hello.merged(with: self.outbox), promise: nil)
                     self.outbox.clear()
                 case .failure(let error):
                     let reason = Upstream.describe(error)
-                    self.state = .down(until: .now() + LuaRedis.retryDelay, reason: reason)
+                    self.state = .closed
+                    self.backoff.failed(reason, now: .now())
                     self.failAll(reason)
                 }
             }
@@ -227,6 +294,7 @@ private final class RedisConnection: @unchecked Sendable {
             channel.close(promise: nil)
             return
         }
+        if calls.isEmpty { gauge.set(.idle) }
         finish(call, result)
     }
 
@@ -234,6 +302,7 @@ private final class RedisConnection: @unchecked Sendable {
         // Calls queued meanwhile for a newer connection are not this one's.
         guard case .ready(let current) = state, current === channel else { return }
         state = .closed
+        gauge.set(nil)
         failAll(closeReason ?? "connection closed")
     }
 }

@@ -32,6 +32,11 @@ enum LuaTCP {
         return (loop.flatSubmit { sockets.perform(id, strings, timeout: timeout).future }, {})
     }
 
+    /// Closes the sockets and pooled connections of `loop`. Call it on `loop`.
+    static func close(on loop: any EventLoop) {
+        TCPSockets.remove(loop)?.close()
+    }
+
     static func int(_ value: Int) -> LuaWaitResult {
         var reply = LuaWaitReply()
         reply.int(Int64(value))
@@ -45,8 +50,22 @@ private final class TCPSockets: @unchecked Sendable {
     let loop: any EventLoop
     private var sockets: [Int64: TCPConnection] = [:]
     private var pool: [String: [TCPConnection]] = [:]
+    private var backoffs = Backoffs()
 
     private init(loop: any EventLoop) { self.loop = loop }
+
+    static func remove(_ loop: any EventLoop) -> TCPSockets? {
+        all.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(loop)) }
+    }
+
+    func close() {
+        for connection in Array(sockets.values) + pool.values.joined() {
+            connection.idleTimer?.cancel()
+            connection.channel.close(promise: nil)
+        }
+        sockets.removeAll()
+        pool.removeAll()
+    }
 
     static func of(_ loop: any EventLoop) -> TCPSockets {
         all.withLockedValue { all in
@@ -87,6 +106,7 @@ private final class TCPSockets: @unchecked Sendable {
             connection.idleTimer?.cancel()
             if connection.reusable, pool[connection.target, default: []].count < LuaTCP.maxPooled {
                 pool[connection.target, default: []].append(connection)
+                connection.gauge.set(.idle)
                 connection.idleTimer = loop.assumeIsolated().scheduleTask(in: LuaTCP.idleTimeout) { [weak self] in
                     self?.pool[connection.target]?.removeAll { $0 === connection }
                     connection.channel.close(promise: nil)
@@ -126,9 +146,11 @@ private final class TCPSockets: @unchecked Sendable {
                 continue
             }
             sockets[id] = pooled
+            pooled.gauge.set(.busy)
             touch(id, pooled)
             return (loop.makeSucceededFuture(LuaTCP.int(1)), {})
         }
+        if let failure = backoffs.admit(target) { return (loop.makeSucceededFuture(.failed(failure)), {}) }
         let promise = loop.makePromise(of: LuaWaitResult.self)
         let connected = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
@@ -143,6 +165,7 @@ private final class TCPSockets: @unchecked Sendable {
         connected.whenComplete { [self] result in
             switch result {
             case .success(let channel):
+                backoffs.connected(target, failure: nil)
                 guard !cancelled.value, let connection = try? channel.pipeline.syncOperations.handler(type: TCPReader.self).connection
                 else {
                     channel.close(promise: nil)
@@ -150,10 +173,17 @@ private final class TCPSockets: @unchecked Sendable {
                     return
                 }
                 sockets[id] = connection
+                connection.gauge.set(.busy)
                 touch(id, connection)
                 promise.succeed(LuaTCP.int(1))
             case .failure(let error):
-                promise.succeed(.failed(Upstream.describe(error)))
+                let reason = Upstream.describe(error)
+                if Upstream.isConnectFailure(error) {
+                    backoffs.connected(target, failure: reason)
+                } else {
+                    backoffs.abandoned(target)
+                }
+                promise.succeed(.failed(reason))
             }
         }
         return (promise.futureResult, { cancelled.value = true })
@@ -173,11 +203,13 @@ private final class TCPConnection: @unchecked Sendable {
     var closed = false
     var failure: String?
     var idleTimer: Scheduled<Void>?
+    var gauge: ConnectionGauge
     private var pending: (pattern: String, promise: EventLoopPromise<LuaWaitResult>, timer: Scheduled<Void>)?
 
     init(channel: any Channel, target: String) {
         self.channel = channel
         self.target = target
+        self.gauge = ConnectionGauge("tcp", target)
     }
 
     /// Open, and nothing unread: another message may use it.
@@ -243,6 +275,7 @@ private final class TCPConnection: @unchecked Sendable {
 
     func ended() {
         closed = true
+        gauge.set(nil)
         idleTimer?.cancel()
         deliver()
     }

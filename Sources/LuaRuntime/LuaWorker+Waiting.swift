@@ -18,7 +18,8 @@ final class WaitingFrame {
     /// When the frame's first message started: deadlines count from here.
     let arrival: NIODeadline
     var operation: LuaWaits.Operation?
-    var deadlineTimer: Scheduled<Void>?
+    /// The waiting message's deadline (`deadline_ms`), while it runs: see `LuaWorker.deadlines`.
+    var deadline: (at: NIODeadline, ms: UInt32)?
     /// Completed or cancelled: a timer that fired in the same loop turn finds it so.
     var ended = false
 
@@ -44,8 +45,7 @@ final class WaitingFrame {
     func stopWaiting() {
         operation?.cancel()
         operation = nil
-        deadlineTimer?.cancel()
-        deadlineTimer = nil
+        deadline = nil
     }
 }
 
@@ -73,14 +73,13 @@ extension LuaWorker {
         guard !frame.pending.isCancelled else { return }
         let call = frame.message.call
         let loop = frame.pending.eventLoop
-        if frame.deadlineTimer == nil, case let ms = luaspoa_call_deadline_ms(call), ms > 0 {
-            let index = frame.message.index
-            frame.deadlineTimer = loop.assumeIsolated().scheduleTask(deadline: frame.arrival + .milliseconds(Int64(ms))) {
-                [weak self] in
-                // Cancelling a timer does not stop one already due in this loop turn.
-                guard !frame.ended, frame.message.index == index, frame.deadlineTimer != nil else { return }
-                self?.expire(frame, deadline: ms)
-            }
+        if frame.deadline == nil, case let ms = luaspoa_call_deadline_ms(call), ms > 0 {
+            let at = frame.arrival + .milliseconds(Int64(ms))
+            frame.deadline = (at, ms)
+            // Frames mostly end in the order they came: the ended ones at the front go.
+            while let first = deadlines.frames.first, first.ended || first.deadline == nil { deadlines.frames.removeFirst() }
+            deadlines.frames.append(frame)
+            if deadlines.timer.map({ at < $0.at }) ?? true { armDeadlines(at, on: loop) }
         }
         frame.operation = LuaWaits.start(luaspoa_call_wait(call).pointee, on: loop) { [weak self] result in
             guard let self else { return }
@@ -96,10 +95,38 @@ extension LuaWorker {
         }
     }
 
+    /// One timer for the deadlines of all the waiting frames, due at the earliest
+    /// (a timer per frame costs a schedule and a cancel, with a search of the loop's
+    /// timers, for every waiting message).
+    private func armDeadlines(_ at: NIODeadline, on loop: any EventLoop) {
+        deadlines.timer?.task.cancel()
+        deadlines.timer = (at, loop.assumeIsolated().scheduleTask(deadline: at) { [weak self] in
+            self?.deadlinesDue(on: loop)
+        })
+    }
+
+    /// Expires the frames past their deadline; sets the timer for the next one.
+    private func deadlinesDue(on loop: any EventLoop) {
+        deadlines.timer = nil
+        let now = NIODeadline.now()
+        let frames = deadlines.frames
+        deadlines.frames.removeAll()
+        var next: NIODeadline?
+        for frame in frames where !frame.ended {
+            guard let deadline = frame.deadline else { continue }
+            if deadline.at <= now {
+                expire(frame, deadline: deadline.ms)  // may set the frame's next deadline
+            } else {
+                deadlines.frames.append(frame)
+                next = min(next ?? deadline.at, deadline.at)
+            }
+        }
+        if let next, deadlines.timer.map({ next < $0.at }) ?? true { armDeadlines(next, on: loop) }
+    }
+
     /// The waiting message's deadline passed: its call is abandoned, its on_error
     /// actions go into the ACK, and the frame goes on.
     private func expire(_ frame: WaitingFrame, deadline: UInt32) {
-        frame.deadlineTimer = nil
         frame.stopWaiting()
         let message = frame.message(at: frame.message.index)
         let status = withFrame(frame) { _ in
@@ -115,8 +142,7 @@ extension LuaWorker {
             wait(frame)
             return
         }
-        frame.deadlineTimer?.cancel()
-        frame.deadlineTimer = nil
+        frame.deadline = nil
         let done = frame.message
         let message = frame.message(at: done.index)
         let next = withFrame(frame) { ack in
@@ -129,9 +155,18 @@ extension LuaWorker {
             wait(frame)
             return
         }
-        waitingFrames -= 1
+        frameEnded()
         frame.ended = true
         frame.pending.complete()
+    }
+
+    /// Counts a frame out; when none waits, the deadline list lets go of the ended
+    /// frames it still holds (and of their states, which a reload may have replaced).
+    private func frameEnded() {
+        waitingFrames -= 1
+        guard waitingFrames == 0 else { return }
+        deadlines.timer?.task.cancel()
+        deadlines = ([], nil)
     }
 
     /// The connection closed: the call is closed (its __close methods run) and
@@ -140,7 +175,7 @@ extension LuaWorker {
         guard !frame.ended else { return }
         frame.ended = true
         frame.stopWaiting()
-        waitingFrames -= 1
+        frameEnded()
         let message = frame.message(at: frame.message.index)
         let state = frame.state
         state.ctx.pointee.stream_id = frame.notify.streamID

@@ -2,6 +2,7 @@ import CLuaSpoa
 import Dispatch
 import Logging
 import NIOCore
+import NIOPosix
 import SpopEngine
 
 /// Answers NOTIFY frames with a Lua script: one `lua_State` per worker, used only
@@ -27,6 +28,9 @@ public final class LuaWorker: SpoaWorker {
     /// Waits run on the calling thread, blocking it, instead of suspending the
     /// frame (`roundTrip`: `luaspoa test` and `eval`, which have no event loop).
     var inlineWaits = false
+    /// Waiting frames with a deadline and the one timer of their deadlines
+    /// (LuaWorker+Waiting.swift). Used only on the worker's loop.
+    var deadlines: (frames: CircularBuffer<WaitingFrame>, timer: (at: NIODeadline, task: Scheduled<Void>)?) = ([], nil)
     /// Reloads installed in this worker (`spoa.generation` of the current state).
     public private(set) var generation = 0
 
@@ -90,6 +94,14 @@ public final class LuaWorker: SpoaWorker {
         var logger = Logger(label: "luaspoa.check")
         logger.logLevel = .warning
         _ = try LuaState(configuration: configuration, workerIndex: 0, generation: 0, logger: logger)
+    }
+
+    /// Closes the connections, pools and resolvers of the Lua clients on this
+    /// worker's event loop (they belong to the loop, not to a state, so a reload
+    /// keeps them). The server calls it on that loop when it stops.
+    public func stop() {
+        guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else { return }
+        Upstream.close(on: loop)
     }
 
     /// Bytes currently allocated by this worker's Lua state.

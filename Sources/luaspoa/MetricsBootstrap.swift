@@ -19,8 +19,10 @@ enum MetricsBootstrap {
         return registry
     }
 
-    /// Gauges read at scrape time: items, bytes and limits of each shared dict.
-    static func refreshSharedDicts() {
+    /// Gauges read at scrape time: items, bytes and limits of each shared dict, and
+    /// the Lua clients' connections.
+    static func refreshGauges() {
+        UpstreamConnections.refresh()
         for dict in SharedDictionary.all {
             let dimensions = [("dict", dict.name)]
             Gauge(label: "luaspoa_shared_dict_items", dimensions: dimensions).record(dict.count)

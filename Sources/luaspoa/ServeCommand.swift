@@ -128,6 +128,9 @@ struct ServeCommand: AsyncParsableCommand {
         )
         configuration.asyncAck = asyncAck
         configuration.busyPoll = .microseconds(Int64(busyPoll))
+        // The HTTP client's connections live on the worker loops: closed before
+        // those end (later requests of background tasks fail "the agent is stopping").
+        configuration.beforeThreadsStop = { await LuaHTTP.shutdown() }
         let withMetrics = registry != nil
         let server = try SpopServer(configuration: configuration, logger: logger) { [lua] index in
             let worker = try LuaWorker(configuration: lua, workerIndex: index + 1, logger: logger)
@@ -141,7 +144,7 @@ struct ServeCommand: AsyncParsableCommand {
         var services: [any Service] = [server, reloads]
         if let registry, let metrics {
             services.append(try await MetricsEndpoint.bind(address: metrics, registry: registry,
-                                                           beforeScrape: MetricsBootstrap.refreshSharedDicts, logger: logger))
+                                                           beforeScrape: MetricsBootstrap.refreshGauges, logger: logger))
         }
         let group = ServiceGroup(
             services: services,
@@ -158,12 +161,12 @@ struct ServeCommand: AsyncParsableCommand {
             try await group.run()
         } catch {
             await reloader.stopTasks()
-            await LuaHTTP.shutdown()
+            await Upstream.shutdown()
             throw error
         }
         await reloader.stopTasks()
         // After the tasks: they may still be making requests.
-        await LuaHTTP.shutdown()
+        await Upstream.shutdown()
     }
 }
 

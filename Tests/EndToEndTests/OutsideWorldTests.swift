@@ -54,6 +54,17 @@ final class OutsideWorldTests: E2ETestCase {
                 && $0.key.contains("result=\"ok\"") && $0.key.contains("target=\"http://127.0.0.1:\(apiPort)\"")
         }
         XCTAssertEqual(requests.values.reduce(0, +), Double(total + 1), "\(series.filter { $0.key.contains("upstream") })")
+        // Requests in flight hold the busy connections: none now, and the series is there.
+        let busy = series.filter {
+            $0.key.hasPrefix("luaspoa_upstream_connections{") && $0.key.contains("client=\"http\"")
+                && $0.key.contains("state=\"busy\"") && $0.key.contains("target=\"http://127.0.0.1:\(apiPort)\"")
+        }
+        XCTAssertEqual(Array(busy.values), [0], "\(series.filter { $0.key.contains("upstream") })")
+        // The HTTP client's connections live on the worker loops: they close before
+        // the loops end, so the stop ends by itself (not at --drain-timeout + 2 s).
+        XCTAssertEqual(agent.stop(timeout: 5), 0, agent.logTail())
+        XCTAssertFalse(agent.log.contains("shutdown did not finish"), agent.logTail())
+        XCTAssertFalse(agent.log.contains("EventLoop that has already shut down"), agent.logTail())
     }
 
     func testGlobalRateLimiterTwoAgentsOneRedis() throws {
@@ -74,7 +85,9 @@ final class OutsideWorldTests: E2ETestCase {
         let needle = "local REDIS = { host = \"127.0.0.1\", port = 6379"
         XCTAssertTrue(script.contains(needle), "global_rate_limiter.lua no longer contains \(needle)")
         script = script.replacingOccurrences(of: needle, with: "local REDIS = { host = \"127.0.0.1\", port = \(redisPort)")
-        let (agent1, port1) = try startAgent(script: script, name: "grl1", extraArgs: ["--workers", "2"])
+        let metricsPort = try freePort()
+        let (agent1, port1) = try startAgent(script: script, name: "grl1",
+                                             extraArgs: ["--workers", "2", "--metrics", "127.0.0.1:\(metricsPort)"])
         let (agent2, port2) = try startAgent(script: script, name: "grl2", extraArgs: ["--workers", "2"])
         let setup = try ProxySetup(agent: port1)
         var cfg = try setup.shipped("haproxy/haproxy-global-rate-limiter.cfg", threads: 4)
@@ -106,6 +119,15 @@ final class OutsideWorldTests: E2ETestCase {
         XCTAssertEqual(limited, 50)
         XCTAssertEqual(agents.count, 2, "both agent instances answered")
 
+        // Each worker that served a request holds its one connection (pool = 1), idle now.
+        let connections = try prometheusSeries(port: metricsPort).filter {
+            $0.key.hasPrefix("luaspoa_upstream_connections{") && $0.key.contains("client=\"redis\"")
+                && $0.key.contains("target=\"127.0.0.1:\(redisPort)\"")
+        }
+        let idle = connections.first { $0.key.contains("state=\"idle\"") }?.value ?? -1
+        XCTAssertTrue((1...2).contains(idle), "\(connections)")
+        XCTAssertEqual(connections.first { $0.key.contains("state=\"busy\"") }?.value, 0, "\(connections)")
+
         // Redis down: fail open, and HAProxy sees why.
         redis.stop()
         var errors = Set<String>()
@@ -114,7 +136,9 @@ final class OutsideWorldTests: E2ETestCase {
             XCTAssertEqual(r.status, 200, "fail open: \(r.headers)")
             if let e = r.header("X-RateLimit-Error") { errors.insert(e) }
         }
-        XCTAssertTrue(errors.isSubset(of: ["connection refused", "connection closed"]) && !errors.isEmpty, "\(errors)")
+        // After a failed connect, calls fail fast: "connection refused (backing off N ms)".
+        let reasons = Set(errors.map { $0.replacingOccurrences(of: #" \(backing off \d+ ms\)$"#, with: "", options: .regularExpression) })
+        XCTAssertTrue(reasons.isSubset(of: ["connection refused", "connection closed"]) && !reasons.isEmpty, "\(errors)")
         XCTAssertTrue(haproxy.log.contains("\"connection refused\"") || haproxy.log.contains("\"connection closed\""),
                       "the error is in HAProxy's log\n\(haproxy.logTail())")
         XCTAssertTrue(agent1.isRunning && agent2.isRunning)

@@ -56,6 +56,17 @@ final class DNSClientTests: XCTestCase {
         XCTAssertTrue(err == "connection refused" || err == "timeout", "\(err ?? "nil")")
     }
 
+    func testAStoppedWorkerEndsItsResolverAndANewOneServes() throws {
+        let dns = try DNSServer()
+        let h = try harness(servers: "\"127.0.0.1:\(dns.port)\"")
+        XCTAssertEqual(try lookup(h, "a.test")["txn.list"]?.text, "addr:192.0.2.7")
+        h.stop()
+        dns.stop()
+        // The cache went with the resolver: this lookup asks a server that is gone.
+        let err = try lookup(h, "a.test", timeout: 3000)["txn.err"]?.text
+        XCTAssertTrue(err == "connection refused" || err == "timeout", "\(err ?? "nil")")
+    }
+
     func testAServerThatDoesNotAnswerTimesOut() throws {
         // A UDP socket that never answers.
         let silent = try DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)

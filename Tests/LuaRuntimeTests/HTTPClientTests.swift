@@ -71,6 +71,16 @@ final class HTTPClientTests: XCTestCase {
         XCTAssertEqual(try request(h, "get", "/redirect")["txn.status"], .int64(302), "redirects are not followed")
     }
 
+    func testDownHostBacksOffThenRecovers() throws {
+        let h = try harness()
+        let closed = try closedPort()
+        let url = "http://127.0.0.1:\(closed)/hello"
+        try assertBacksOff(50) { try request(h, "get", "", url: url)["txn.err"]?.text }
+        let server = try FixtureServer(script: "http_server.py", arguments: ["\(closed)"])
+        XCTAssertEqual(server.port, closed)
+        XCTAssertEqual(try afterBackoff { try request(h, "get", "", url: url) }["txn.body"], .string("hello"))
+    }
+
     func testFailuresReturnNilAndAReason() throws {
         let h = try harness()
         XCTAssertEqual(try request(h, "get", "/slow", timeout: 200)["txn.err"], .string("timeout"))

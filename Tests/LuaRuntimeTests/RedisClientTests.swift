@@ -86,16 +86,49 @@ final class RedisClientTests: XCTestCase {
         let h = try harness(port: redis.port)
         XCTAssertEqual(try call(h, "INCR", "n")["txn.err"]?.text, "connection refused")
         // Meanwhile calls fail at once, without a connect attempt each.
-        XCTAssertEqual(try call(h, "INCR", "n")["txn.err"]?.text, "connection refused")
+        XCTAssertEqual(try call(h, "INCR", "n")["txn.err"]?.text, "connection refused (backing off 100 ms)")
         try redis.start()
-        Thread.sleep(forTimeInterval: Double(LuaRedis.retryDelay.nanoseconds) / 1e9 + 0.1)
-        XCTAssertEqual(try call(h, "INCR", "n")["txn.reply"]?.text, "1")
+        XCTAssertEqual(try untilAnswered(h)["txn.reply"]?.text, "1")
         redis.stop()
         let closed = try call(h, "INCR", "n")["txn.err"]?.text
         XCTAssertTrue(closed == "connection closed" || closed == "connection refused", "\(closed ?? "nil")")
         try redis.start()
-        Thread.sleep(forTimeInterval: Double(LuaRedis.retryDelay.nanoseconds) / 1e9 + 0.1)
-        XCTAssertEqual(try call(h, "INCR", "n")["txn.reply"]?.text, "1", "a new server, empty")
+        XCTAssertEqual(try untilAnswered(h)["txn.reply"]?.text, "1", "a new server, empty")
+    }
+
+    func untilAnswered(_ h: LoopHarness) throws -> [String: SpopValue] {
+        try afterBackoff { try call(h, "INCR", "n") }
+    }
+
+    func testDownTargetIsTriedOncePerBackoffDelay() throws {
+        let redis = try RedisServer()
+        let h = try harness(port: redis.port)
+        try assertBacksOff(50) { try call(h, "INCR", "n")["txn.err"]?.text }
+        try redis.start()
+        XCTAssertEqual(try untilAnswered(h)["txn.reply"]?.text, "1")
+    }
+
+    func testStoppedWorkerClosesItsConnections() throws {
+        let redis = try RedisServer()
+        try redis.start()
+        let h = try harness(port: redis.port, options: ", pool = 3")
+        let observer = try harness(port: redis.port)
+        // 3 x 8 concurrent calls open the 3 connections of the pool.
+        XCTAssertEqual(try h.run(Array(repeating: frame("INCR", "s"), count: 24)).count, 24)
+        func clients() throws -> Int {
+            try call(observer, "CLIENT", "LIST")["txn.reply"]?.text?.split(separator: "\n").count ?? -1
+        }
+        XCTAssertEqual(try clients(), 4, "the pool's 3 and the observer's")
+        let target = "127.0.0.1:\(redis.port)"
+        XCTAssertEqual(UpstreamConnections.count("redis", target, .idle) + UpstreamConnections.count("redis", target, .busy), 4)
+        h.stop()
+        let deadline = Date(timeIntervalSinceNow: 10)
+        while try clients() > 1, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        XCTAssertEqual(try clients(), 1, "redis saw the stopped worker's 3 connections close")
+        XCTAssertEqual(UpstreamConnections.count("redis", target, .idle), 1, "the observer's")
+        XCTAssertEqual(UpstreamConnections.count("redis", target, .busy), 0)
+        // A call after the stop (none should come) opens a connection again.
+        XCTAssertEqual(try call(h, "INCR", "s")["txn.reply"]?.text, "25")
     }
 
     func testTimeoutThenTheConnectionGoesOn() throws {

@@ -87,6 +87,34 @@ final class TCPClientTests: XCTestCase {
         XCTAssertEqual(accepted.withLockedValue { $0 }, 1, "one connection for three messages")
     }
 
+    func testDownTargetBacksOffThenRecovers() throws {
+        let h = try harness()
+        let closed = try closedPort()
+        let attempt: [(name: String, value: SpopValue)] = [("port", .int32(Int32(closed))), ("data", .string("hi\n")), ("p1", .string("*l"))]
+        try assertBacksOff(50) { try h.vars("talk", attempt)["txn.err"]?.text }
+        let server = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(EchoHandler()) }
+            }
+            .bind(host: "127.0.0.1", port: closed).wait()
+        defer { try? server.close().wait() }
+        XCTAssertEqual(try afterBackoff { try h.vars("talk", attempt) }["txn.r1"]?.text, "hi")
+    }
+
+    func testPooledConnectionsAreCountedAndClosedOnStop() throws {
+        let h = try harness()
+        let target = "127.0.0.1:\(port)"
+        _ = try talk(h, [("data", .string("a\n")), ("p1", .string("*l")), ("keep", .bool(true))])
+        XCTAssertEqual(UpstreamConnections.count("tcp", target, .idle), 1, "pooled after setkeepalive")
+        XCTAssertEqual(UpstreamConnections.count("tcp", target, .busy), 0)
+        h.stop()
+        let deadline = Date(timeIntervalSinceNow: 10)
+        while UpstreamConnections.count("tcp", target, .idle) > 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        XCTAssertEqual(UpstreamConnections.count("tcp", target, .idle), 0, "closed when the worker stopped")
+        XCTAssertEqual(try talk(h, [("data", .string("b\n")), ("p1", .string("*l"))])["txn.r1"]?.text, "b")
+        XCTAssertEqual(accepted.withLockedValue { $0 }, 2, "a new connection after the stop")
+    }
+
     func testFailures() throws {
         let h = try harness()
         XCTAssertEqual(try h.vars("talk", [("port", .int32(Int32(try closedPort()))), ("data", .string("x"))])["txn.err"]?.text,

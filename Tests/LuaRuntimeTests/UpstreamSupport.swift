@@ -52,6 +52,41 @@ func closedPort() throws -> Int {
     return port
 }
 
+/// Runs `call` (one request to a target nothing listens on; its error) `count`
+/// times: those that tried to connect fail with "connection refused", the others
+/// at once while the client backs off. The delays double from `Backoff.initial`,
+/// so n tries take at least initial * (2^(n-1) - 1): the bound on tries follows
+/// from the time the calls took.
+func assertBacksOff(_ count: Int, file: StaticString = #filePath, line: UInt = #line,
+                    _ call: () throws -> String?) rethrows {
+    let started = Date()
+    var attempts = 0
+    for _ in 0..<count {
+        let err = try call() ?? "nil"
+        if err == "connection refused" {
+            attempts += 1
+        } else {
+            XCTAssertTrue(err.hasPrefix("connection refused (backing off ") && err.hasSuffix(" ms)"), err, file: file, line: line)
+        }
+    }
+    let initial = Double(Backoff.initial.nanoseconds) / 1e9
+    let allowed = 1 + Int(log2(Date().timeIntervalSince(started) / initial + 1).rounded(.up))
+    XCTAssertGreaterThanOrEqual(attempts, 1, file: file, line: line)
+    XCTAssertLessThanOrEqual(attempts, min(allowed, count / 4), "connect attempts for \(count) calls", file: file, line: line)
+}
+
+/// Repeats `call` while it fails fast because its client backs off: once the
+/// target is back, the next try after the delay reaches it (bounded: the delay is
+/// at most `Backoff.cap`).
+func afterBackoff(_ call: () throws -> [String: SpopValue]) rethrows -> [String: SpopValue] {
+    let deadline = Date(timeIntervalSinceNow: Double(Backoff.cap.nanoseconds) / 1e9 + 5)
+    while true {
+        let vars = try call()
+        guard vars["txn.err"]?.text?.contains("(backing off ") == true, Date() < deadline else { return vars }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+}
+
 /// Runs frames through a worker on a real event loop, as the server does, so
 /// handlers wait on real sockets.
 final class LoopHarness {
@@ -64,7 +99,14 @@ final class LoopHarness {
     }
 
     deinit {
+        stop()
         try? group.syncShutdownGracefully()
+    }
+
+    /// Stops the worker as the server does: its clients' connections close.
+    func stop() {
+        let worker = OnLoop(value: harness.worker)
+        try? loop.submit { worker.value.stop() }.wait()
     }
 
     /// Sends one frame per entry at once; returns each ACK's set-var actions by name.

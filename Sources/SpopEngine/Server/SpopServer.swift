@@ -20,6 +20,10 @@ public struct SpopServerConfiguration: Sendable {
     public var busyPoll: TimeAmount = .zero
     /// The start of every metric name (`luaspoa_connections_open`, ...).
     public var metricPrefix = "luaspoa_"
+    /// Runs when the server stops, after the workers' `stop()` and before their
+    /// threads end: what the workers share and what needs their loops to close
+    /// (connections of a client used by every worker).
+    public var beforeThreadsStop: (@Sendable () async -> Void)?
 
     public init(
         address: SpopListenAddress, workers: Int = System.coreCount, capabilities: AgentCapabilities = .init(),
@@ -206,6 +210,10 @@ public final class SpopServer<Worker: SpoaWorker>: Service, Sendable {
         try await acceptor.shutdownGracefully()
         // A worker stuck in a handler (a script that never returns) never gets here.
         stopping.withLockedValue { $0 = "stopping the \(workers.count) worker event loops (one is stuck in a handler)" }
+        for worker in workers {
+            try? await worker.eventLoop.submit { worker.value.stop() }.get()
+        }
+        await configuration.beforeThreadsStop?()
         try await group.shutdownGracefully()
         stopping.withLockedValue { $0 = "stopped" }
     }

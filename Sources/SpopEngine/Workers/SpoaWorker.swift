@@ -21,6 +21,14 @@ public struct SpoaConnectionInfo: Sendable {
 public protocol SpoaWorker: AnyObject, SendableMetatype {
     /// Called once per complete NOTIFY; append the ACK's actions to `ack`.
     func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter)
+    /// Called once on the worker's thread when the server stops, after the drain and
+    /// before the threads end: close what the worker opened (connections to other
+    /// services). Does nothing by default.
+    func stop()
+}
+
+extension SpoaWorker {
+    public func stop() {}
 }
 
 /// A worker built from a closure, for Swift programs that need no per-thread state.
