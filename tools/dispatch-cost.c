@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (long i = 0; i < n; i++) {
         luaspoa_frame_begin(L);
-        int status = luaspoa_dispatch(L, &ctx, name, sizeof name - 1, &arg, 1, err, sizeof err);
+        int status = luaspoa_dispatch(L, &ctx, name, sizeof name - 1, &arg, 1, err, sizeof err, NULL);
         if (status != LUASPOA_OK) {
             fprintf(stderr, "dispatch %ld: status %d: %s\n", i, status, err);
             return 1;

@@ -3,6 +3,7 @@
 // dispatch of one message, what suspending a frame adds, and the suspend and
 // resume of a Lua handler that waits.
 import Benchmark
+import HotPathFixtures
 import Logging
 import LuaRuntime
 import NIOCore
@@ -11,11 +12,12 @@ import SpopEngine
 
 // The malloc counts are checked (benchmarks/check-allocations.sh) against the committed
 // baseline .benchmarkBaselines/SpopHotPath/allocations, at every percentile, per sample of
-// 1000 messages (the scaled iteration). Decode, encode and the engine path: no tolerance,
-// one malloc more than the baseline fails. Lua dispatch: its own allocations (about 1.6 per
-// message with empty_handler.lua, 4.7 with ip_reputation.lua) vary by a few per 1000
-// messages with the collector's timing, so a ceiling 10 above the baseline. Time is never
-// checked (shared, noisy machines).
+// 1000 messages (the scaled iteration). Each benchmark builds what it needs (a Lua state,
+// a connection) before `startMeasurement()`: a sample counts its messages only, not the
+// set-up repeated for every sample. Decode, encode and the engine path: no tolerance,
+// one malloc more than the baseline fails. Lua dispatch: its own allocations vary by a
+// few per 1000 messages with the collector's timing, so a ceiling 10 above the baseline.
+// Time is never checked (shared, noisy machines).
 let benchmarks: @Sendable () -> Void = {
     let exact = BenchmarkThresholds(absolute: [.p0: 0, .p25: 0, .p50: 0, .p75: 0, .p90: 0, .p99: 0, .p100: 0])
     let luaCeiling = BenchmarkThresholds(absolute: [.p0: 10, .p25: 10, .p50: 10, .p75: 10, .p90: 10, .p99: 10, .p100: 10])
@@ -28,43 +30,21 @@ let benchmarks: @Sendable () -> Void = {
     )
 
     Benchmark("decode a NOTIFY (1 message, ipv4 argument)") { benchmark in
-        let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
-        var reader = FrameReader()
-        for _ in benchmark.scaledIterations {
-            reader.append(wire)
-            let frame = try! reader.next(maxFrameSize: 16380)!
-            let notify = try! NotifyFrame(streamID: frame.header.streamID, frameID: frame.header.frameID, payload: frame.payload)
-            for message in notify.messages {
-                for argument in message.arguments { blackHole(argument.value) }
-            }
-        }
+        let step = HotPath.decodeStep()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { step() }
     }
 
-    // As SpopChannelHandler does: ACKs go into an AckBatch, drained once per read burst.
     Benchmark("encode an ACK (one set-var uint32)") { benchmark in
-        var batch = AckBatch()
-        for _ in benchmark.scaledIterations {
-            batch.append(streamID: 7, frameID: 42, maxFrameSize: 16380, allocator: Fixtures.allocator) { ack in
-                Fixtures.ipScore.withUnsafeBytes { name in try! ack.setVar(.session, name: name, value: .uint32(50)) }
-            }
-            blackHole(batch.drain())
-        }
+        let step = HotPath.encodeStep()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { step() }
     }
 
     Benchmark("engine: NOTIFY bytes in -> ACK bytes out (Swift worker)") { benchmark in
-        var connection = Fixtures.runningConnection()
-        let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
-        var reader = FrameReader()
-        var batch = AckBatch()
-        for _ in benchmark.scaledIterations {
-            reader.append(wire)
-            let frame = try! reader.next(maxFrameSize: connection.maxFrameSize)!
-            guard case .processNotify(let notify) = connection.frameReceived(frame) else { fatalError("not a NOTIFY") }
-            batch.append(streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: 16380, allocator: Fixtures.allocator) { ack in
-                Fixtures.ipScore.withUnsafeBytes { name in try! ack.setVar(.session, name: name, value: .uint32(50)) }
-            }
-            blackHole(batch.drain())
-        }
+        let step = HotPath.engineStep()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { step() }
     }
 
     // The same ACK through SpoaWorker.answer, answered inline and through a frame
@@ -74,12 +54,9 @@ let benchmarks: @Sendable () -> Void = {
         Benchmark(suspending ? "answer: suspend() then complete() later" : "answer: inline") { benchmark in
             let loop = EmbeddedEventLoop()
             let worker = Fixtures.SuspendingWorker(suspending: suspending)
-            let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
-            var reader = FrameReader()
-            reader.append(wire)
-            let frame = try! reader.next(maxFrameSize: 16380)!
-            let notify = try! NotifyFrame(streamID: 7, frameID: 42, payload: frame.payload)
+            let notify = HotPath.decodedNotify()
             var answered = 0
+            benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 let future = worker.answer(notify, on: loop)
                 worker.parked?.complete()
@@ -95,21 +72,10 @@ let benchmarks: @Sendable () -> Void = {
             "Lua dispatch of one message (\(script).lua)",
             configuration: .init(thresholds: [.mallocCountTotal: luaCeiling])
         ) { benchmark in
-            let worker = try! Fixtures.luaWorker(script)
-            let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
-            var reader = FrameReader()
-            reader.append(wire)
-            let frame = try! reader.next(maxFrameSize: 16380)!
-            let notify = try! NotifyFrame(streamID: 7, frameID: 42, payload: frame.payload)
-            let info = SpoaConnectionInfo(engineID: "bench-engine")
-            var batch = AckBatch()
+            let step = try! HotPath.luaDispatchStep(script)
             var last = 0
-            for _ in benchmark.scaledIterations {
-                batch.append(streamID: 7, frameID: 42, maxFrameSize: 16380, allocator: Fixtures.allocator) { ack in
-                    worker.handle(notify, connection: info, ack: &ack)
-                }
-                last = batch.drain()!.readableBytes
-            }
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations { last = step() }
             precondition(last > 12, "the handler set no variable")
         }
     }
@@ -121,15 +87,12 @@ let benchmarks: @Sendable () -> Void = {
         "Lua suspend and resume of one message (sleep1_handler.lua)",
         configuration: .init(thresholds: [.mallocCountTotal: luaCeiling])
     ) { benchmark in
-        let worker = try! Fixtures.luaWorker("sleep1_handler")
+        let worker = try! HotPath.luaWorker("sleep1_handler")
         let loop = EmbeddedEventLoop()
-        let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
-        var reader = FrameReader()
-        reader.append(wire)
-        let frame = try! reader.next(maxFrameSize: 16380)!
-        let notify = try! NotifyFrame(streamID: 7, frameID: 42, payload: frame.payload)
+        let notify = HotPath.decodedNotify()
         let info = SpoaConnectionInfo(engineID: "bench-engine")
         var last = 0
+        benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
             worker.answer(notify, connection: info, on: loop).assumeIsolated().whenSuccess { last = $0.readableBytes }
             loop.advanceTime(by: .milliseconds(1))
@@ -139,8 +102,6 @@ let benchmarks: @Sendable () -> Void = {
 }
 
 enum Fixtures {
-    static let ipScore = Array("ip_score".utf8)
-
     /// Sets sess.ip_score; when `suspending`, parks the frame for the caller to complete.
     final class SuspendingWorker: SpoaWorker {
         let suspending: Bool
@@ -149,36 +110,8 @@ enum Fixtures {
         init(suspending: Bool) { self.suspending = suspending }
 
         func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter) {
-            ipScore.withUnsafeBytes { name in try! ack.setVar(.session, name: name, value: .uint32(50)) }
+            HotPath.setScore(&ack)
             if suspending { parked = ack.suspend() }
         }
-    }
-    static let allocator = ByteBufferAllocator()
-
-    static func notifyFrame(streamID: UInt64, frameID: UInt64) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        NotifyFrame.write(
-            streamID: streamID, frameID: frameID,
-            messages: [("check-client-ip", [("ip", .ipv4(IPv4Address(192, 0, 2, 10)))])], to: &buffer)
-        return buffer
-    }
-
-    /// A state machine past the HELLO exchange.
-    static func runningConnection() -> ConnectionStateMachine {
-        var machine = ConnectionStateMachine(capabilities: AgentCapabilities())
-        var hello = ByteBuffer()
-        HaproxyHello(engineID: "bench-engine").write(to: &hello)
-        var reader = FrameReader()
-        reader.append(hello)
-        _ = machine.frameReceived(try! reader.next(maxFrameSize: 16380)!)
-        return machine
-    }
-
-    static func luaWorker(_ script: String) throws -> LuaWorker {
-        let root = String(#filePath.split(separator: "/Benchmarks/Benchmarks/")[0])
-        let path = script == "ip_reputation" ? "/\(root)/scripts/\(script).lua" : "/\(root)/benchmarks/\(script).lua"
-        var logger = Logger(label: "bench")
-        logger.logLevel = .critical
-        return try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: logger)
     }
 }
