@@ -13,9 +13,22 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
+        .target(
+            name: "HotPathFixtures",
+            dependencies: [
+                .product(name: "SpopEngine", package: "luaspoa"),
+                .product(name: "LuaRuntime", package: "luaspoa"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/HotPathFixtures"
+        ),
+        // Instruction counts under callgrind (see its main.swift).
+        .executableTarget(name: "hot-path-cost", dependencies: ["HotPathFixtures"], path: "Sources/hot-path-cost"),
         .executableTarget(
             name: "SpopHotPath",
             dependencies: [
+                "HotPathFixtures",
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "SpopEngine", package: "luaspoa"),
                 .product(name: "LuaRuntime", package: "luaspoa"),

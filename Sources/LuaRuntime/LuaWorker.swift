@@ -207,11 +207,13 @@ public final class LuaWorker: SpoaWorker {
         return status
     }
 
-    /// Fills the C argument array from the message (byte values point into its frame).
+    /// Fills the C argument array from the message (names and byte values point
+    /// into its frame). NB-ARGS is one byte: the array holds them all.
     func fillArguments(_ message: SpoaMessage) -> Int {
+        let arguments = self.arguments
         var count = 0
-        for argument in message.arguments where count < 256 {
-            fill(&arguments[count], with: argument)
+        message.forEachArgument { argument in
+            arguments[count] = spoa_arg(argument)
             count += 1
         }
         return count
@@ -273,15 +275,5 @@ public final class LuaWorker: SpoaWorker {
         if let traceback { metadata["lua.traceback"] = "\(traceback)" }
         if suppressed > 0 { metadata["lua.suppressed"] = "\(suppressed)" }
         logger.error("\(name): \(text)", metadata: metadata)
-    }
-
-    private func fill(_ arg: inout spoa_arg, with argument: SpoaArgument) {
-        arg.name = nil
-        arg.name_len = 0
-        argument.name.withUnsafeReadableBytesWithStorageManagement { bytes, _ in
-            arg.name = bytes.baseAddress?.assumingMemoryBound(to: CChar.self)
-            arg.name_len = bytes.count
-        }
-        arg.value = spoa_value(borrowing: argument.value)
     }
 }

@@ -36,6 +36,24 @@ extension spoa_value {
         }
     }
 
+    /// The C view of a value read in place; `bytes` are its STRING or BINARY bytes,
+    /// borrowed like those of `init(borrowing:)`.
+    init(_ value: SpopRawValue, bytes: UnsafeRawBufferPointer) {
+        self.init()
+        switch value.type {
+        case .null:
+            self.type = value.type.rawValue
+        case .ipv4:
+            luaspoa_value_set_ipv4(&self, UInt32(truncatingIfNeeded: value.bits))
+        case .ipv6:
+            luaspoa_value_set_ipv6(&self, value.bits, value.low)
+        case .string, .binary:
+            luaspoa_value_set_bytes(&self, value.type.rawValue, bytes.baseAddress, bytes.count)
+        case .bool, .int32, .uint32, .int64, .uint64:
+            luaspoa_value_set_int(&self, value.type.rawValue, Int64(bitPattern: value.bits))
+        }
+    }
+
     /// The 64-bit pattern of BOOL (0/1) and the four integer types.
     var integerBits: Int64 {
         withUnsafePointer(to: self) { luaspoa_value_int($0) }
@@ -57,6 +75,15 @@ extension spoa_value {
         withUnsafePointer(to: self) {
             IPv6Address(high: luaspoa_value_ipv6_half($0, 0), low: luaspoa_value_ipv6_half($0, 1))
         }
+    }
+}
+
+extension spoa_arg {
+    /// The C view of an argument read in place (name and bytes borrowed from its frame).
+    init(_ argument: SpoaArgumentView) {
+        self.init(
+            name: argument.name.baseAddress?.assumingMemoryBound(to: CChar.self), name_len: argument.name.count,
+            value: spoa_value(argument.value, bytes: argument.bytes))
     }
 }
 

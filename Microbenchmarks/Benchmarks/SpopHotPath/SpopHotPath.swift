@@ -5,6 +5,7 @@
 // spoa.jwt, spoa.geoip) called once per message.
 import Benchmark
 import Foundation
+import HotPathFixtures
 import Logging
 import LuaRuntime
 import NIOCore
@@ -13,11 +14,12 @@ import SpopEngine
 
 // The malloc counts are checked (benchmarks/check-allocations.sh) against the committed
 // baseline .benchmarkBaselines/SpopHotPath/allocations, at every percentile, per sample of
-// 1000 messages (the scaled iteration). Decode, encode and the engine path: no tolerance,
-// one malloc more than the baseline fails. Lua dispatch: its own allocations (about 1.6 per
-// message with empty_handler.lua, 4.7 with ip_reputation.lua) vary by a few per 1000
-// messages with the collector's timing, so a ceiling 10 above the baseline. Time is never
-// checked (shared, noisy machines).
+// 1000 messages (the scaled iteration). Each benchmark builds what it needs (a Lua state,
+// a connection) before `startMeasurement()`: a sample counts its messages only, not the
+// set-up repeated for every sample. Decode, encode and the engine path: no tolerance,
+// one malloc more than the baseline fails. Lua dispatch: its own allocations vary by a
+// few per 1000 messages with the collector's timing, so a ceiling 10 above the baseline.
+// Time is never checked (shared, noisy machines).
 let benchmarks: @Sendable () -> Void = {
     let exact = BenchmarkThresholds(absolute: [.p0: 0, .p25: 0, .p50: 0, .p75: 0, .p90: 0, .p99: 0, .p100: 0])
     let luaCeiling = BenchmarkThresholds(absolute: [.p0: 10, .p25: 10, .p50: 10, .p75: 10, .p90: 10, .p99: 10, .p100: 10])
@@ -30,43 +32,21 @@ let benchmarks: @Sendable () -> Void = {
     )
 
     Benchmark("decode a NOTIFY (1 message, ipv4 argument)") { benchmark in
-        let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
-        var reader = FrameReader()
-        for _ in benchmark.scaledIterations {
-            reader.append(wire)
-            let frame = try! reader.next(maxFrameSize: 16380)!
-            let notify = try! NotifyFrame(streamID: frame.header.streamID, frameID: frame.header.frameID, payload: frame.payload)
-            for message in notify.messages {
-                for argument in message.arguments { blackHole(argument.value) }
-            }
-        }
+        let step = HotPath.decodeStep()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { step() }
     }
 
-    // As SpopChannelHandler does: ACKs go into an AckBatch, drained once per read burst.
     Benchmark("encode an ACK (one set-var uint32)") { benchmark in
-        var batch = AckBatch()
-        for _ in benchmark.scaledIterations {
-            batch.append(streamID: 7, frameID: 42, maxFrameSize: 16380, allocator: Fixtures.allocator) { ack in
-                Fixtures.ipScore.withUnsafeBytes { name in try! ack.setVar(.session, name: name, value: .uint32(50)) }
-            }
-            blackHole(batch.drain())
-        }
+        let step = HotPath.encodeStep()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { step() }
     }
 
     Benchmark("engine: NOTIFY bytes in -> ACK bytes out (Swift worker)") { benchmark in
-        var connection = Fixtures.runningConnection()
-        let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
-        var reader = FrameReader()
-        var batch = AckBatch()
-        for _ in benchmark.scaledIterations {
-            reader.append(wire)
-            let frame = try! reader.next(maxFrameSize: connection.maxFrameSize)!
-            guard case .processNotify(let notify) = connection.frameReceived(frame) else { fatalError("not a NOTIFY") }
-            batch.append(streamID: notify.streamID, frameID: notify.frameID, maxFrameSize: 16380, allocator: Fixtures.allocator) { ack in
-                Fixtures.ipScore.withUnsafeBytes { name in try! ack.setVar(.session, name: name, value: .uint32(50)) }
-            }
-            blackHole(batch.drain())
-        }
+        let step = HotPath.engineStep()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { step() }
     }
 
     // The same ACK through SpoaWorker.answer, answered inline and through a frame
@@ -76,12 +56,9 @@ let benchmarks: @Sendable () -> Void = {
         Benchmark(suspending ? "answer: suspend() then complete() later" : "answer: inline") { benchmark in
             let loop = EmbeddedEventLoop()
             let worker = Fixtures.SuspendingWorker(suspending: suspending)
-            let wire = Fixtures.notifyFrame(streamID: 7, frameID: 42)
-            var reader = FrameReader()
-            reader.append(wire)
-            let frame = try! reader.next(maxFrameSize: 16380)!
-            let notify = try! NotifyFrame(streamID: 7, frameID: 42, payload: frame.payload)
+            let notify = HotPath.decodedNotify()
             var answered = 0
+            benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 let future = worker.answer(notify, on: loop)
                 worker.parked?.complete()
@@ -103,7 +80,11 @@ let benchmarks: @Sendable () -> Void = {
             "battery \(op): one call per message (batteries.lua.in)",
             configuration: .init(thresholds: [.mallocCountTotal: batteryCeiling])
         ) { benchmark in
-            dispatch(benchmark, worker: try! Fixtures.batteryWorker(op), setsVariable: false)
+            let step = HotPath.luaDispatchStep(worker: try! Fixtures.batteryWorker(op))
+            var last = 0
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations { last = step() }
+            precondition(last > 0, "no ACK")
         }
     }
 
@@ -112,7 +93,11 @@ let benchmarks: @Sendable () -> Void = {
             "Lua dispatch of one message (\(script).lua)",
             configuration: .init(thresholds: [.mallocCountTotal: luaCeiling])
         ) { benchmark in
-            dispatch(benchmark, worker: try! Fixtures.luaWorker(script), setsVariable: true)
+            let step = try! HotPath.luaDispatchStep(script)
+            var last = 0
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations { last = step() }
+            precondition(last > 12, "the handler set no variable")
         }
     }
 
@@ -123,10 +108,12 @@ let benchmarks: @Sendable () -> Void = {
         "Lua suspend and resume of one message (sleep1_handler.lua)",
         configuration: .init(thresholds: [.mallocCountTotal: luaCeiling])
     ) { benchmark in
-        let worker = try! Fixtures.luaWorker("sleep1_handler")
+        let worker = try! HotPath.luaWorker("sleep1_handler")
         let loop = EmbeddedEventLoop()
-        let (notify, info) = Fixtures.checkClientIP()
+        let notify = HotPath.decodedNotify()
+        let info = SpoaConnectionInfo(engineID: "bench-engine")
         var last = 0
+        benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
             worker.answer(notify, connection: info, on: loop).assumeIsolated().whenSuccess { last = $0.readableBytes }
             loop.advanceTime(by: .milliseconds(1))
@@ -135,23 +122,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 }
 
-/// Dispatches one NOTIFY (check-client-ip) per scaled iteration to worker.
-func dispatch(_ benchmark: Benchmark, worker: LuaWorker, setsVariable: Bool) {
-    let (notify, info) = Fixtures.checkClientIP()
-    var batch = AckBatch()
-    var last = 0
-    for _ in benchmark.scaledIterations {
-        batch.append(streamID: 7, frameID: 42, maxFrameSize: 16380, allocator: Fixtures.allocator) { ack in
-            worker.handle(notify, connection: info, ack: &ack)
-        }
-        last = batch.drain()!.readableBytes
-    }
-    precondition(setsVariable ? last > 12 : last > 0, setsVariable ? "the handler set no variable" : "no ACK")
-}
-
 enum Fixtures {
-    static let ipScore = Array("ip_score".utf8)
-
     /// Sets sess.ip_score; when `suspending`, parks the frame for the caller to complete.
     final class SuspendingWorker: SpoaWorker {
         let suspending: Bool
@@ -160,45 +131,10 @@ enum Fixtures {
         init(suspending: Bool) { self.suspending = suspending }
 
         func handle(_ notify: NotifyFrame, connection: SpoaConnectionInfo, ack: inout AckWriter) {
-            ipScore.withUnsafeBytes { name in try! ack.setVar(.session, name: name, value: .uint32(50)) }
+            HotPath.setScore(&ack)
             if suspending { parked = ack.suspend() }
         }
     }
-    static let allocator = ByteBufferAllocator()
-
-    static func notifyFrame(streamID: UInt64, frameID: UInt64) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        NotifyFrame.write(
-            streamID: streamID, frameID: frameID,
-            messages: [("check-client-ip", [("ip", .ipv4(IPv4Address(192, 0, 2, 10)))])], to: &buffer)
-        return buffer
-    }
-
-    /// The decoded check-client-ip NOTIFY and its connection, as a worker gets them.
-    static func checkClientIP() -> (NotifyFrame, SpoaConnectionInfo) {
-        var reader = FrameReader()
-        reader.append(notifyFrame(streamID: 7, frameID: 42))
-        let frame = try! reader.next(maxFrameSize: 16380)!
-        return (try! NotifyFrame(streamID: 7, frameID: 42, payload: frame.payload), SpoaConnectionInfo(engineID: "bench-engine"))
-    }
-
-    /// A state machine past the HELLO exchange.
-    static func runningConnection() -> ConnectionStateMachine {
-        var machine = ConnectionStateMachine(capabilities: AgentCapabilities())
-        var hello = ByteBuffer()
-        HaproxyHello(engineID: "bench-engine").write(to: &hello)
-        var reader = FrameReader()
-        reader.append(hello)
-        _ = machine.frameReceived(try! reader.next(maxFrameSize: 16380)!)
-        return machine
-    }
-
-    /// The repository: four levels above Microbenchmarks/Benchmarks/SpopHotPath/SpopHotPath.swift.
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<4 { url.deleteLastPathComponent() }
-        return url.path
-    }()
 
     /// The inputs of the batteries' benchmarks (benchmarks/batteries/make-inputs.sh),
     /// made once per process in a temporary directory removed at exit.
@@ -208,7 +144,7 @@ enum Fixtures {
         atexit { try? FileManager.default.removeItem(atPath: Fixtures.batteryInputsPath) }
         batteryInputsPath = directory
         let make = Process()
-        make.executableURL = URL(fileURLWithPath: "\(root)/benchmarks/batteries/make-inputs.sh")
+        make.executableURL = URL(fileURLWithPath: "\(HotPath.root)/benchmarks/batteries/make-inputs.sh")
         make.arguments = [directory]
         try! make.run()
         make.waitUntilExit()
@@ -220,20 +156,11 @@ enum Fixtures {
     /// A worker whose check-client-ip handler runs the battery operation `op` once.
     static func batteryWorker(_ op: String) throws -> LuaWorker {
         let directory = batteryInputs
-        let template = try String(contentsOfFile: "\(root)/benchmarks/batteries/batteries.lua.in", encoding: .utf8)
+        let template = try String(contentsOfFile: "\(HotPath.root)/benchmarks/batteries/batteries.lua.in", encoding: .utf8)
         let script = template.replacingOccurrences(of: "@OP@", with: op)
             .replacingOccurrences(of: "@DIR@", with: directory).replacingOccurrences(of: "@TIMES@", with: "1")
         let path = "\(directory)/b_\(op).lua"
         try script.write(toFile: path, atomically: true, encoding: .utf8)
-        var logger = Logger(label: "bench")
-        logger.logLevel = .critical
-        return try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: logger)
-    }
-
-    static func luaWorker(_ script: String) throws -> LuaWorker {
-        let path = script == "ip_reputation" ? "\(root)/scripts/\(script).lua" : "\(root)/benchmarks/\(script).lua"
-        var logger = Logger(label: "bench")
-        logger.logLevel = .critical
-        return try LuaWorker(scriptPath: path, workerIndex: 1, workerCount: 1, logger: logger)
+        return try HotPath.luaWorker(path: path)
     }
 }

@@ -15,53 +15,17 @@ extension ByteBuffer {
     /// Reads a raw string (varint length, then bytes) as a slice of this buffer.
     @inlinable
     public mutating func readSpopRawString(_ what: @autoclosure () -> String) throws(SpopDecodingError) -> ByteBuffer {
-        let start = self.readerIndex
-        let length: UInt64
-        do { length = try self.readSpopVarint() } catch { throw SpopDecodingError.truncated("\(what()) length") }
-        guard length <= UInt64(self.readableBytes), let slice = self.readSlice(length: Int(length)) else {
-            self.moveReaderIndex(to: start)
-            throw SpopDecodingError("\(what()) of \(length) bytes runs past the end of the frame")
-        }
-        return slice
+        let (bytes, length) = try peekRaw { (reader) throws(SpopDecodingError) in try reader.readRawString(what()) }
+        defer { moveReaderIndex(forwardBy: length) }
+        return readableSlice(bytes)
     }
 
     /// Reads one typed value. Strings and binaries are slices of this buffer (no copy).
     @inlinable
     public mutating func readSpopValue() throws(SpopDecodingError) -> SpopValue {
-        guard let typeByte = self.readInteger(as: UInt8.self) else { throw .truncated("typed value") }
-        guard let type = SpopDataType(rawValue: typeByte & 0x0F) else {
-            throw SpopDecodingError("reserved data type \(typeByte & 0x0F)")
-        }
-        switch type {
-        case .null:
-            return .null
-        case .bool:
-            // HAProxy: true iff the flag nibble is exactly 0x10 (0x31 is false).
-            return .bool(typeByte & 0xF0 == 0x10)
-        case .int32, .uint32, .int64, .uint64:
-            let bits: UInt64
-            do { bits = try self.readSpopVarint() } catch { throw SpopDecodingError("bad \(type.name) varint: \(error)") }
-            switch type {
-            case .int32: return .int32(Int32(truncatingIfNeeded: Int64(bitPattern: bits)))
-            case .uint32: return .uint32(UInt32(truncatingIfNeeded: bits))
-            case .int64: return .int64(Int64(bitPattern: bits))
-            default: return .uint64(bits)
-            }
-        case .ipv4:
-            guard let value = self.readInteger(endianness: .big, as: UInt32.self) else { throw .truncated("ipv4 address") }
-            return .ipv4(IPv4Address(value))
-        case .ipv6:
-            guard let high = self.readInteger(endianness: .big, as: UInt64.self),
-                  let low = self.readInteger(endianness: .big, as: UInt64.self)
-            else { throw .truncated("ipv6 address") }
-            return .ipv6(IPv6Address(high: high, low: low))
-        case .string:
-            // HAProxy tells STRING from BINARY on the whole byte: 0x18 is a binary.
-            let bytes = try self.readSpopRawString("string")
-            return typeByte == SpopDataType.string.rawValue ? .string(bytes) : .binary(bytes)
-        case .binary:
-            return .binary(try self.readSpopRawString("binary"))
-        }
+        let (value, length) = try peekRaw { (reader) throws(SpopDecodingError) in try reader.readValue() }
+        defer { moveReaderIndex(forwardBy: length) }
+        return value.value(slicing: self)
     }
 
     // MARK: writers, one per wire form; `writeSpopValue` and the Lua bridge both use them.

@@ -48,29 +48,6 @@ extension ByteBuffer {
     /// Reads one varint; on error the reader index is left unchanged.
     @inlinable
     public mutating func readSpopVarint() throws(VarintError) -> UInt64 {
-        var index = self.readerIndex
-        guard let first = self.getInteger(at: index, as: UInt8.self) else { throw .truncated }
-        index += 1
-        var value = UInt64(first)
-        if first < 240 {
-            self.moveReaderIndex(to: index)
-            return value
-        }
-        var shift: UInt64 = 4
-        while true {
-            guard let byte = self.getInteger(at: index, as: UInt8.self) else { throw .truncated }
-            index += 1
-            guard shift <= 60 else { throw .overflow }
-            let part = UInt64(byte) << shift
-            guard part >> shift == UInt64(byte) else { throw .overflow }
-            let (sum, overflowed) = value.addingReportingOverflow(part)
-            guard !overflowed else { throw .overflow }
-            value = sum
-            if byte < 128 {
-                self.moveReaderIndex(to: index)
-                return value
-            }
-            shift += 7
-        }
+        try readRaw { (reader) throws(VarintError) in try reader.readVarint() }
     }
 }

@@ -15,13 +15,20 @@ public struct NotifyFrame: Sendable {
         self.streamID = streamID
         self.frameID = frameID
         self.payload = payload
-        var reader = payload
-        var count = 0
-        while reader.readableBytes > 0 {
-            _ = try reader.readSpoaMessage(skippingArguments: true)
-            count += 1
+        let counted: Result<Int, SpopDecodingError> = payload.withUnsafeReadableBytes { bytes in
+            var reader = SpopRawReader(bytes)
+            var count = 0
+            do throws(SpopDecodingError) {
+                while reader.remaining > 0 {
+                    _ = try reader.readMessage()
+                    count += 1
+                }
+            } catch {
+                return .failure(error)
+            }
+            return .success(count)
         }
-        self.messageCount = count
+        self.messageCount = try counted.get()
     }
 
     /// The same frame in storage of its own, for handlers that keep it past `handle`
@@ -38,9 +45,15 @@ public struct NotifyFrame: Sendable {
         var payload: ByteBuffer
 
         public mutating func next() -> SpoaMessage? {
-            guard payload.readableBytes > 0 else { return nil }
-            // Validated in NotifyFrame.init: this cannot throw.
-            return try? payload.readSpoaMessage(skippingArguments: true)
+            // Validated in NotifyFrame.init: this cannot throw. The arguments are
+            // only skipped here; they are decoded when iterated.
+            guard payload.readableBytes > 0,
+                  let (message, length) = try? payload.peekRaw({ (reader) throws(SpopDecodingError) in try reader.readMessage() })
+            else { return nil }
+            defer { payload.moveReaderIndex(forwardBy: length) }
+            return SpoaMessage(
+                name: payload.readableSlice(message.name), argumentCount: message.argumentCount,
+                argumentBytes: payload.readableSlice(message.arguments))
         }
     }
 
@@ -66,11 +79,27 @@ public struct NotifyFrame: Sendable {
 public struct SpoaMessage: Sendable {
     public let name: ByteBuffer
     public let argumentCount: Int
-    /// The encoded arguments, decoded on iteration.
+    /// The encoded arguments (validated with the frame), decoded on iteration.
     let argumentBytes: ByteBuffer
 
     public var nameString: String { String(buffer: name) }
     public var arguments: Arguments { Arguments(bytes: argumentBytes, remaining: argumentCount) }
+
+    /// Calls `body` with each argument read in place, without slices or reference
+    /// counting: for hand-offs to C. The views point into the frame's storage: they
+    /// stay valid while that storage lives unmodified, past `body` too.
+    public func forEachArgument(_ body: (SpoaArgumentView) -> Void) {
+        argumentBytes.withUnsafeReadableBytes { bytes in
+            var reader = SpopRawReader(bytes)
+            for _ in 0..<argumentCount {
+                // Validated with the frame: this cannot throw.
+                guard let argument = try? reader.readArgument() else { return }
+                body(SpoaArgumentView(
+                    name: UnsafeRawBufferPointer(rebasing: bytes[argument.name]), value: argument.value,
+                    bytes: UnsafeRawBufferPointer(rebasing: bytes[argument.value.bytes])))
+            }
+        }
+    }
 
     public struct Arguments: Sequence, IteratorProtocol, Sendable {
         var bytes: ByteBuffer
@@ -79,9 +108,22 @@ public struct SpoaMessage: Sendable {
         public mutating func next() -> SpoaArgument? {
             guard remaining > 0 else { return nil }
             remaining -= 1
-            return try? bytes.readSpoaArgument()
+            // Validated with the frame: this cannot throw.
+            guard let (argument, length) = try? bytes.peekRaw({ (reader) throws(SpopDecodingError) in try reader.readArgument() })
+            else { return nil }
+            defer { bytes.moveReaderIndex(forwardBy: length) }
+            return SpoaArgument(name: bytes.readableSlice(argument.name), value: argument.value.value(slicing: bytes))
         }
     }
+}
+
+/// One argument read in place (`SpoaMessage.forEachArgument`).
+public struct SpoaArgumentView {
+    /// "" when HAProxy's `args` gave none.
+    public let name: UnsafeRawBufferPointer
+    public let value: SpopRawValue
+    /// STRING and BINARY: the value's bytes.
+    public let bytes: UnsafeRawBufferPointer
 }
 
 /// One argument: its name ("" when HAProxy's `args` gave none) and its value.
@@ -90,24 +132,4 @@ public struct SpoaArgument: Sendable {
     public let value: SpopValue
 
     public var nameString: String { String(buffer: name) }
-}
-
-extension ByteBuffer {
-    mutating func readSpoaArgument() throws(SpopDecodingError) -> SpoaArgument {
-        let name = try readSpopRawString("argument name")
-        return SpoaArgument(name: name, value: try readSpopValue())
-    }
-
-    mutating func readSpoaMessage(skippingArguments: Bool) throws(SpopDecodingError) -> SpoaMessage {
-        let name = try readSpopRawString("message name")
-        guard let count = readInteger(as: UInt8.self) else { throw .truncated("NB-ARGS of message \(String(buffer: name))") }
-        var argumentBytes = self
-        for index in 0..<Int(count) {
-            do { _ = try readSpoaArgument() } catch {
-                throw SpopDecodingError("message \(String(buffer: name)), argument \(index + 1) of \(count): \(error)")
-            }
-        }
-        let arguments = argumentBytes.readSlice(length: readerIndex - argumentBytes.readerIndex)!
-        return SpoaMessage(name: name, argumentCount: Int(count), argumentBytes: arguments)
-    }
 }
