@@ -2,7 +2,7 @@
 // (deterministic, unlike time on a shared machine). Instructions per message:
 // run with N and 2N and divide the difference by N, which removes start-up.
 //
-//   swift build -c release --product hot-path-cost     # from Benchmarks/
+//   swift build -c release --product hot-path-cost     # from Microbenchmarks/
 //   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
 //       .build/release/hot-path-cost lua:ip_reputation 20000
 //
