@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh -- the batteries' cost per call through the Lua binding, beside the same
-# library called directly from C (direct.c), for issue #14's operations:
+# library called directly from C (direct.c), for the batteries' operations:
 #   re    a 200-byte User-Agent against 50 alternated patterns (spoa.re, "i", JIT)
 #   json  spoa.json.decode of a 1 KiB object
 #   hs    spoa.jwt.verify of an HS256 token
