@@ -203,6 +203,13 @@ stop_agent
 row "1000 connections x 1 in flight" luaspoa "$(DURATION=3 bench_once luaspoa "$ip_reputation" --connections 1000 --in-flight 1 --expect sess.ip_score)"
 fi
 
+# The global and defaults sections of every HAProxy this script starts (1 thread), and
+# the start of a frontend on port $1.
+haproxy_head() {
+    printf '%s\n' global "    nbthread 1" "    maxconn 4096" defaults "    mode http" "    timeout connect 5s" \
+        "    timeout client 30s" "    timeout server 30s" "frontend fe" "    bind 127.0.0.1:$1"
+}
+
 # End to end: wrk -> HAProxy 2.6 (1 thread) [-> SPOE -> agent] -> http-request return.
 haproxy_cfg() { # $1 = with-spoe|no-spoe
     cat >"$tmp/spoe.conf" <<EOF
@@ -219,17 +226,8 @@ spoe-message check-client-ip
     args ip=src
     event on-frontend-http-request
 EOF
+    haproxy_head "$fe_port"
     cat <<EOF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend fe
-    bind 127.0.0.1:$fe_port
 $([[ $1 == with-spoe ]] && echo "    filter spoe engine iprep config $tmp/spoe.conf
     http-request deny deny_status 500 unless { var(sess.iprep.ip_score) -m found }")
     http-request return status 200 content-type text/plain string ok
@@ -289,9 +287,8 @@ if [[ -z "${ONLY:-}" || "${ONLY:-}" == clients ]]; then
     compare "4 x 64, Redis INCR per message" redis_run luaspoa redis-benchmark
     kill "$upstream_pid"; wait "$upstream_pid" 2>/dev/null || true
 
-    printf '%s\n' global "    nbthread 1" "    maxconn 4096" defaults "    mode http" "    timeout connect 5s" \
-        "    timeout client 30s" "    timeout server 30s" "frontend api" "    bind 127.0.0.1:$upstream_port" \
-        "    http-request return status 200 content-type text/plain string ok" >"$tmp/upstream.cfg"
+    { haproxy_head "$upstream_port"; echo "    http-request return status 200 content-type text/plain string ok"; } \
+        >"$tmp/upstream.cfg"
     haproxy -f "$tmp/upstream.cfg" -db >"$tmp/upstream.log" 2>&1 &
     upstream_pid=$!
     wait_port "$upstream_port"
@@ -333,9 +330,8 @@ several_agents_once() { # $1 = instances
         "    args src=src apikey=req.hdr(x-api-key) limit=int(2000000000) window_ms=int(600000)" \
         "    event on-frontend-http-request" >"$tmp/grl-spoe.conf"
     {
-        printf '%s\n' "global" "    nbthread 1" "    maxconn 4096" "defaults" "    mode http" "    timeout connect 5s" \
-            "    timeout client 30s" "    timeout server 30s" "frontend fe" "    bind 127.0.0.1:$fe_port" \
-            "    filter spoe engine grl config $tmp/grl-spoe.conf" \
+        haproxy_head "$fe_port"
+        printf '%s\n' "    filter spoe engine grl config $tmp/grl-spoe.conf" \
             "    http-request deny deny_status 500 unless { var(txn.grl.count) -m found }" \
             "    http-request return status 200 content-type text/plain string ok" \
             "backend be_agents" "    mode tcp" "    balance roundrobin" "    timeout server 2m"
