@@ -9,24 +9,16 @@ import XCTest
 /// moves when the test advances it, so each bound is checked on both sides of its
 /// deadline, without sleeping. ServerLimitTests checks the same limits over real sockets.
 final class ChannelTimerTests: XCTestCase {
-    private var loop: EmbeddedEventLoop!
-    private var channel: EmbeddedChannel!
-    private var reader = FrameReader()
+    private var peer: EmbeddedPeer!
+    private var loop: EmbeddedEventLoop { peer.loop }
 
     private func connect(_ limits: ServerLimits) throws {
-        loop = EmbeddedEventLoop()
-        let handler = SpopChannelHandler(
-            capabilities: AgentCapabilities(), limits: limits, worker: ClosureWorker { _, _, _ in },
-            logger: Logger(label: "test"), metrics: ServerMetrics())
-        channel = EmbeddedChannel(handler: handler, loop: loop)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        peer = try EmbeddedPeer(worker: ClosureWorker { _, _, _ in }, capabilities: nil, limits: limits)
     }
 
-    /// One socket read of `bytes`.
-    private func send(_ bytes: ByteBuffer) throws {
-        try channel.writeInbound(bytes)
-        channel.pipeline.fireChannelReadComplete()
-    }
+    private func send(_ bytes: ByteBuffer) throws { try peer.send(bytes) }
+
+    private func frames() throws -> [RawFrame] { try peer.frames() }
 
     /// Sends `hex` one byte per `interval` of virtual time, all but the last `keep` bytes.
     private func trickle(_ hex: String, every interval: TimeAmount, keep: Int = 0) throws {
@@ -35,13 +27,6 @@ final class ChannelTimerTests: XCTestCase {
             try send(bytes.getSlice(at: index, length: 1)!)
             loop.advanceTime(by: interval)
         }
-    }
-
-    private func frames() throws -> [RawFrame] {
-        while let bytes = try channel.readOutbound(as: ByteBuffer.self) { reader.append(bytes) }
-        var frames: [RawFrame] = []
-        while let frame = try reader.next(maxFrameSize: 1 << 20) { frames.append(frame) }
-        return frames
     }
 
     /// The AGENT-DISCONNECT written since the last look, or nil when nothing was.
@@ -112,6 +97,6 @@ final class ChannelTimerTests: XCTestCase {
         XCTAssertEqual(try frames().map(\.header.type), [.agentHello])
         loop.advanceTime(by: .hours(24))
         XCTAssertNil(try disconnect())
-        XCTAssertTrue(channel.isActive)
+        XCTAssertTrue(peer.channel.isActive)
     }
 }

@@ -59,8 +59,9 @@ struct EmbeddedPeer {
     let loop: EmbeddedEventLoop
     private var reader = FrameReader()
 
+    /// `hello` nil: connected, no HAPROXY-HELLO sent yet.
     init(
-        worker: any SpoaWorker, capabilities hello: String = "pipelining", limits: ServerLimits = .init(),
+        worker: any SpoaWorker, capabilities hello: String? = "pipelining", limits: ServerLimits = .init(),
         loop: EmbeddedEventLoop = EmbeddedEventLoop(), budget: PendingHandlerBudget? = nil
     ) throws {
         self.loop = loop
@@ -69,6 +70,7 @@ struct EmbeddedPeer {
             metrics: ServerMetrics(), pendingBudget: budget)
         channel = EmbeddedChannel(handler: handler, loop: loop)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        guard let hello else { return }
         try send(haproxyHello(capabilities: hello))
         XCTAssertEqual(try frames().map(\.header.type), [.agentHello])
     }
