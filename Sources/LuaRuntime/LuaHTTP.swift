@@ -30,13 +30,17 @@ public enum LuaHTTP {
         return try shared.withLockedValue { shared in
             if shared.stopped { throw StopError() }
             if let client = shared.client { return client }
+            // HostSlots caps the connections per host and loop; the pool's own
+            // limit is per host over all loops, so it must not be the lower one.
             var configuration = HTTPClient.Configuration(
                 redirectConfiguration: .disallow,  // as HAProxy's httpclient: the script sees the 3xx
                 timeout: .init(connect: defaultTimeout),
-                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnectionsPerHost))
+                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnectionsPerHost * 256))
             // A refused connection fails the request at once instead of retrying
             // until its timeout: the script decides what a down API means.
             configuration.connectionPool.retryConnectionEstablishment = false
+            // No spans: without a tracer the client skips their per-request work.
+            configuration.tracing.tracer = nil
             let client = HTTPClient(eventLoopGroupProvider: .shared(loops), configuration: configuration)
             shared.client = client
             return client
@@ -87,7 +91,13 @@ public enum LuaHTTP {
                 }
                 let task = client.execute(
                     request: request, delegate: ResponseAccumulator(request: request, maxBodySize: maxBodySize),
-                    eventLoop: .delegateAndChannel(on: loop), deadline: deadline)
+                    // Preferred, not required: AsyncHTTPClient closes a connection
+                    // opened for a required loop as soon as it is idle with no request
+                    // of that loop queued in the pool, so under load (requests waiting
+                    // in HostSlots, not in the pool) every request opened and closed
+                    // one. Connections open on the requesting loop, are leased there
+                    // first and stay pooled.
+                    eventLoop: .delegate(on: loop), deadline: deadline)
                 running.task = task
                 task.futureResult.hop(to: loop).whenComplete { result in
                     slots.release(host)
@@ -211,8 +221,8 @@ private final class RunningRequest: @unchecked Sendable {
 
 /// Requests in flight per host on one event loop, and those waiting for a slot;
 /// and the back-off of the hosts that could not be reached.
-/// The cap on connections per host is kept here: AsyncHTTPClient opens
-/// connections past its per-host limit for requests bound to an event loop.
+/// The cap on connections per host is kept here, per worker loop, so that one
+/// worker's burst does not take every connection of the others.
 /// Each request in flight holds one connection: they are the `busy` connections
 /// of `luaspoa_upstream_connections` (AsyncHTTPClient does not tell how many
 /// idle ones its pool keeps). Used only on its loop.

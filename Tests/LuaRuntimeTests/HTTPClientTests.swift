@@ -100,11 +100,51 @@ final class HTTPClientTests: XCTestCase {
         let acks = try h.run(frames)
         XCTAssertEqual(acks.count, 20)
         XCTAssertTrue(acks.allSatisfy { $0["txn.body"] == .string("hello") })
-        // Sequential requests after the burst reuse the pooled connections.
-        for _ in 0..<5 { _ = try request(h, "get", "/hello") }
-        let conns = try request(h, "get", "/conns")["txn.body"]?.text.flatMap { Int($0) }
+        let conns = try connections(h)
         XCTAssertNotNil(conns)
         XCTAssertLessThanOrEqual(conns ?? 99, LuaHTTP.maxConnectionsPerHost, "the per-host cap bounds the connections")
+    }
+
+    /// Two workers, each with more requests than its cap of connections, in three
+    /// rounds: the connections stay pooled between requests and rounds instead of
+    /// being closed once idle and opened again, so the count the server accepted
+    /// stays within the two workers' caps (a request that takes a freed slot before
+    /// its connection is back in the pool may open one more, which stays pooled
+    /// too) however many requests are made.
+    func testEveryWorkersConnectionsStayPooledAcrossBursts() throws {
+        nonisolated(unsafe) let workers = [try harness(), try harness()]
+        let frames = (0..<200).map { _ in ("req", [("method", SpopValue.string("get")), ("url", .string(base + "/hello"))]) }
+        for _ in 0..<3 {
+            let lock = NSLock()
+            nonisolated(unsafe) var answered: [Int] = []
+            DispatchQueue.concurrentPerform(iterations: workers.count) { index in
+                let acks = (try? workers[index].run(frames)) ?? []
+                lock.withLock { answered.append(acks.filter { $0["txn.body"] == .string("hello") }.count) }
+            }
+            XCTAssertEqual(answered, [200, 200])
+        }
+        let opened = try settledConnections(workers[0])
+        XCTAssertNotNil(opened)
+        XCTAssertLessThanOrEqual(opened ?? 999, 2 * workers.count * LuaHTTP.maxConnectionsPerHost,
+                                 "connections were closed when idle and opened again")
+    }
+
+    /// The server's count once it stops moving: it counts a connection when the
+    /// thread serving it starts, which can lag behind the accept on a busy machine.
+    func settledConnections(_ h: LoopHarness) throws -> Int? {
+        var last = try connections(h)
+        for _ in 0..<50 {
+            Thread.sleep(forTimeInterval: 0.2)
+            let now = try connections(h)
+            if now == last { return now }
+            last = now
+        }
+        return last
+    }
+
+    /// How many connections the server has accepted so far.
+    func connections(_ h: LoopHarness) throws -> Int? {
+        try request(h, "get", "/conns")["txn.body"]?.text.flatMap { Int($0) }
     }
 
     func testUsingTheClientWhileTheScriptLoadsIsAnError() throws {
