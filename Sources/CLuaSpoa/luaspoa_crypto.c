@@ -213,9 +213,10 @@ static int base64_char_ok(unsigned char c, int url) {
 
 /* Strict: only the variant's alphabet, '=' padding optional but only at the
  * end (EVP_DecodeBlock alone would skip whitespace and accept either
- * alphabet's mistakes silently). Returns 1 with the bytes pushed, or 0 with a
- * message pushed. */
-static int base64_decode(lua_State *L, const char *s, size_t len, int url) {
+ * alphabet's mistakes silently). Returns 1 with the bytes in b, or 0 with a
+ * message pushed; b takes a stack slot either way. The bytes stay in b (not a
+ * Lua string) for a caller that only reads them, as spoa.jwt does. */
+static int base64_decode(lua_State *L, const char *s, size_t len, int url, luaL_Buffer *b) {
     enum { IN = 4 * 4096 };
     unsigned char in[IN], out[3 * 4096];
     size_t pad = 0;
@@ -223,12 +224,11 @@ static int base64_decode(lua_State *L, const char *s, size_t len, int url) {
         len--;
         pad++;
     }
+    luaL_buffinit(L, b);
     if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0)) {
         lua_pushliteral(L, "invalid base64 length");
         return 0;
     }
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
     for (size_t off = 0; off < len; off += IN) {
         size_t n = luaspoa_next_chunk(L, len, off, IN);
         for (size_t i = 0; i < n; i++) {
@@ -247,9 +247,8 @@ static int base64_decode(lua_State *L, const char *s, size_t len, int url) {
             lua_pushliteral(L, "invalid base64");
             return 0;
         }
-        luaL_addlstring(&b, (const char *)out, (size_t)m - missing);
+        luaL_addlstring(b, (const char *)out, (size_t)m - missing);
     }
-    luaL_pushresult(&b);
     return 1;
 }
 
@@ -260,16 +259,16 @@ static int hex_value(unsigned char c) {
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static int hex_decode(lua_State *L, const char *s, size_t len) {
+/* As base64_decode: 1 with the bytes in b, or 0 with a message pushed. */
+static int hex_decode(lua_State *L, const char *s, size_t len, luaL_Buffer *b) {
+    luaL_buffinit(L, b);
     if (len % 2 != 0) {
         lua_pushliteral(L, "invalid hex length");
         return 0;
     }
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
     for (size_t off = 0; off < len; off += LUASPOA_CRYPTO_CHUNK) {
         size_t n = luaspoa_next_chunk(L, len, off, LUASPOA_CRYPTO_CHUNK);
-        char *out = luaL_prepbuffsize(&b, n / 2);
+        char *out = luaL_prepbuffsize(b, n / 2);
         for (size_t i = 0; i < n; i += 2) {
             int hi = hex_value((unsigned char)s[off + i]), lo = hex_value((unsigned char)s[off + i + 1]);
             if (hi < 0 || lo < 0) {
@@ -278,9 +277,8 @@ static int hex_decode(lua_State *L, const char *s, size_t len) {
             }
             out[i / 2] = (char)(hi << 4 | lo);
         }
-        luaL_addsize(&b, n / 2);
+        luaL_addsize(b, n / 2);
     }
-    luaL_pushresult(&b);
     return 1;
 }
 
@@ -301,15 +299,18 @@ static int codec_decode(lua_State *L) {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     int codec = (int)lua_tointeger(L, lua_upvalueindex(1));
-    if (codec == HEX ? hex_decode(L, s, len) : base64_decode(L, s, len, codec == BASE64URL))
+    luaL_Buffer b;
+    if (codec == HEX ? hex_decode(L, s, len, &b) : base64_decode(L, s, len, codec == BASE64URL, &b)) {
+        luaL_pushresult(&b);
         return 1;
+    }
     luaL_pushfail(L);
     lua_insert(L, -2);
     return 2;
 }
 
-int luaspoa_base64url_decode(lua_State *L, const char *s, size_t len) {
-    return base64_decode(L, s, len, 1);
+int luaspoa_base64url_decode(lua_State *L, const char *s, size_t len, luaL_Buffer *b) {
+    return base64_decode(L, s, len, 1, b);
 }
 
 int luaspoa_library_error(lua_State *L, const char *what) {

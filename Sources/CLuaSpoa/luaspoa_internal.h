@@ -269,7 +269,8 @@ void luaspoa_open_hash(lua_State *L);             /* spoa table at top */
 void luaspoa_open_crypto(lua_State *L);           /* spoa table at top */
 void luaspoa_open_re(lua_State *L);               /* spoa table at top */
 void luaspoa_open_json(lua_State *L);             /* spoa table at top */
-int luaspoa_json_decode(lua_State *L);            /* spoa.json.decode */
+/* spoa.json.decode of [s, s + len): pushes the value (returns 1) or nil, err (2). */
+int luaspoa_json_push(lua_State *L, const char *s, size_t len);
 void luaspoa_open_jwt(lua_State *L);              /* spoa table at top */
 void luaspoa_open_geoip(lua_State *L);            /* spoa table at top */
 void luaspoa_open_metrics(lua_State *L);          /* spoa table at top */
