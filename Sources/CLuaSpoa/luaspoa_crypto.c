@@ -95,14 +95,31 @@ static int library_error(lua_State *L, const char *what) {
     return 2;
 }
 
+/* The owner of a context that feed gives len bytes: a luaspoa_cres on the
+ * stack when feed polls the budget (more than one chunk), so that a raised
+ * error frees the context; else *local, as nothing raises before the context
+ * is freed, which saves a userdata and its finalizer per call. */
+static luaspoa_cres *ctx_owner(lua_State *L, size_t len, void (*free_fn)(void *), luaspoa_cres *local) {
+    if (len > LUASPOA_CRYPTO_CHUNK)
+        return luaspoa_cres_push(L, free_fn);
+    local->p = NULL;
+    local->free_fn = free_fn;
+    return local;
+}
+
+static void ctx_release(lua_State *L, luaspoa_cres *r, const luaspoa_cres *local) {
+    luaspoa_cres_free(r);
+    if (r != local)
+        lua_pop(L, 1);
+}
+
 int luaspoa_digest(lua_State *L, const EVP_MD *md, const unsigned char *s, size_t len,
                    unsigned char out[EVP_MAX_MD_SIZE], unsigned *outlen) {
-    luaspoa_cres *r = luaspoa_cres_push(L, free_md_ctx);
+    luaspoa_cres local, *r = ctx_owner(L, len, free_md_ctx, &local);
     EVP_MD_CTX *ctx = r->p = EVP_MD_CTX_new();
     int ok = ctx != NULL && EVP_DigestInit_ex(ctx, md, NULL) && feed(L, md_update, ctx, s, len) &&
              EVP_DigestFinal_ex(ctx, out, outlen);
-    luaspoa_cres_free(r);
-    lua_pop(L, 1);
+    ctx_release(L, r, &local);
     return ok;
 }
 
@@ -136,7 +153,7 @@ int luaspoa_hmac(lua_State *L, const EVP_MD *md, const unsigned char *key, size_
     pthread_once(&hmac_once, fetch_hmac);
     if (hmac_impl == NULL)
         return 0;
-    luaspoa_cres *r = luaspoa_cres_push(L, free_mac_ctx);
+    luaspoa_cres local, *r = ctx_owner(L, len, free_mac_ctx, &local);
     EVP_MAC_CTX *ctx = r->p = EVP_MAC_CTX_new(hmac_impl);
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string("digest", (char *)EVP_MD_get0_name(md), 0),
@@ -144,8 +161,7 @@ int luaspoa_hmac(lua_State *L, const EVP_MD *md, const unsigned char *key, size_
     };
     int ok = ctx != NULL && EVP_MAC_init(ctx, key, keylen, params) && feed(L, mac_update, ctx, s, len) &&
              EVP_MAC_final(ctx, out, outlen, EVP_MAX_MD_SIZE);
-    luaspoa_cres_free(r);
-    lua_pop(L, 1);
+    ctx_release(L, r, &local);
     return ok;
 }
 
