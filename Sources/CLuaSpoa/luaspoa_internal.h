@@ -133,6 +133,7 @@ typedef struct luaspoa_rt {
     uint64_t args_gen;
     luaspoa_class_cache classes[LUASPOA_CLASS_CACHE];
     int nclasses;
+    struct json_decoder *json_decoder; /* spoa.json's; the registry owns it */
     luaspoa_handler_cache last_handler;
     luaspoa_var_cache vars[LUASPOA_VAR_CACHE];
     int vars_ref;                   /* registry ref: table anchoring the cached names */

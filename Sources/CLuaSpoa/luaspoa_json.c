@@ -152,9 +152,7 @@ static int fail(lua_State *L, const char *msg) {
 int luaspoa_json_push(lua_State *L, const char *s, size_t len) {
     if (len > JSON_MAX_TEXT)
         return fail(L, "JSON text larger than 16 MiB");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &decoder_key);
-    json_decoder *d = lua_touserdata(L, -1);
-    lua_pop(L, 1); /* the registry keeps it */
+    json_decoder *d = luaspoa_rt_get(L)->json_decoder;
     decoder_release(d, 0); /* a tree an interrupted decode left */
     if (d->tok == NULL) {
         d->tok = json_tokener_new_ex(JSON_MAX_DEPTH);
@@ -400,4 +398,5 @@ void luaspoa_open_json(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &decoder_key);
+    luaspoa_rt_get(L)->json_decoder = d; /* a pointer: no registry lookup per decode */
 }
