@@ -221,10 +221,16 @@ static void base64_encode(lua_State *L, const unsigned char *s, size_t len, int 
     luaL_pushresult(&b);
 }
 
-static int base64_char_ok(unsigned char c, int url) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
-        return 1;
-    return url ? c == '-' || c == '_' : c == '+' || c == '/';
+/* Per variant (0 base64, 1 base64url), each byte's character in the standard
+ * alphabet that EVP_DecodeBlock reads, or 0 when the variant has no such
+ * character: one load per character checks and translates it. */
+static unsigned char base64_in[2][256];
+static pthread_once_t base64_once = PTHREAD_ONCE_INIT;
+static void fill_base64_in(void) {
+    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int url = 0; url < 2; url++)
+        for (int i = 0; i < 64; i++)
+            base64_in[url][(unsigned char)(url && i >= 62 ? "-_"[i - 62] : std[i])] = (unsigned char)std[i];
 }
 
 /* Strict: only the variant's alphabet, '=' padding optional but only at the
@@ -241,6 +247,7 @@ static int base64_decode(lua_State *L, const char *s, size_t len, int url, luaL_
         pad++;
     }
     luaL_buffinit(L, b);
+    pthread_once(&base64_once, fill_base64_in);
     if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0)) {
         lua_pushliteral(L, "invalid base64 length");
         return 0;
@@ -248,12 +255,11 @@ static int base64_decode(lua_State *L, const char *s, size_t len, int url, luaL_
     for (size_t off = 0; off < len; off += IN) {
         size_t n = luaspoa_next_chunk(L, len, off, IN);
         for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)s[off + i];
-            if (!base64_char_ok(c, url)) {
+            in[i] = base64_in[url][(unsigned char)s[off + i]];
+            if (in[i] == 0) {
                 lua_pushfstring(L, "invalid base64 character at position %I", (lua_Integer)(off + i + 1));
                 return 0;
             }
-            in[i] = c == '-' ? '+' : c == '_' ? '/' : c;
         }
         size_t missing = (4 - n % 4) % 4; /* only in the last chunk: IN is a multiple of 4 */
         for (size_t i = 0; i < missing; i++)
