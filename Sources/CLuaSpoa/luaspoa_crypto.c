@@ -95,14 +95,31 @@ static int library_error(lua_State *L, const char *what) {
     return 2;
 }
 
+/* The owner of a context that feed gives len bytes: a luaspoa_cres on the
+ * stack when feed polls the budget (more than one chunk), so that a raised
+ * error frees the context; else *local, as nothing raises before the context
+ * is freed, which saves a userdata and its finalizer per call. */
+static luaspoa_cres *ctx_owner(lua_State *L, size_t len, void (*free_fn)(void *), luaspoa_cres *local) {
+    if (len > LUASPOA_CRYPTO_CHUNK)
+        return luaspoa_cres_push(L, free_fn);
+    local->p = NULL;
+    local->free_fn = free_fn;
+    return local;
+}
+
+static void ctx_release(lua_State *L, luaspoa_cres *r, const luaspoa_cres *local) {
+    luaspoa_cres_free(r);
+    if (r != local)
+        lua_pop(L, 1);
+}
+
 int luaspoa_digest(lua_State *L, const EVP_MD *md, const unsigned char *s, size_t len,
                    unsigned char out[EVP_MAX_MD_SIZE], unsigned *outlen) {
-    luaspoa_cres *r = luaspoa_cres_push(L, free_md_ctx);
+    luaspoa_cres local, *r = ctx_owner(L, len, free_md_ctx, &local);
     EVP_MD_CTX *ctx = r->p = EVP_MD_CTX_new();
     int ok = ctx != NULL && EVP_DigestInit_ex(ctx, md, NULL) && feed(L, md_update, ctx, s, len) &&
              EVP_DigestFinal_ex(ctx, out, outlen);
-    luaspoa_cres_free(r);
-    lua_pop(L, 1);
+    ctx_release(L, r, &local);
     return ok;
 }
 
@@ -136,7 +153,7 @@ int luaspoa_hmac(lua_State *L, const EVP_MD *md, const unsigned char *key, size_
     pthread_once(&hmac_once, fetch_hmac);
     if (hmac_impl == NULL)
         return 0;
-    luaspoa_cres *r = luaspoa_cres_push(L, free_mac_ctx);
+    luaspoa_cres local, *r = ctx_owner(L, len, free_mac_ctx, &local);
     EVP_MAC_CTX *ctx = r->p = EVP_MAC_CTX_new(hmac_impl);
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string("digest", (char *)EVP_MD_get0_name(md), 0),
@@ -144,8 +161,7 @@ int luaspoa_hmac(lua_State *L, const EVP_MD *md, const unsigned char *key, size_
     };
     int ok = ctx != NULL && EVP_MAC_init(ctx, key, keylen, params) && feed(L, mac_update, ctx, s, len) &&
              EVP_MAC_final(ctx, out, outlen, EVP_MAX_MD_SIZE);
-    luaspoa_cres_free(r);
-    lua_pop(L, 1);
+    ctx_release(L, r, &local);
     return ok;
 }
 
@@ -205,17 +221,24 @@ static void base64_encode(lua_State *L, const unsigned char *s, size_t len, int 
     luaL_pushresult(&b);
 }
 
-static int base64_char_ok(unsigned char c, int url) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
-        return 1;
-    return url ? c == '-' || c == '_' : c == '+' || c == '/';
+/* Per variant (0 base64, 1 base64url), each byte's character in the standard
+ * alphabet that EVP_DecodeBlock reads, or 0 when the variant has no such
+ * character: one load per character checks and translates it. */
+static unsigned char base64_in[2][256];
+static pthread_once_t base64_once = PTHREAD_ONCE_INIT;
+static void fill_base64_in(void) {
+    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int url = 0; url < 2; url++)
+        for (int i = 0; i < 64; i++)
+            base64_in[url][(unsigned char)(url && i >= 62 ? "-_"[i - 62] : std[i])] = (unsigned char)std[i];
 }
 
 /* Strict: only the variant's alphabet, '=' padding optional but only at the
  * end (EVP_DecodeBlock alone would skip whitespace and accept either
- * alphabet's mistakes silently). Returns 1 with the bytes pushed, or 0 with a
- * message pushed. */
-static int base64_decode(lua_State *L, const char *s, size_t len, int url) {
+ * alphabet's mistakes silently). Returns 1 with the bytes in b, or 0 with a
+ * message pushed; b takes a stack slot either way. The bytes stay in b (not a
+ * Lua string) for a caller that only reads them, as spoa.jwt does. */
+static int base64_decode(lua_State *L, const char *s, size_t len, int url, luaL_Buffer *b) {
     enum { IN = 4 * 4096 };
     unsigned char in[IN], out[3 * 4096];
     size_t pad = 0;
@@ -223,21 +246,20 @@ static int base64_decode(lua_State *L, const char *s, size_t len, int url) {
         len--;
         pad++;
     }
+    luaL_buffinit(L, b);
+    pthread_once(&base64_once, fill_base64_in);
     if (len % 4 == 1 || (pad > 0 && (len + pad) % 4 != 0)) {
         lua_pushliteral(L, "invalid base64 length");
         return 0;
     }
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
     for (size_t off = 0; off < len; off += IN) {
         size_t n = luaspoa_next_chunk(L, len, off, IN);
         for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)s[off + i];
-            if (!base64_char_ok(c, url)) {
+            in[i] = base64_in[url][(unsigned char)s[off + i]];
+            if (in[i] == 0) {
                 lua_pushfstring(L, "invalid base64 character at position %I", (lua_Integer)(off + i + 1));
                 return 0;
             }
-            in[i] = c == '-' ? '+' : c == '_' ? '/' : c;
         }
         size_t missing = (4 - n % 4) % 4; /* only in the last chunk: IN is a multiple of 4 */
         for (size_t i = 0; i < missing; i++)
@@ -247,9 +269,8 @@ static int base64_decode(lua_State *L, const char *s, size_t len, int url) {
             lua_pushliteral(L, "invalid base64");
             return 0;
         }
-        luaL_addlstring(&b, (const char *)out, (size_t)m - missing);
+        luaL_addlstring(b, (const char *)out, (size_t)m - missing);
     }
-    luaL_pushresult(&b);
     return 1;
 }
 
@@ -260,16 +281,16 @@ static int hex_value(unsigned char c) {
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static int hex_decode(lua_State *L, const char *s, size_t len) {
+/* As base64_decode: 1 with the bytes in b, or 0 with a message pushed. */
+static int hex_decode(lua_State *L, const char *s, size_t len, luaL_Buffer *b) {
+    luaL_buffinit(L, b);
     if (len % 2 != 0) {
         lua_pushliteral(L, "invalid hex length");
         return 0;
     }
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
     for (size_t off = 0; off < len; off += LUASPOA_CRYPTO_CHUNK) {
         size_t n = luaspoa_next_chunk(L, len, off, LUASPOA_CRYPTO_CHUNK);
-        char *out = luaL_prepbuffsize(&b, n / 2);
+        char *out = luaL_prepbuffsize(b, n / 2);
         for (size_t i = 0; i < n; i += 2) {
             int hi = hex_value((unsigned char)s[off + i]), lo = hex_value((unsigned char)s[off + i + 1]);
             if (hi < 0 || lo < 0) {
@@ -278,9 +299,8 @@ static int hex_decode(lua_State *L, const char *s, size_t len) {
             }
             out[i / 2] = (char)(hi << 4 | lo);
         }
-        luaL_addsize(&b, n / 2);
+        luaL_addsize(b, n / 2);
     }
-    luaL_pushresult(&b);
     return 1;
 }
 
@@ -301,15 +321,18 @@ static int codec_decode(lua_State *L) {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     int codec = (int)lua_tointeger(L, lua_upvalueindex(1));
-    if (codec == HEX ? hex_decode(L, s, len) : base64_decode(L, s, len, codec == BASE64URL))
+    luaL_Buffer b;
+    if (codec == HEX ? hex_decode(L, s, len, &b) : base64_decode(L, s, len, codec == BASE64URL, &b)) {
+        luaL_pushresult(&b);
         return 1;
+    }
     luaL_pushfail(L);
     lua_insert(L, -2);
     return 2;
 }
 
-int luaspoa_base64url_decode(lua_State *L, const char *s, size_t len) {
-    return base64_decode(L, s, len, 1);
+int luaspoa_base64url_decode(lua_State *L, const char *s, size_t len, luaL_Buffer *b) {
+    return base64_decode(L, s, len, 1, b);
 }
 
 int luaspoa_library_error(lua_State *L, const char *what) {

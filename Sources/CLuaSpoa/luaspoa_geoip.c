@@ -220,7 +220,12 @@ static int l_lookup(lua_State *L) {
     luaL_argcheck(L, nkeys <= GEOIP_PATH_MAX_KEYS, GEOIP_PATH_MAX_KEYS + 3, "too many keys");
     const char *keys[GEOIP_PATH_MAX_KEYS + 1];
     for (int i = 0; i < nkeys; i++) {
-        if (lua_type(L, 3 + i) == LUA_TNUMBER) /* an array index: 0-based in MMDB paths */
+        int type = lua_type(L, 3 + i);
+        if (type == LUA_TSTRING) { /* the argument itself: it stays on the stack */
+            keys[i] = lua_tostring(L, 3 + i);
+            continue;
+        }
+        if (type == LUA_TNUMBER) /* an array index: 0-based in MMDB paths */
             lua_pushfstring(L, "%I", (lua_Integer)luaL_checkinteger(L, 3 + i) - 1);
         else
             lua_pushvalue(L, 3 + i);

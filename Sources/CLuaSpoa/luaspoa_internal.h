@@ -133,6 +133,7 @@ typedef struct luaspoa_rt {
     uint64_t args_gen;
     luaspoa_class_cache classes[LUASPOA_CLASS_CACHE];
     int nclasses;
+    struct json_decoder *json_decoder; /* spoa.json's; the registry owns it */
     luaspoa_handler_cache last_handler;
     luaspoa_var_cache vars[LUASPOA_VAR_CACHE];
     int vars_ref;                   /* registry ref: table anchoring the cached names */
@@ -269,7 +270,8 @@ void luaspoa_open_hash(lua_State *L);             /* spoa table at top */
 void luaspoa_open_crypto(lua_State *L);           /* spoa table at top */
 void luaspoa_open_re(lua_State *L);               /* spoa table at top */
 void luaspoa_open_json(lua_State *L);             /* spoa table at top */
-int luaspoa_json_decode(lua_State *L);            /* spoa.json.decode */
+/* spoa.json.decode of [s, s + len): pushes the value (returns 1) or nil, err (2). */
+int luaspoa_json_push(lua_State *L, const char *s, size_t len);
 void luaspoa_open_jwt(lua_State *L);              /* spoa table at top */
 void luaspoa_open_geoip(lua_State *L);            /* spoa table at top */
 void luaspoa_open_metrics(lua_State *L);          /* spoa table at top */

@@ -146,15 +146,13 @@ static int fail(lua_State *L, const char *msg) {
     return 2;
 }
 
-/* decode(text) -> value, or nil, err */
-int luaspoa_json_decode(lua_State *L) {
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
+/* Pushes the value of the JSON text [s, s + len) and returns 1, or pushes nil,
+ * err and returns 2. s need not be a Lua string (spoa.jwt decodes into a
+ * buffer); it must stay valid meanwhile. */
+int luaspoa_json_push(lua_State *L, const char *s, size_t len) {
     if (len > JSON_MAX_TEXT)
         return fail(L, "JSON text larger than 16 MiB");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &decoder_key);
-    json_decoder *d = lua_touserdata(L, -1);
-    lua_pop(L, 1); /* the registry keeps it */
+    json_decoder *d = luaspoa_rt_get(L)->json_decoder;
     decoder_release(d, 0); /* a tree an interrupted decode left */
     if (d->tok == NULL) {
         d->tok = json_tokener_new_ex(JSON_MAX_DEPTH);
@@ -209,6 +207,13 @@ int luaspoa_json_decode(lua_State *L) {
     push_json(&w, o);
     decoder_release(d, 0);
     return w.err != NULL ? fail(L, w.err) : 1;
+}
+
+/* decode(text) -> value, or nil, err */
+static int l_decode(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    return luaspoa_json_push(L, s, len);
 }
 
 /* ---- encode ---- */
@@ -378,7 +383,7 @@ static int l_encode(lua_State *L) {
 }
 
 void luaspoa_open_json(lua_State *L) {
-    static const luaL_Reg functions[] = {{"encode", l_encode}, {"decode", luaspoa_json_decode}, {NULL, NULL}};
+    static const luaL_Reg functions[] = {{"encode", l_encode}, {"decode", l_decode}, {NULL, NULL}};
     luaL_newlib(L, functions);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
@@ -393,4 +398,5 @@ void luaspoa_open_json(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &decoder_key);
+    luaspoa_rt_get(L)->json_decoder = d; /* a pointer: no registry lookup per decode */
 }

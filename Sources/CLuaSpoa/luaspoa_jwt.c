@@ -27,15 +27,15 @@ enum family { FAMILY_HMAC, FAMILY_RSA, FAMILY_ECDSA };
 typedef struct {
     const char *name;
     enum family family;
-    const char *md;
+    const EVP_MD *(*md)(void); /* libcrypto's built-in digest: no lookup by name per call */
     int ec_bits;       /* ECDSA: the curve's size, which is also r's and s's */
     const char *curve; /* ECDSA: OpenSSL's name of the curve RFC 7518 requires */
 } jwt_alg;
 
 static const jwt_alg algs[] = {
-    {"HS256", FAMILY_HMAC, "sha256", 0}, {"HS384", FAMILY_HMAC, "sha384", 0}, {"HS512", FAMILY_HMAC, "sha512", 0},
-    {"RS256", FAMILY_RSA, "sha256", 0},  {"RS384", FAMILY_RSA, "sha384", 0},  {"RS512", FAMILY_RSA, "sha512", 0},
-    {"ES256", FAMILY_ECDSA, "sha256", 256, "prime256v1"}, {"ES384", FAMILY_ECDSA, "sha384", 384, "secp384r1"},
+    {"HS256", FAMILY_HMAC, EVP_sha256, 0}, {"HS384", FAMILY_HMAC, EVP_sha384, 0}, {"HS512", FAMILY_HMAC, EVP_sha512, 0},
+    {"RS256", FAMILY_RSA, EVP_sha256, 0},  {"RS384", FAMILY_RSA, EVP_sha384, 0},  {"RS512", FAMILY_RSA, EVP_sha512, 0},
+    {"ES256", FAMILY_ECDSA, EVP_sha256, 256, "prime256v1"}, {"ES384", FAMILY_ECDSA, EVP_sha384, 384, "secp384r1"},
 };
 
 static const jwt_alg *alg_named(const char *name) {
@@ -132,7 +132,7 @@ static int push_ecdsa_der(lua_State *L, const unsigned char *sig, size_t len, in
 /* 1 when sig is the signature of input under opts.key (at ki). */
 static int signature_ok(lua_State *L, const jwt_alg *alg, int ki, const char *input, size_t inlen,
                         const unsigned char *sig, size_t siglen) {
-    const EVP_MD *md = EVP_get_digestbyname(alg->md);
+    const EVP_MD *md = alg->md();
     if (alg->family == FAMILY_HMAC) {
         size_t keylen;
         const char *key = lua_tolstring(L, ki, &keylen);
@@ -160,13 +160,13 @@ static int signature_ok(lua_State *L, const jwt_alg *alg, int ki, const char *in
     return ok;
 }
 
-/* Pushes the JSON object in base64url part [s, s + len) and returns 1, or 0. */
+/* Pushes the JSON object in base64url part [s, s + len) and returns 1, or 0.
+ * The JSON text is decoded from the base64 buffer, never a Lua string. */
 static int push_json_part(lua_State *L, const char *s, size_t len) {
-    if (!luaspoa_base64url_decode(L, s, len))
+    luaL_Buffer b;
+    if (!luaspoa_base64url_decode(L, s, len, &b) || luaspoa_json_push(L, luaL_buffaddr(&b), luaL_bufflen(&b)) != 1)
         return 0;
-    lua_pushcfunction(L, luaspoa_json_decode);
-    lua_insert(L, -2);
-    lua_call(L, 1, 1);
+    lua_remove(L, -2); /* the buffer's slot */
     /* A JSON object: a non-empty array decodes to a sequence. */
     return lua_type(L, -1) == LUA_TTABLE && lua_rawlen(L, -1) == 0;
 }
@@ -242,11 +242,11 @@ static int l_verify(lua_State *L) {
     lua_pop(L, 1);
     if (!push_json_part(L, dot1 + 1, (size_t)(dot2 - dot1 - 1))) /* 9: claims */
         return refuse(L, "malformed");
-    if (!luaspoa_base64url_decode(L, dot2 + 1, len - (size_t)(dot2 + 1 - token))) /* 10: signature */
+    luaL_Buffer sigb; /* 10: signature */
+    if (!luaspoa_base64url_decode(L, dot2 + 1, len - (size_t)(dot2 + 1 - token), &sigb))
         return refuse(L, "malformed");
-    size_t siglen;
-    const unsigned char *sig = (const unsigned char *)lua_tolstring(L, 10, &siglen);
-    if (!signature_ok(L, alg, 4, token, (size_t)(dot2 - token), sig, siglen))
+    const unsigned char *sig = (const unsigned char *)luaL_buffaddr(&sigb);
+    if (!signature_ok(L, alg, 4, token, (size_t)(dot2 - token), sig, luaL_bufflen(&sigb)))
         return refuse(L, "bad signature");
 
     double now = (double)luaspoa_clock_now_ms() / 1000.0;
