@@ -220,13 +220,13 @@ final class LuaState {
             if kind == Int32(LUASPOA_ACTION_UNSET) {
                 try ack.pointee.unsetVar(scope, name: nameBytes)
             } else if let value {
-                try ack.pointee.setVar(scope, name: nameBytes) { buffer in buffer.writeLuaValue(value.pointee) }
+                try ack.pointee.setVar(scope, name: nameBytes, wireValue: value.pointee.wireValue)
             } else {
                 return 2
             }
             return 0
         } catch {
-            // AckWriter already dropped the partial action; C raises "ACK full".
+            // AckWriter wrote nothing of the action; C raises "ACK full".
             bridge.ctx?.pointee.max_frame_size = error.maxFrameSize
             return 1
         }

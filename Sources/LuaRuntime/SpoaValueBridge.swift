@@ -105,22 +105,18 @@ extension SpopValue {
     }
 }
 
-extension ByteBuffer {
-    /// Writes one value produced by the C side (SPOP encodings; integers as 64-bit patterns).
-    mutating func writeLuaValue(_ value: spoa_value) {
-        switch SpopDataType(rawValue: value.type) ?? .null {
-        case .null:
-            writeSpopNull()
-        case .bool:
-            writeSpopBool(value.integerBits != 0)
+extension spoa_value {
+    /// The encoder's view of a value produced by the C side (integers as 64-bit
+    /// patterns; bytes borrowed from the C side for as long as it keeps them).
+    var wireValue: SpopWireValue {
+        switch SpopDataType(rawValue: type) ?? .null {
+        case .null: .null
+        case .bool: .bool(integerBits != 0)
         case let type where type.rawValue >= SpopDataType.int32.rawValue && type.rawValue <= SpopDataType.uint64.rawValue:
-            writeSpopInteger(type, bitPattern: UInt64(bitPattern: value.integerBits))
-        case .ipv4:
-            writeSpopIPv4(value.ipv4Address)
-        case .ipv6:
-            writeSpopIPv6(value.ipv6Address)
-        case let type:
-            writeSpopBytes(type, value.borrowedBytes)
+            .integer(type, bitPattern: UInt64(bitPattern: integerBits))
+        case .ipv4: .ipv4(ipv4Address)
+        case .ipv6: .ipv6(ipv6Address)
+        case let type: .bytes(type, borrowedBytes)
         }
     }
 }

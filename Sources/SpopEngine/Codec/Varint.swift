@@ -9,6 +9,7 @@ public enum SpopVarint {
     /// The longest encoding (2^64 - 1) takes 10 bytes.
     public static let maxLength = 10
 
+    @inlinable
     public static func encodedLength(of value: UInt64) -> Int {
         if value < 240 { return 1 }
         var length = 2
@@ -32,17 +33,7 @@ extension ByteBuffer {
     @inlinable
     @discardableResult
     public mutating func writeSpopVarint(_ value: UInt64) -> Int {
-        if value < 240 {
-            return self.writeInteger(UInt8(truncatingIfNeeded: value))
-        }
-        var written = self.writeInteger(UInt8(truncatingIfNeeded: value) | 0xF0)
-        var rest = (value - 240) >> 4
-        while rest >= 128 {
-            written += self.writeInteger(UInt8(truncatingIfNeeded: rest) | 0x80)
-            rest = (rest - 128) >> 7
-        }
-        written += self.writeInteger(UInt8(truncatingIfNeeded: rest))
-        return written
+        self.writeSpopRaw(length: SpopVarint.encodedLength(of: value)) { $0.writeVarint(value) }
     }
 
     /// Reads one varint; on error the reader index is left unchanged.

@@ -54,8 +54,7 @@ public struct AckWriter {
         self.streamID = streamID
         self.frameID = frameID
         self.host = host
-        self.buffer.writeInteger(UInt32(0))
-        FrameHeader(type: .ack, streamID: streamID, frameID: frameID).write(to: &self.buffer)
+        FrameHeader(type: .ack, streamID: streamID, frameID: frameID).writeFrameStart(to: &self.buffer)
         self.actionsStart = self.buffer.writerIndex
     }
 
@@ -80,16 +79,12 @@ public struct AckWriter {
     }
 
     /// SET-VAR: action 1, 3 args: scope byte, name (rawstr), typed value.
-    public mutating func setVar(_ scope: VarScope, name: UnsafeRawBufferPointer, writeValue: (inout ByteBuffer) -> Void) throws(AckFullError) {
-        try append { buffer in
-            buffer.writeMultipleIntegers(UInt8(1), UInt8(3), scope.rawValue)
-            buffer.writeSpopRawString(name)
-            writeValue(&buffer)
-        }
+    public mutating func setVar(_ scope: VarScope, name: UnsafeRawBufferPointer, wireValue value: SpopWireValue) throws(AckFullError) {
+        try appendAction(kind: 1, scope, name: name, value: value)
     }
 
     public mutating func setVar(_ scope: VarScope, name: UnsafeRawBufferPointer, value: SpopValue) throws(AckFullError) {
-        try setVar(scope, name: name) { $0.writeSpopValue(value) }
+        try value.withWireValue { wire in Result { () throws(AckFullError) in try setVar(scope, name: name, wireValue: wire) } }.get()
     }
 
     public mutating func setVar(_ scope: VarScope, _ name: String, _ value: SpopValue) throws(AckFullError) {
@@ -99,10 +94,7 @@ public struct AckWriter {
 
     /// UNSET-VAR: action 2, 2 args: scope byte, name (rawstr).
     public mutating func unsetVar(_ scope: VarScope, name: UnsafeRawBufferPointer) throws(AckFullError) {
-        try append { buffer in
-            buffer.writeMultipleIntegers(UInt8(2), UInt8(2), scope.rawValue)
-            buffer.writeSpopRawString(name)
-        }
+        try appendAction(kind: 2, scope, name: name, value: nil)
     }
 
     public mutating func unsetVar(_ scope: VarScope, _ name: String) throws(AckFullError) {
@@ -110,12 +102,19 @@ public struct AckWriter {
         try name.withUTF8 { utf8 in Result { () throws(AckFullError) in try unsetVar(scope, name: UnsafeRawBufferPointer(utf8)) } }.get()
     }
 
-    private mutating func append(_ write: (inout ByteBuffer) -> Void) throws(AckFullError) {
-        let start = buffer.writerIndex
-        write(&buffer)
-        if buffer.writerIndex - frameStart - 4 > maxFrameSize {
-            buffer.moveWriterIndex(to: start)
+    /// One action in one write: its exact length is known before anything is
+    /// written, so an action that does not fit is refused with the ACK untouched.
+    private mutating func appendAction(kind: UInt8, _ scope: VarScope, name: UnsafeRawBufferPointer, value: SpopWireValue?) throws(AckFullError) {
+        let length = 3 + SpopVarint.encodedLength(of: UInt64(name.count)) + name.count + (value?.encodedLength ?? 0)
+        guard buffer.writerIndex - frameStart - 4 + length <= maxFrameSize else {
             throw AckFullError(maxFrameSize: maxFrameSize)
+        }
+        buffer.writeSpopRaw(length: length) { writer in
+            writer.writeByte(kind)
+            writer.writeByte(value == nil ? 2 : 3)  // argument count
+            writer.writeByte(scope.rawValue)
+            writer.writeRawString(name)
+            if let value { writer.writeValue(value) }
         }
     }
 

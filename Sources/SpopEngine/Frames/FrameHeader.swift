@@ -54,11 +54,23 @@ public struct FrameHeader: Hashable, Sendable {
         }
     }
 
-    func write(to buffer: inout ByteBuffer) {
-        buffer.writeInteger(typeCode)
-        buffer.writeInteger(flags.rawValue, endianness: .big)
-        buffer.writeSpopVarint(streamID)
-        buffer.writeSpopVarint(frameID)
+    /// The bytes `write(into:)` stores.
+    var encodedLength: Int { 5 + SpopVarint.encodedLength(of: streamID) + SpopVarint.encodedLength(of: frameID) }
+
+    func write(into writer: inout SpopRawWriter) {
+        writer.writeByte(typeCode)
+        writer.writeBigEndian(flags.rawValue)
+        writer.writeVarint(streamID)
+        writer.writeVarint(frameID)
+    }
+
+    /// Writes a frame's start: a zero length prefix to be set once the frame is
+    /// complete, then this header.
+    func writeFrameStart(to buffer: inout ByteBuffer) {
+        buffer.writeSpopRaw(length: 4 + encodedLength) { writer in
+            writer.writeBigEndian(UInt32(0))
+            write(into: &writer)
+        }
     }
 }
 
@@ -79,8 +91,7 @@ extension ByteBuffer {
     @discardableResult
     mutating func writeSpopFrame(_ header: FrameHeader, body: (inout ByteBuffer) -> Void) -> Int {
         let lengthIndex = self.writerIndex
-        self.writeInteger(UInt32(0))
-        header.write(to: &self)
+        header.writeFrameStart(to: &self)
         body(&self)
         let length = self.writerIndex - lengthIndex - 4
         self.setInteger(UInt32(length), at: lengthIndex, endianness: .big)
