@@ -18,7 +18,8 @@
 # release build with --static-swift-stdlib), BUSY_POLL (us, the --busy-poll window of the
 # "luaspoa+busy-poll" rows; default 1000), SKIP_HAPROXY=1, SKIP_CURVE=1,
 # ONLY=clients (only the Lua clients' scenarios: Redis beside redis-benchmark,
-# HTTP beside wrk; REDIS_REQUESTS, default 300000, per redis-benchmark run).
+# HTTP beside wrk, one agent against two sharing Redis; REDIS_REQUESTS, default
+# 300000, per redis-benchmark run).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -347,7 +348,7 @@ several_agents_once() { # $1 = instances
     echo "$measured - - -"
 }
 
-if [[ -z "${SKIP_HAPROXY:-}" && -z "${ONLY:-}" ]] && command -v redis-server >/dev/null; then
+if [[ -z "${SKIP_HAPROXY:-}" && "${ONLY:-clients}" == clients ]] && command -v redis-server >/dev/null; then
     redis_port=$((BASE_PORT + 3))
     redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$tmp/redis.log" 2>&1 &
     extra_pids+=($!)
