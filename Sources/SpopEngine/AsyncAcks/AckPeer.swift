@@ -21,6 +21,11 @@ final class AckPeer: Sendable {
         var isClosing = false
     }
     private let state = NIOLockedValueBox(State())
+    /// Called on the peer's loop when its pending ACKs fall below the mark. The channel
+    /// turns writable at its low-water mark, before the promise of a batch's last frame
+    /// completes: a handler that found the peer full then (and paused decoding) gets
+    /// no writability change afterwards, so this wakes it.
+    private let room: NIOLoopBoundBox<(() -> Void)?>
 
     init(id: Int, key: EngineKey, channel: any Channel, maxFrameSize: Int, maxPendingOutput: Int) {
         self.id = id
@@ -29,7 +34,11 @@ final class AckPeer: Sendable {
         self.channel = channel
         self.maxFrameSize = maxFrameSize
         self.maxPendingOutput = maxPendingOutput
+        self.room = .makeEmptyBox(eventLoop: channel.eventLoop)
     }
+
+    /// Sets (or, with nil, clears) what runs when the pending ACKs fall below the mark. On the peer's loop.
+    func onRoom(_ wake: (() -> Void)?) { room.value = wake }
 
     var candidate: AckRouting.Candidate {
         let (pending, closing) = state.withLockedValue { ($0.pendingBytes, $0.isClosing) }
@@ -68,7 +77,13 @@ final class AckPeer: Sendable {
         for frame in frames.dropLast() { channel.write(frame, promise: nil) }
         channel.write(frames[frames.count - 1], promise: promise)
         if flush { channel.flush() }
-        promise.futureResult.whenComplete { [self] _ in addPending(-bytes) }
+        promise.futureResult.whenComplete { [self] _ in
+            let before = state.withLockedValue { state in
+                defer { state.pendingBytes -= bytes }
+                return state.pendingBytes
+            }
+            if before >= maxPendingOutput, before - bytes < maxPendingOutput { room.value?() }
+        }
         return promise.futureResult
     }
 }

@@ -13,9 +13,13 @@ final class ConnectionAckRouter {
                                               maxPendingOutput: routing.maxPendingOutput)
         channel.closeFuture.whenComplete { [peer] _ in
             peer.markClosing()
+            peer.onRoom(nil)
             routing.registry.unregister(peer)
         }
     }
+
+    /// `wake` runs on this connection's loop when its pending ACKs fall below the mark.
+    func onRoom(_ wake: @escaping () -> Void) { peer.onRoom(wake) }
 
     /// Writes a burst's ACK frames where the decision says; true if some were
     /// written on the own connection (the caller flushes).

@@ -337,12 +337,18 @@ final class SpopChannelHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, decodePaused, !stateMachine.isClosed { resumeDecoding(context: context) }
-        if context.channel.isWritable, !decodePaused, !heldForHandlers, readHeld {
+        outputRoom(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Room for ACKs again: decodes what waits, then reads on.
+    private func outputRoom(context: ChannelHandlerContext) {
+        guard context.channel.isWritable else { return }
+        if decodePaused, !stateMachine.isClosed { resumeDecoding(context: context) }
+        if !decodePaused, !heldForHandlers, readHeld {
             readHeld = false
             context.read()
         }
-        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -383,8 +389,14 @@ final class SpopChannelHandler: ChannelDuplexHandler {
                 if let engineID = connection.engineID { logger[metadataKey: "engine-id"] = "\(engineID)" }
                 logger.info("connection established", metadata: ["max-frame-size": "\(hello.maxFrameSize)"])
                 if let asyncAcks, stateMachine.asyncNegotiated, let engineID = connection.engineID {
-                    ackRouter = ConnectionAckRouter(
+                    let router = ConnectionAckRouter(
                         routing: asyncAcks, engineID: engineID, channel: context.channel, maxFrameSize: Int(hello.maxFrameSize))
+                    // Woken from a write's completion: on the next turn, not inside the flush
+                    // that completed it. The router drops it when the channel closes.
+                    router.onRoom { [weak self] in
+                        context.eventLoop.assumeIsolated().execute { self?.outputRoom(context: context) }
+                    }
+                    ackRouter = router
                 }
                 lastRead = context.eventLoop.now
                 armIdleTimer(context: context)
