@@ -52,6 +52,8 @@ int luaspoa_wait_yield(lua_State *L, const char *fn, const luaspoa_wait *w, luas
     c->wait.error_len = 0;
     c->wait.values = NULL;
     c->wait.nvalues = 0;
+    c->wait.data = NULL;
+    c->wait.data_len = 0;
     return lua_yieldk(L, 0, (lua_KContext)push, wait_resumed);
 }
 

@@ -10,7 +10,10 @@ enum LuaWaitResult: Sendable {
     case failed(String)
 
     /// Writes the result into the call's `luaspoa_wait` for the duration of `body`
-    /// (C reads the error text or the values while it resumes the call).
+    /// (C reads the error text or the values while it resumes the call). `wait` is
+    /// not touched after `body`: a call that ends in it is released, and may be
+    /// freed. The pointers left in it are never read again: C clears them when the
+    /// call waits next (`luaspoa_wait_yield`).
     func withResult<R>(in wait: UnsafeMutablePointer<luaspoa_wait>, _ body: () -> R) -> R {
         wait.pointee.error = nil
         wait.pointee.error_len = 0
@@ -26,12 +29,6 @@ enum LuaWaitResult: Sendable {
                     wait.pointee.nvalues = nodes.count
                     wait.pointee.data = data.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }
                     wait.pointee.data_len = data.count
-                    defer {
-                        wait.pointee.values = nil
-                        wait.pointee.nvalues = 0
-                        wait.pointee.data = nil
-                        wait.pointee.data_len = 0
-                    }
                     return body()
                 }
             }
@@ -40,7 +37,6 @@ enum LuaWaitResult: Sendable {
             return text.withUTF8 { utf8 in
                 wait.pointee.error = UnsafeRawPointer(utf8.baseAddress!).assumingMemoryBound(to: CChar.self)
                 wait.pointee.error_len = utf8.count
-                defer { wait.pointee.error = nil }
                 return body()
             }
         }
