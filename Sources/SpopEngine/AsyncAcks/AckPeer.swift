@@ -51,7 +51,17 @@ final class AckPeer: Sendable {
 
     var isClosing: Bool { state.withLockedValue { $0.isClosing } }
 
-    func addPending(_ bytes: Int) { state.withLockedValue { $0.pendingBytes += bytes } }
+    /// Adds `bytes` to the pending output (negative: takes them off); true if that
+    /// took it from the mark or above to below it.
+    @discardableResult
+    func addPending(_ bytes: Int) -> Bool {
+        let before = state.withLockedValue { state in
+            let before = state.pendingBytes
+            state.pendingBytes += bytes
+            return before
+        }
+        return before >= maxPendingOutput && before + bytes < maxPendingOutput
+    }
 
     /// Writes `frames` on this connection from another loop, then calls `done` with
     /// nil, or with the frames if the connection closed meanwhile or the write failed.
@@ -78,11 +88,7 @@ final class AckPeer: Sendable {
         channel.write(frames[frames.count - 1], promise: promise)
         if flush { channel.flush() }
         promise.futureResult.whenComplete { [self] _ in
-            let before = state.withLockedValue { state in
-                defer { state.pendingBytes -= bytes }
-                return state.pendingBytes
-            }
-            if before >= maxPendingOutput, before - bytes < maxPendingOutput { room.value?() }
+            if addPending(-bytes) { room.value?() }
         }
         return promise.futureResult
     }
