@@ -63,8 +63,8 @@ final class TypedValueTests: XCTestCase {
             XCTAssertEqual(buffer.readableBytes, 0, hex)
         }
         var written = ByteBuffer()
-        written.writeSpopBool(true)
-        written.writeSpopBool(false)
+        written.writeSpopValue(.bool(true))
+        written.writeSpopValue(.bool(false))
         XCTAssertEqual(written.hex, "11 01")
     }
 

@@ -30,9 +30,6 @@ extension ByteBuffer {
 
     // MARK: writers: each reserves its exact length once and stores through `SpopRawWriter`.
 
-    @inlinable
-    public mutating func writeSpopBool(_ value: Bool) { self.writeSpopWireValue(.bool(value)) }
-
     /// A raw string: varint length, then the bytes (names, keys).
     @inlinable
     public mutating func writeSpopRawString(_ bytes: UnsafeRawBufferPointer) {
