@@ -208,8 +208,7 @@ final class SuspendedFrameTests: XCTestCase {
         try peer.notify([(1, "wait-a"), (2, "fast-b")])
         XCTAssertEqual(try peer.acks().map(\.0), [2])
         peer.channel.pipeline.fireUserInboundEventTriggered(ConnectionRegistry.DrainEvent())
-        // The handler's timers use the real clock: move the embedded one past the quiet period.
-        peer.loop.advanceTime(to: .now() + .seconds(1))  // input quiet: only the pending frame holds the goodbye
+        peer.loop.advanceTime(by: .seconds(1))  // input quiet: only the pending frame holds the goodbye
         XCTAssertEqual(try peer.frames().count, 0)
         XCTAssertTrue(try XCTUnwrap(worker.parked["wait-a"]).complete())
         let frames = try peer.frames()
@@ -224,7 +223,7 @@ final class SuspendedFrameTests: XCTestCase {
         var peer = try EmbeddedPeer(worker: worker)
         try peer.notify([(1, "wait-a")])
         peer.channel.pipeline.fireUserInboundEventTriggered(ConnectionRegistry.DrainEvent())
-        peer.loop.advanceTime(to: .now() + .seconds(1))
+        peer.loop.advanceTime(by: .seconds(1))
         try peer.channel.close().wait()  // what ConnectionRegistry.drain does at its timeout
         let pending = try XCTUnwrap(worker.parked["wait-a"])
         XCTAssertTrue(pending.isCancelled)
@@ -236,12 +235,11 @@ final class SuspendedFrameTests: XCTestCase {
         let worker = ParkingWorker()
         var peer = try EmbeddedPeer(worker: worker, limits: ServerLimits(idleTimeout: .milliseconds(20)))
         try peer.notify([(1, "wait-a")])
-        // The handler's timers use the real clock: the embedded one runs them until then.
-        peer.loop.advanceTime(to: .now() + .milliseconds(200))
+        peer.loop.advanceTime(by: .milliseconds(200))
         XCTAssertEqual(try peer.frames().count, 0, "no idle timeout while a handler works")
         XCTAssertTrue(try XCTUnwrap(worker.parked["wait-a"]).complete())
         XCTAssertEqual(try peer.acks().map(\.0), [1])
-        peer.loop.advanceTime(to: .now() + .milliseconds(200))
+        peer.loop.advanceTime(by: .milliseconds(200))
         let frames = try peer.frames()
         XCTAssertEqual(frames.map(\.header.type), [.agentDisconnect])
         XCTAssertEqual(try frames.first.map(Disconnect.init)?.status, .timeout)
@@ -320,7 +318,7 @@ final class SuspendedFrameTests: XCTestCase {
             try peer.channel.close().wait()
             // What the embedded loop itself holds (timers, the channel until finish) goes too.
             peer.loop.run()
-            peer.loop.advanceTime(to: .now() + .seconds(3600))
+            peer.loop.advanceTime(by: .seconds(3600))
             _ = try? peer.channel.finish(acceptAlreadyClosed: true)
         }
         XCTAssertTrue(try XCTUnwrap(worker.parked["wait-a"]).isCancelled)

@@ -23,8 +23,9 @@ final class SpopChannelHandler: ChannelDuplexHandler {
 
     private let limits: ServerLimits
     private var timer: Scheduled<Void>?
-    /// When the last frame arrived, for the idle timer.
-    private var lastRead = NIODeadline.now()
+    /// When the last frame arrived, for the idle timer; the connect time until then. Every
+    /// time here is the loop's clock (`context.eventLoop.now`), never the wall clock.
+    private var lastRead = NIODeadline.uptimeNanoseconds(0)
     /// When the frame now half-read in `frames` began arriving, for the frame timeout.
     private var frameStarted: NIODeadline?
     private var readHeld = false
@@ -95,6 +96,7 @@ final class SpopChannelHandler: ChannelDuplexHandler {
         logger[metadataKey: "peer"] = "\(connection.remoteAddress ?? "?")"
         logger.debug("connection opened")
         metrics.opened()
+        lastRead = context.eventLoop.now
         let helloTimeout = limits.helloTimeout
         arm(at: context.eventLoop.now + helloTimeout, context: context) {
             self.metrics.limitHit(.helloTimeout)
