@@ -20,6 +20,8 @@ ensure_deps
 haproxy3_status="$(tools/haproxy-chroot.sh for-tests)"
 echo "$haproxy3_status"
 trap 'echo "$haproxy3_status"' EXIT   # again at the end, where the summary is read
+# Each step says when it starts, so a slow one shows in CI's log (CI allows 90 minutes).
+step() { printf '== [%d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 # Two passes. Debug: every suite with assertions on, the end-to-end tests against
 # the debug binary. What ships: every suite again in the release configuration
@@ -27,11 +29,13 @@ trap 'echo "$haproxy3_status"' EXIT   # again at the end, where the summary is r
 # the end-to-end suite and the shipped script specs against the release binary
 # built the way operators build it (tools/build-release.sh). E2E_*, not LUASPOA_*:
 # the agent reads every LUASPOA_* variable as one of its options.
+step "debug build"
 swift build --build-tests
+step "release build"
 release_bin="$(tools/build-release.sh)"
-echo "== debug pass: end-to-end tests against $(swift build --show-bin-path)/luaspoa"
+step "debug pass: end-to-end tests against $(swift build --show-bin-path)/luaspoa"
 E2E_LUASPOA_BIN="$(swift build --show-bin-path)/luaspoa" swift test "$@"
-echo "== release pass: end-to-end tests against $release_bin"
+step "release pass: end-to-end tests against $release_bin"
 E2E_LUASPOA_BIN="$release_bin" swift test -c release --scratch-path .build-release-tests "$@"
 
 # A short real fuzz run after the tests (docs/fuzzing.md): libFuzzer on both
@@ -39,6 +43,7 @@ E2E_LUASPOA_BIN="$release_bin" swift test -c release --scratch-path .build-relea
 # build (.build-fuzz). A crash, sanitizer report or broken invariant fails the run.
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 if [[ "$FUZZ_SECONDS" != 0 ]]; then
+    step "fuzz run"
     SECONDS_PER_TARGET=$FUZZ_SECONDS Fuzz/run.sh
 fi
 
@@ -46,6 +51,7 @@ fi
 # scratch: about 4 minutes on 2 cores) against the committed baseline, docs/performance.md.
 # One malloc more per 1000 messages on the engine path fails the run. BENCH_CHECK=0 skips it.
 if [[ "${BENCH_CHECK:-1}" != 0 ]]; then
+    step "malloc-count check"
     benchmarks/check-allocations.sh
 fi
 
@@ -54,6 +60,8 @@ fi
 # runner or an agent fails the run. SANITIZERS=address runs one, 0 none.
 SANITIZERS=${SANITIZERS:-address thread}
 if [[ "$SANITIZERS" != 0 ]]; then
+    step "sanitizers: $SANITIZERS"
     # shellcheck disable=SC2086
     tools/sanitizers/run.sh $SANITIZERS
 fi
+step "done"
