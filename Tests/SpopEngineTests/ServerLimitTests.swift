@@ -24,8 +24,10 @@ final class ServerLimitTests: XCTestCase {
             let reply = try Disconnect(XCTUnwrap(refused.first))
             XCTAssertEqual(reply.status, .resourceAllocation)
             XCTAssertEqual(reply.message, "connection limit 2 reached")
-            try await first.channel.channel.close()
-            try await second.channel.channel.close()
+            // executeThenClose finishes the writer too: an NIOAsyncChannel dropped
+            // with an open writer is a precondition failure.
+            try await first.channel.executeThenClose { _, _ in }
+            try await second.channel.executeThenClose { _, _ in }
             while server.connectionCount > 0 { try await Task.sleep(nanoseconds: 1_000_000) }
             // Below the limit again: served.
             let served = try await TestClient.exchange(address, ByteBuffer(hex: Golden.healthCheckHello), frames: 1)
