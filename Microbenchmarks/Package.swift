@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -25,6 +26,18 @@ let package = Package(
         ),
         // Instruction counts under callgrind (see its main.swift).
         .executableTarget(name: "hot-path-cost", dependencies: ["HotPathFixtures"], path: "Sources/hot-path-cost"),
+        // AsyncHTTPClient alone, configured as spoa.httpclient (benchmarks/run.sh, the clients).
+        .executableTarget(
+            name: "http-client-alone",
+            dependencies: [
+                .product(name: "LuaRuntime", package: "luaspoa"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/http-client-alone"
+        ),
         .executableTarget(
             name: "SpopHotPath",
             dependencies: [

@@ -18,7 +18,7 @@
 # release build with --static-swift-stdlib), BUSY_POLL (us, the --busy-poll window of the
 # "luaspoa+busy-poll" rows; default 1000), SKIP_HAPROXY=1, SKIP_CURVE=1,
 # ONLY=clients (only the Lua clients' scenarios: Redis beside redis-benchmark,
-# HTTP beside wrk, one agent against two sharing Redis; REDIS_REQUESTS, default
+# HTTP beside AsyncHTTPClient alone and wrk, one agent against two sharing Redis; REDIS_REQUESTS, default
 # 300000, per redis-benchmark run).
 set -euo pipefail
 
@@ -270,7 +270,7 @@ wrk_measure() {
 # in the same round: a Redis INCR per message (luaspoa opens one connection per
 # worker: redis-benchmark gets as many, one command in flight each), and an HTTP GET
 # per message to HAProxy's `http-request return` (luaspoa opens up to 16
-# connections per worker to a host: wrk gets that many).
+# connections per worker to a host: wrk and AsyncHTTPClient alone get that many).
 if [[ -z "${ONLY:-}" || "${ONLY:-}" == clients ]]; then
     redis-server --port "$upstream_port" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning \
         >"$tmp/redis.log" 2>&1 &
@@ -294,14 +294,20 @@ if [[ -z "${ONLY:-}" || "${ONLY:-}" == clients ]]; then
     upstream_pid=$!
     wait_port "$upstream_port"
     sed "s/@HTTP_PORT@/$upstream_port/" "$here/http_get_handler.lua" >"$tmp/http_get_handler.lua"
-    http_run() { # $1 = luaspoa | wrk
-        if [[ $1 == luaspoa ]]; then
-            bench_once luaspoa "$tmp/http_get_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score
-        else
-            echo "$(wrk_measure "http://127.0.0.1:$upstream_port/" $((WORKERS * 16))) - - -"
-        fi
+    # AsyncHTTPClient alone, as luaspoa configures it: the floor of luaspoa's HTTP path.
+    swift build -c release --package-path "$root/Microbenchmarks" --product http-client-alone >&2
+    client_alone="$(swift build -c release --package-path "$root/Microbenchmarks" --show-bin-path)/http-client-alone"
+    http_run() { # $1 = luaspoa | AsyncHTTPClient | wrk
+        case $1 in
+        luaspoa) bench_once luaspoa "$tmp/http_get_handler.lua" --connections 4 --in-flight 64 --expect sess.ip_score ;;
+        AsyncHTTPClient)
+            "$client_alone" "http://127.0.0.1:$upstream_port/" "$DURATION" "$WORKERS" "$WARMUP" |
+                awk '/^RESULT/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+                     print v["requests_per_s"], "- - -", v["errors"], v["cpu_us_per_request"], "- -" }' ;;
+        wrk) echo "$(wrk_measure "http://127.0.0.1:$upstream_port/" $((WORKERS * 16))) - - -" ;;
+        esac
     }
-    compare "4 x 64, HTTP GET per message" http_run luaspoa wrk
+    compare "4 x 64, HTTP GET per message" http_run luaspoa AsyncHTTPClient wrk
     kill "$upstream_pid"; wait "$upstream_pid" 2>/dev/null || true
     upstream_pid=""
 fi

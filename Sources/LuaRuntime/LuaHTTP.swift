@@ -15,9 +15,9 @@ public enum LuaHTTP {
     /// connect timeout); a handler's deadline usually ends the wait before.
     static let defaultTimeout = TimeAmount.seconds(5)
     /// Bytes of a response body kept in memory at most; a longer one fails.
-    static let maxBodySize = 1 << 20
+    public static let maxBodySize = 1 << 20
     /// Connections per host and worker loop: more requests queue for one.
-    static let maxConnectionsPerHost = 16
+    public static let maxConnectionsPerHost = 16
 
     private struct Shared {
         var client: HTTPClient?
@@ -30,21 +30,26 @@ public enum LuaHTTP {
         return try shared.withLockedValue { shared in
             if shared.stopped { throw StopError() }
             if let client = shared.client { return client }
-            // HostSlots caps the connections per host and loop; the pool's own
-            // limit is per host over all loops, so it must not be the lower one.
-            var configuration = HTTPClient.Configuration(
-                redirectConfiguration: .disallow,  // as HAProxy's httpclient: the script sees the 3xx
-                timeout: .init(connect: defaultTimeout),
-                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnectionsPerHost * 256))
-            // A refused connection fails the request at once instead of retrying
-            // until its timeout: the script decides what a down API means.
-            configuration.connectionPool.retryConnectionEstablishment = false
-            // No spans: without a tracer the client skips their per-request work.
-            configuration.tracing.tracer = nil
             let client = HTTPClient(eventLoopGroupProvider: .shared(loops), configuration: configuration)
             shared.client = client
             return client
         }
+    }
+
+    /// The client's configuration; public for the benchmark that runs AsyncHTTPClient alone.
+    public static var configuration: HTTPClient.Configuration {
+        // HostSlots caps the connections per host and loop; the pool's own
+        // limit is per host over all loops, so it must not be the lower one.
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,  // as HAProxy's httpclient: the script sees the 3xx
+            timeout: .init(connect: defaultTimeout),
+            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConnectionsPerHost * 256))
+        // A refused connection fails the request at once instead of retrying
+        // until its timeout: the script decides what a down API means.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        // No spans: without a tracer the client skips their per-request work.
+        configuration.tracing.tracer = nil
+        return configuration
     }
 
     /// Closes the pooled connections; later requests fail. The agent calls it when it stops.
