@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCOPE=${SCOPE:-unit}
+SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-1500}  # seconds per sanitizer's test run
 unit_suites="LuaRuntimeTests|SpopEngineTests|FuzzCorpusTests|SpopBenchTests"
 read -r -a sanitizers <<<"${*:-address thread}"
 
@@ -39,11 +40,11 @@ for sanitizer in "${sanitizers[@]}"; do
     ASAN_OPTIONS="log_path=$reports/report" \
     TSAN_OPTIONS="log_path=$reports/report suppressions=$PWD/tools/sanitizers/tsan.supp" \
     LSAN_OPTIONS="suppressions=$PWD/tools/sanitizers/lsan.supp" \
-        timeout --kill-after=30 "${SANITIZER_TIMEOUT:-1500}" \
+        timeout --kill-after=30 "$SANITIZER_TIMEOUT" \
         swift test --skip-build --sanitize="$sanitizer" --scratch-path "$scratch" "${filter[@]}" >"$reports/tests.log" 2>&1
     status=$?
     set -e
-    [[ $status -eq 124 || $status -eq 137 ]] && echo "sanitizer $sanitizer: the tests did not finish within ${SANITIZER_TIMEOUT:-1500} s" >&2
+    [[ $status -eq 124 || $status -eq 137 ]] && echo "sanitizer $sanitizer: the tests did not finish within $SANITIZER_TIMEOUT s" >&2
     grep -E "Executed [0-9]+ tests|error:|failed \(" "$reports/tests.log" | tail -20 >&2 || true
     # LeakSanitizer also writes a file holding only its "Suppressions used" table.
     mapfile -t found < <(grep -l -E "ERROR: |WARNING: ThreadSanitizer|CHECK failed" "$reports"/report.* 2>/dev/null)
